@@ -1,0 +1,31 @@
+/*
+ * addr.h - socket addresses: printing them the way users type them, and
+ * turning a host and port into one.
+ */
+#ifndef LUAECHO_ADDR_H
+#define LUAECHO_ADDR_H
+
+#include <stddef.h>
+#include <uv.h>
+
+/* Room for "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%ifname]:65535". */
+#define ADDR_STRLEN 80
+
+/* An IPv4 or IPv6 socket address, small enough to keep per connection. */
+union addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* "127.0.0.1:2222" or "[::1]:2222" into buf (ADDR_STRLEN bytes). */
+const char *addr_format(const union addr *a, char *buf, size_t len);
+/* The host part alone ("::1", no brackets) into buf; returns the port. */
+int addr_host_port(const union addr *a, char *host, size_t len);
+/* Copy a sockaddr of either family into 'a'. Returns 0 or UV_EAFNOSUPPORT. */
+int addr_from_sockaddr(union addr *a, const struct sockaddr *sa);
+
+/* Resolve host and port for a listener, blocking: only before the loop runs. */
+int addr_resolve_blocking(uv_loop_t *loop, const char *host, int port, union addr *out);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * cli.c - luaecho [serve] [OPTIONS] [SCRIPT] and luaecho run [OPTIONS] SCRIPT [ARGS...].
+ * Values are checked here, completely: a malformed flag or environment value
+ * is one clear line and exit 2, never a surprise later.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define DEFAULT_HOST "127.0.0.1"
+#define DEFAULT_PORT 2222
+#define DEFAULT_SHUTDOWN_TIMEOUT 5.0
+
+enum { OPT_LOG_LEVEL = 256, OPT_SHUTDOWN_TIMEOUT };
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, 'H'},
+    {"port", required_argument, NULL, 'p'},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+void cli_print_help(void)
+{
+    printf(
+        "Usage: luaecho [serve] [OPTIONS] [SCRIPT]\n"
+        "       luaecho run [OPTIONS] SCRIPT [ARGS...]\n"
+        "\n"
+        "A TCP server whose behaviour is a Lua 5.4 script, in the style of Python\n"
+        "asyncio's Protocol and Streams APIs.\n"
+        "\n"
+        "Commands:\n"
+        "  serve   (the default) listen on HOST:PORT and serve each connection with\n"
+        "          SCRIPT. SCRIPT returns a Protocol table (connection_made,\n"
+        "          data_received, eof_received, connection_lost, ...) or a streams\n"
+        "          handler function(reader, writer). Without SCRIPT: the bundled\n"
+        "          echo.lua, which answers \"echo:\" followed by what it received.\n"
+        "  run     run SCRIPT as a program (a client, or a server it starts itself),\n"
+        "          with ARGS in its 'arg' table, until it has nothing left to do.\n"
+        "\n"
+        "Options:\n"
+        "  -H, --host HOST             address to listen on: an IPv4 or IPv6 literal\n"
+        "                              or a host name (default " DEFAULT_HOST ",\n"
+        "                              or $LUAECHO_HOST)\n"
+        "  -p, --port PORT             TCP port, 0 to let the system pick a free one\n"
+        "                              (default %d, or $LUAECHO_PORT)\n"
+        "      --log-level LEVEL       error, warn, info or debug (default info)\n"
+        "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
+        "                              may take to flush and close before they are\n"
+        "                              aborted (default %g)\n"
+        "  -V, --version               print the version and exit\n"
+        "  -h, --help                  print this help and exit\n"
+        "\n"
+        "SCRIPT is a path; one not found from the working directory is looked up\n"
+        "among the bundled scripts, so 'luaecho examples/simple_echo.lua' works\n"
+        "from anywhere.\n"
+        "\n"
+        "Once listening, luaecho prints one line to stderr:\n"
+        "  luaecho: listening on HOST:PORT\n"
+        "Its own log lines go to stderr; a script's print() goes to stdout.\n"
+        "\n"
+        "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
+        "closed its server and the last connection ended); 1 when the script cannot\n"
+        "load or the address cannot be bound; 2 for a bad command line.\n"
+        "\n"
+        "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n",
+        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT);
+}
+
+void cli_print_version(void)
+{
+    printf("luaecho %s (libuv %s, %s)\n", LUAECHO_VERSION, uv_version_string(), LUA_RELEASE);
+}
+
+/* Print one line about a bad command line and one pointing at --help. */
+static int usage_error(const char *fmt, const char *what, const char *value)
+{
+    fprintf(stderr, "luaecho: ");
+    fprintf(stderr, fmt, what, value);
+    fprintf(stderr, "\nTry 'luaecho --help' for more information.\n");
+    return EXIT_USAGE;
+}
+
+/* A decimal integer in [min, max], nothing else (no sign games, no trailing junk). */
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* A finite number of seconds in [0, max]. */
+static bool parse_seconds(const char *s, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Defaults, then the environment: flags parsed afterwards override both. */
+static int apply_environment(struct cli_options *o)
+{
+    *o = (struct cli_options){
+        .command = CLI_SERVE,
+        .host = DEFAULT_HOST,
+        .port = DEFAULT_PORT,
+        .log_level = LOG_INFO,
+        .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
+    };
+    const char *host = getenv("LUAECHO_HOST");
+    if (host && *host)
+        o->host = host;
+    const char *port = getenv("LUAECHO_PORT");
+    if (port && *port && !parse_int(port, 0, 65535, &o->port))
+        return usage_error("%s must be a port number from 0 to 65535, not '%s'", "LUAECHO_PORT", port);
+    return 0;
+}
+
+/* One option and its value. */
+static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
+{
+    switch (opt) {
+    case 'H':
+        if (*value == '\0')
+            return usage_error("%s needs a host name or address%s", "--host", "");
+        o->host = value;
+        return 0;
+    case 'p':
+        if (!parse_int(value, 0, 65535, &o->port))
+            return usage_error("%s must be a port number from 0 to 65535, not '%s'", "--port", value);
+        return 0;
+    case OPT_LOG_LEVEL:
+        if (!log_parse_level(value, &o->log_level))
+            return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);
+        return 0;
+    case OPT_SHUTDOWN_TIMEOUT:
+        if (!parse_seconds(value, 86400, &o->shutdown_timeout))
+            return usage_error("%s must be a number of seconds from 0 to 86400, not '%s'",
+                               "--shutdown-timeout", value);
+        return 0;
+    case 'V':
+        o->command = CLI_VERSION;
+        return 0;
+    case 'h':
+        o->command = CLI_HELP;
+        return 0;
+    case ':':
+        return usage_error("option '%s' needs a value%s", word, "");
+    default:
+        return usage_error("unknown option '%s'%s", word, "");
+    }
+}
+
+/* getopt_long over argv; 'optstring' starting with '+' stops at the first operand. */
+static int parse_options(struct cli_options *o, int argc, char **argv, const char *optstring)
+{
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, optstring, long_options, NULL)) != -1) {
+        const char *word = argv[optind - 1];
+        if (opt == '?' && optopt && optopt < 256) {
+            static char shortopt[3] = "-?";
+            shortopt[1] = (char)optopt;
+            word = shortopt;
+        }
+        int rc = apply_option(o, opt, optarg, word);
+        if (rc != 0)
+            return rc;
+        if (o->command == CLI_HELP || o->command == CLI_VERSION)
+            return 0;
+    }
+    return 0;
+}
+
+/* The operands after the options: at most SCRIPT for serve; SCRIPT [ARGS] for run. */
+static int apply_operands(struct cli_options *o, int argc, char **argv)
+{
+    int rest = argc - optind;
+    if (o->command == CLI_RUN) {
+        if (rest < 1)
+            return usage_error("%s needs a SCRIPT to run%s", "run", "");
+        o->script = argv[optind];
+        o->script_argc = rest;
+        o->script_argv = argv + optind;
+        return 0;
+    }
+    if (rest > 1)
+        return usage_error("unexpected argument '%s' (serve takes one SCRIPT)%s", argv[optind + 1], "");
+    if (rest == 1)
+        o->script = argv[optind];
+    return 0;
+}
+
+int cli_parse(struct cli_options *o, int argc, char **argv)
+{
+    int rc = apply_environment(o);
+    if (rc != 0)
+        return rc;
+    /* The command word, when there is one, comes first. */
+    int first = 1;
+    const char *optstring = ":H:p:Vh";
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        first = 2;
+    } else if (argc > 1 && strcmp(argv[1], "run") == 0) {
+        o->command = CLI_RUN;
+        optstring = "+:H:p:Vh"; /* options after SCRIPT belong to the script */
+        first = 2;
+    }
+    optind = first;
+    rc = parse_options(o, argc, argv, optstring);
+    if (rc != 0 || o->command == CLI_HELP || o->command == CLI_VERSION)
+        return rc;
+    return apply_operands(o, argc, argv);
+}

@@ -1,0 +1,32 @@
+/*
+ * cli.h - the command line: commands, options, environment defaults, --help.
+ * Parsing never exits; main() turns the result into an exit code.
+ */
+#ifndef LUAECHO_CLI_H
+#define LUAECHO_CLI_H
+
+#include "log.h"
+
+enum cli_command { CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION };
+
+struct cli_options {
+    enum cli_command command;
+    const char *host;        /* -H/--host, LUAECHO_HOST */
+    int port;                /* -p/--port, LUAECHO_PORT; 0 picks a free port */
+    enum log_level log_level;
+    double shutdown_timeout; /* seconds */
+    const char *script;      /* NULL: the bundled echo.lua */
+    int script_argc;         /* run: SCRIPT's own arguments ... */
+    char **script_argv;      /* ... starting with SCRIPT itself */
+};
+
+/* Exit codes, as the README documents them. */
+enum { EXIT_OK = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* Fill 'o' from the environment and argv. Returns 0, or EXIT_USAGE after
+ * printing one line saying what is wrong and one pointing at --help. */
+int cli_parse(struct cli_options *o, int argc, char **argv);
+void cli_print_help(void);
+void cli_print_version(void);
+
+#endif

@@ -1,0 +1,372 @@
+/*
+ * conn.c - one TCP connection.
+ * Owns the uv_tcp_t, the write queue and the flow-control marks, and reports
+ * events through struct conn_events. Knows nothing about Lua.
+ *
+ * Rules:
+ * - The read buffer belongs to the thread's loop: on_read() hands it to the
+ *   owner synchronously, so an idle connection holds no read buffer.
+ * - Closing is a state: conn_close() and conn_abort() may be called from any
+ *   callback, any number of times. uv_close() is reached only through
+ *   close_handle(), and memory is released in on_close() and nowhere else.
+ */
+#include "conn.h"
+
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BUFFER_SIZE (64 * 1024)
+
+struct conn {
+    uv_tcp_t tcp;
+    const struct conn_events *events;
+    struct conn_list *list;
+    struct conn *prev, *next;
+    union addr peer;
+    char *error;                 /* why it ended, for lost(); NULL: clean */
+    uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
+    size_t high_water, low_water;
+    bool started : 1;            /* conn_start() was called */
+    bool want_reading : 1;       /* the owner has not paused reading */
+    bool reading : 1;            /* uv_read_start() is in effect */
+    bool eof_received : 1;
+    bool eof_written : 1;        /* write_eof() was called */
+    bool shutdown_done : 1;
+    bool closing : 1;
+    bool writing_paused : 1;     /* pause_writing() was reported, resume not yet */
+    alignas(max_align_t) unsigned char data[];
+};
+
+/* One read buffer per loop: a loop runs on one thread and on_read() consumes
+ * the buffer before returning. */
+static _Thread_local char read_buffer[READ_BUFFER_SIZE];
+
+/* A queued write owns a copy of the bytes the kernel did not take at once. */
+struct write_req {
+    uv_write_t req;
+    char bytes[];
+};
+
+static void on_close(uv_handle_t *handle);
+
+struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
+                      size_t data_size)
+{
+    struct conn *c = calloc(1, sizeof *c + data_size);
+    if (!c)
+        return NULL;
+    if (uv_tcp_init(loop, &c->tcp) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->tcp.data = c;
+    c->events = events;
+    c->list = list;
+    c->next = list->head;
+    if (list->head)
+        list->head->prev = c;
+    list->head = c;
+    list->count++;
+    c->want_reading = true;
+    conn_set_write_limits(c, CONN_DEFAULT_HIGH_WATER, CONN_DEFAULT_HIGH_WATER / 4);
+    return c;
+}
+
+/* The single road to uv_close(). */
+static void close_handle(struct conn *c)
+{
+    c->closing = true;
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Lost the connection: tell the owner once, then free it. */
+static void on_close(uv_handle_t *handle)
+{
+    struct conn *c = handle->data;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->list->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->list->count--;
+    c->events->lost(c, c->error);
+    free(c->error);
+    free(c);
+}
+
+void conn_abort(struct conn *c, const char *error)
+{
+    if (error && !c->error && !uv_is_closing((uv_handle_t *)&c->tcp))
+        c->error = strdup(error);
+    close_handle(c);
+}
+
+int conn_accept(struct conn *c, uv_stream_t *server)
+{
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc != 0)
+        return rc;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss);
+    uv_tcp_nodelay(&c->tcp, 1); /* echo-style protocols answer small writes */
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)handle;
+    (void)suggested;
+    *buf = uv_buf_init(read_buffer, sizeof read_buffer);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+    if (nread > 0) {
+        c->events->data(c, buf->base, (size_t)nread);
+    } else if (nread == UV_EOF) {
+        c->eof_received = true;
+        c->reading = false;
+        uv_read_stop(stream);
+        c->events->eof(c);
+    } else if (nread < 0) {
+        conn_abort(c, uv_strerror((int)nread));
+    }
+}
+
+static void start_reading(struct conn *c)
+{
+    if (c->reading || !c->started || !c->want_reading || c->closing || c->eof_received)
+        return;
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0)
+        conn_abort(c, uv_strerror(rc));
+    else
+        c->reading = true;
+}
+
+static void stop_reading(struct conn *c)
+{
+    if (!c->reading)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+}
+
+void conn_start(struct conn *c)
+{
+    c->started = true;
+    start_reading(c);
+}
+
+void conn_pause_reading(struct conn *c)
+{
+    c->want_reading = false;
+    stop_reading(c);
+}
+
+void conn_resume_reading(struct conn *c)
+{
+    c->want_reading = true;
+    start_reading(c);
+}
+
+bool conn_is_reading(const struct conn *c)
+{
+    return c->want_reading && !c->closing && !c->eof_received;
+}
+
+bool conn_is_closing(const struct conn *c)
+{
+    return c->closing;
+}
+
+bool conn_eof_written(const struct conn *c)
+{
+    return c->eof_written;
+}
+
+size_t conn_write_buffer_size(const struct conn *c)
+{
+    return c->closing && uv_is_closing((const uv_handle_t *)&c->tcp) ? 0 : c->tcp.write_queue_size;
+}
+
+/* Report crossing the high mark once, and coming back to the low mark once. */
+static void check_high_water(struct conn *c)
+{
+    if (!c->writing_paused && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+        c->tcp.write_queue_size > c->high_water) {
+        c->writing_paused = true;
+        c->events->pause_writing(c);
+    }
+}
+
+static void check_low_water(struct conn *c)
+{
+    if (c->writing_paused && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+        c->tcp.write_queue_size <= c->low_water) {
+        c->writing_paused = false;
+        c->events->resume_writing(c);
+    }
+}
+
+void conn_set_write_limits(struct conn *c, size_t high, size_t low)
+{
+    c->high_water = high;
+    c->low_water = low;
+    check_high_water(c);
+}
+
+void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low)
+{
+    *high = c->high_water;
+    *low = c->low_water;
+}
+
+static void after_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->handle->data;
+    free(req);
+    if (status == UV_ECANCELED)
+        return; /* aborted: on_close() follows */
+    if (status < 0) {
+        conn_abort(c, uv_strerror(status));
+        return;
+    }
+    check_low_water(c);
+}
+
+/* Copy what the kernel did not take and queue it behind earlier writes. */
+static void queue_write(struct conn *c, const char *base, size_t len)
+{
+    struct write_req *w = malloc(sizeof *w + len);
+    if (!w) {
+        conn_abort(c, "out of memory for the write buffer");
+        return;
+    }
+    memcpy(w->bytes, base, len);
+    uv_buf_t buf = {.base = w->bytes, .len = len};
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write);
+    if (rc != 0) {
+        free(w);
+        conn_abort(c, uv_strerror(rc));
+        return;
+    }
+    check_high_water(c);
+}
+
+int conn_write(struct conn *c, const char *base, size_t len)
+{
+    if (c->closing || c->eof_written)
+        return UV_EPIPE;
+    size_t done = 0;
+    if (c->tcp.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){.base = (char *)base, .len = len}, 1);
+        if (n >= 0) {
+            done = (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            conn_abort(c, uv_strerror(n));
+            return 0;
+        }
+    }
+    if (done < len)
+        queue_write(c, base + done, len - done);
+    return 0;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->handle->data;
+    free(req);
+    c->shutdown_req = NULL;
+    c->shutdown_done = true;
+    if (status == UV_ECANCELED)
+        return;
+    if (status < 0)
+        conn_abort(c, uv_strerror(status));
+    else if (c->closing)
+        close_handle(c);
+}
+
+/* Ask for a FIN once the queued writes are out. False when it cannot start. */
+static bool start_shutdown(struct conn *c)
+{
+    if (c->shutdown_req)
+        return true;
+    if (c->shutdown_done)
+        return false;
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req)
+        return false;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        return false;
+    }
+    c->shutdown_req = req;
+    return true;
+}
+
+int conn_write_eof(struct conn *c)
+{
+    if (c->closing)
+        return UV_EPIPE;
+    if (c->eof_written)
+        return 0;
+    c->eof_written = true;
+    if (!start_shutdown(c))
+        conn_abort(c, "cannot half-close the connection");
+    return 0;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    stop_reading(c);
+    /* Flush first: the shutdown completes after the last queued write. */
+    if (!start_shutdown(c))
+        close_handle(c);
+}
+
+const union addr *conn_peer(const struct conn *c)
+{
+    return &c->peer;
+}
+
+int conn_sockname(const struct conn *c, union addr *out)
+{
+    if (uv_is_closing((const uv_handle_t *)&c->tcp))
+        return UV_EBADF;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
+    return rc != 0 ? rc : addr_from_sockaddr(out, (struct sockaddr *)&ss);
+}
+
+uv_loop_t *conn_loop(const struct conn *c)
+{
+    return c->tcp.loop;
+}
+
+void *conn_data(struct conn *c)
+{
+    return c->data;
+}
+
+void conn_list_close_all(struct conn_list *list)
+{
+    for (struct conn *c = list->head; c; c = c->next)
+        conn_close(c);
+}
+
+void conn_list_abort_all(struct conn_list *list, const char *error)
+{
+    for (struct conn *c = list->head; c; c = c->next)
+        conn_abort(c, error);
+}

@@ -1,0 +1,77 @@
+/*
+ * conn.h - one TCP connection: reads into the loop's buffer, a write queue
+ * with flow-control marks, half-close, graceful and abortive closing.
+ * Knows nothing about Lua: it reports what happens through struct conn_events.
+ */
+#ifndef LUAECHO_CONN_H
+#define LUAECHO_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "addr.h"
+
+struct conn;
+
+/* What a connection reports to its owner. Every callback may call back into
+ * conn_* on the same connection, including conn_close and conn_abort. */
+struct conn_events {
+    void (*data)(struct conn *c, const char *base, size_t len);
+    void (*eof)(struct conn *c);            /* the peer half-closed */
+    void (*pause_writing)(struct conn *c);  /* write buffer rose above the high mark */
+    void (*resume_writing)(struct conn *c); /* ... and drained to the low mark */
+    void (*lost)(struct conn *c, const char *error); /* last call; NULL error: clean close */
+};
+
+/* The connections of one loop, so shutdown can reach them all. */
+struct conn_list {
+    struct conn *head;
+    size_t count;
+};
+
+#define CONN_DEFAULT_HIGH_WATER (64 * 1024)
+
+/* A new, unconnected connection with 'data_size' bytes of zeroed owner data.
+ * NULL when out of memory. Once created it ends only through its lost() call. */
+struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
+                      size_t data_size);
+/* Take the pending connection of 'server'. Returns 0 or a libuv error (then abort it). */
+int conn_accept(struct conn *c, uv_stream_t *server);
+/* Start reading, unless the owner paused reading before. */
+void conn_start(struct conn *c);
+
+/* Queue bytes; what the kernel takes at once is never copied. Returns 0, or
+ * UV_EPIPE when the connection is closing or write_eof() was called. A failed
+ * write aborts the connection (the error reaches lost()). */
+int conn_write(struct conn *c, const char *base, size_t len);
+/* Half-close our side once the queued bytes are out. */
+int conn_write_eof(struct conn *c);
+/* Flush, then close. Idempotent. */
+void conn_close(struct conn *c);
+/* Close now and drop the write buffer; 'error' (copied) goes to lost(). Idempotent. */
+void conn_abort(struct conn *c, const char *error);
+
+void conn_pause_reading(struct conn *c);
+void conn_resume_reading(struct conn *c);
+bool conn_is_reading(const struct conn *c);
+bool conn_is_closing(const struct conn *c);
+bool conn_eof_written(const struct conn *c);
+
+size_t conn_write_buffer_size(const struct conn *c);
+/* Set the flow-control marks; low <= high. May call pause_writing() at once. */
+void conn_set_write_limits(struct conn *c, size_t high, size_t low);
+void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low);
+
+/* The peer as it was at accept time: still known after the connection ended. */
+const union addr *conn_peer(const struct conn *c);
+/* Our own address; UV_EBADF once the connection is closing. */
+int conn_sockname(const struct conn *c, union addr *out);
+uv_loop_t *conn_loop(const struct conn *c);
+void *conn_data(struct conn *c);
+
+/* Shutdown helpers over every connection of a list. */
+void conn_list_close_all(struct conn_list *list);
+void conn_list_abort_all(struct conn_list *list, const char *error);
+
+#endif

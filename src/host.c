@@ -1,0 +1,113 @@
+/*
+ * host.c - the loop of one thread and its shutdown order.
+ * Signal handles and the shutdown timer are unreferenced, so the loop ends by
+ * itself once no server listens and no connection is open. Teardown follows
+ * libuv's rule: close every handle, run the loop dry, close the loop, and
+ * only then close the Lua state.
+ */
+#include "host.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct host *h = handle->data;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (!h->shutting_down) {
+        host_shutdown(h, name);
+        return;
+    }
+    log_warn("%s again: aborting %zu open connection(s) now", name, h->conns.count);
+    conn_list_abort_all(&h->conns, "aborted: server shutting down");
+}
+
+static void start_signal(struct host *h, uv_signal_t *sig, int signum)
+{
+    uv_signal_init(&h->loop, sig);
+    sig->data = h;
+    uv_signal_start(sig, on_signal, signum);
+    uv_unref((uv_handle_t *)sig);
+}
+
+int host_init(struct host *h, const char *lua_dir, double shutdown_timeout)
+{
+    memset(h, 0, sizeof *h);
+    int rc = uv_loop_init(&h->loop);
+    if (rc != 0) {
+        log_error("cannot start the event loop: %s", uv_strerror(rc));
+        return -1;
+    }
+    h->loop.data = h;
+    h->shutdown_timeout_ms = (uint64_t)(shutdown_timeout * 1000);
+    h->L = runtime_open(lua_dir, h);
+    if (!h->L) {
+        log_error("cannot start Lua: out of memory");
+        uv_loop_close(&h->loop);
+        return -1;
+    }
+    uv_timer_init(&h->loop, &h->shutdown_timer);
+    h->shutdown_timer.data = h;
+    start_signal(h, &h->sigint, SIGINT);
+    start_signal(h, &h->sigterm, SIGTERM);
+    return 0;
+}
+
+void host_run(struct host *h)
+{
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+}
+
+static void on_shutdown_timeout(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    if (h->conns.count == 0)
+        return;
+    log_warn("shutdown timeout: aborting %zu connection(s) that did not close in time", h->conns.count);
+    conn_list_abort_all(&h->conns, "aborted: shutdown timeout");
+}
+
+static void close_servers(struct host *h)
+{
+    for (struct server *s = h->servers; s; s = s->next)
+        server_close(s);
+}
+
+void host_shutdown(struct host *h, const char *why)
+{
+    h->shutting_down = true;
+    log_info("shutting down (%s): closing %zu connection(s)", why, h->conns.count);
+    close_servers(h);
+    conn_list_close_all(&h->conns);
+    uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->shutdown_timeout_ms, 0);
+    uv_unref((uv_handle_t *)&h->shutdown_timer);
+}
+
+static void close_handle(uv_handle_t *handle)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+void host_destroy(struct host *h)
+{
+    close_servers(h);
+    conn_list_abort_all(&h->conns, "aborted: server stopped");
+    close_handle((uv_handle_t *)&h->sigint);
+    close_handle((uv_handle_t *)&h->sigterm);
+    close_handle((uv_handle_t *)&h->shutdown_timer);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&h->loop) != 0)
+        log_debug("the event loop still had open handles at exit");
+    runtime_close(h->L);
+    while (h->servers) {
+        struct server *next = h->servers->next;
+        server_free(h->servers);
+        h->servers = next;
+    }
+}

@@ -1,0 +1,148 @@
+/*
+ * main.c - start-up and exit codes.
+ * Order: parse the command line, find the bundled Lua files, load the
+ * script (exit 1 if it cannot), bind (exit 1 if it cannot), say where we
+ * listen, serve until shut down, exit 0.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "cli.h"
+#include "host.h"
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+
+static bool is_file(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* The bundled Lua files: $LUAECHO_LUA_DIR, next to an installed binary
+ * (BIN/../share/luaecho), else the source tree this binary was built from. */
+static void find_lua_dir(char *dir, size_t len)
+{
+    char probe[PATH_MAX + 32];
+    const char *env = getenv("LUAECHO_LUA_DIR");
+    if (env && *env) {
+        snprintf(dir, len, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    size_t exe_len = sizeof exe;
+    if (uv_exepath(exe, &exe_len) == 0) {
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        int n = snprintf(dir, len, "%s/../%s", exe, LUAECHO_INSTALL_LUA_DIR);
+        int m = snprintf(probe, sizeof probe, "%s/echo.lua", dir);
+        if (n > 0 && (size_t)n < len && m > 0 && (size_t)m < sizeof probe && is_file(probe))
+            return;
+    }
+    snprintf(dir, len, "%s", LUAECHO_SOURCE_LUA_DIR);
+}
+
+/* SCRIPT as given, or else among the bundled scripts; the default echo.lua. */
+static void find_script(const char *script, const char *lua_dir, char *path, size_t len)
+{
+    if (!script) {
+        snprintf(path, len, "%s/echo.lua", lua_dir);
+        return;
+    }
+    snprintf(path, len, "%s", script);
+    if (is_file(script) || script[0] == '/')
+        return;
+    char bundled[PATH_MAX + 32];
+    int n = snprintf(bundled, sizeof bundled, "%s/%s", lua_dir, script);
+    if (n > 0 && (size_t)n < sizeof bundled && is_file(bundled))
+        snprintf(path, len, "%s", bundled);
+}
+
+struct load_args {
+    struct host *host;
+    const char *path;
+    struct server *server;
+};
+
+/* Load the handler script and make a server of its Protocol. Protected. */
+static int load_server(lua_State *L)
+{
+    struct load_args *args = lua_touserdata(L, 1);
+    runtime_load_handler(L, args->path);
+    args->server = server_new(args->host, L);
+    return 0;
+}
+
+static int start_serving(struct host *h, const struct cli_options *o, const char *script)
+{
+    struct load_args args = {.host = h, .path = script};
+    struct runtime_error err;
+    if (runtime_call(h->L, load_server, &args, &err) != 0) {
+        log_error("cannot load script: %s", err.message);
+        log_debug("%s", err.traceback);
+        runtime_error_free(&err);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    union addr addr;
+    int rc = addr_resolve_blocking(&h->loop, o->host, o->port, &addr);
+    if (rc != 0) {
+        log_error("cannot resolve host '%s': %s", o->host, uv_strerror(rc));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    char text[ADDR_STRLEN];
+    rc = server_listen(args.server, &addr);
+    if (rc != 0) {
+        log_error("cannot listen on %s: %s", addr_format(&addr, text, sizeof text), uv_strerror(rc));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    server_sockname(args.server, &addr);
+    log_always("listening on %s", addr_format(&addr, text, sizeof text));
+    return EXIT_OK;
+}
+
+static int serve(const struct cli_options *o, const char *lua_dir)
+{
+    char script[PATH_MAX + 32];
+    find_script(o->script, lua_dir, script, sizeof script);
+    struct host h;
+    if (host_init(&h, lua_dir, o->shutdown_timeout) != 0)
+        return EXIT_FAILURE_RUNTIME;
+    int rc = start_serving(&h, o, script);
+    if (rc == EXIT_OK)
+        host_run(&h);
+    host_destroy(&h);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* A script's print() reaches a pipe (containers, tests) line by line. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct cli_options o;
+    int rc = cli_parse(&o, argc, argv);
+    if (rc != 0)
+        return rc;
+    if (o.command == CLI_HELP) {
+        cli_print_help();
+        return EXIT_OK;
+    }
+    if (o.command == CLI_VERSION) {
+        cli_print_version();
+        return EXIT_OK;
+    }
+    log_set_level(o.log_level);
+    /* A peer that resets while we write is an error on that connection, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    char lua_dir[PATH_MAX];
+    find_lua_dir(lua_dir, sizeof lua_dir);
+    if (o.command == CLI_RUN) {
+        log_error("'run' is not implemented yet");
+        return EXIT_USAGE;
+    }
+    return serve(&o, lua_dir);
+}

@@ -1,0 +1,217 @@
+/*
+ * protocol.c - the Protocol side of a connection.
+ * Each connection holds a registry reference to its protocol instance and to
+ * its transport box, from connection_made until connection_lost; both are
+ * released exactly once, in on_lost(). A failing method is logged with its
+ * traceback and the peer, and aborts that connection alone.
+ */
+#include "protocol.h"
+
+#include <lauxlib.h>
+#include <stdbool.h>
+
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+#include "transport.h"
+
+/* What each connection keeps for Lua, in its conn_data() area. */
+struct binding {
+    lua_State *L;
+    struct server *server;
+    struct transport *transport;
+    int instance_ref;
+    int transport_ref;
+};
+
+const size_t protocol_conn_size = sizeof(struct binding);
+
+enum event { EV_MADE, EV_DATA, EV_EOF, EV_PAUSE, EV_RESUME, EV_LOST };
+
+static const char *const method_names[] = {
+    [EV_MADE] = "connection_made", [EV_DATA] = "data_received",   [EV_EOF] = "eof_received",
+    [EV_PAUSE] = "pause_writing",  [EV_RESUME] = "resume_writing", [EV_LOST] = "connection_lost",
+};
+
+/* One method call, prepared in C, made under protection. */
+struct call {
+    struct conn *conn;
+    enum event event;
+    const char *bytes; /* data_received's data, connection_lost's error */
+    size_t len;
+    bool result;
+};
+
+void protocol_class_init(lua_State *L, struct protocol_class *cls)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__index");
+    cls->meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    cls->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void protocol_class_release(lua_State *L, struct protocol_class *cls)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, cls->meta_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, cls->table_ref);
+    cls->meta_ref = cls->table_ref = LUA_NOREF;
+}
+
+void protocol_attach(struct conn *c, lua_State *L, struct server *server)
+{
+    struct binding *b = conn_data(c);
+    *b = (struct binding){.L = L, .server = server, .instance_ref = LUA_NOREF, .transport_ref = LUA_NOREF};
+    if (server)
+        server_connection_added(server);
+}
+
+struct server *protocol_server(struct conn *c)
+{
+    return ((struct binding *)conn_data(c))->server;
+}
+
+/* Push the arguments of the call's method after self; return their count. [-0, +n, e] */
+static int push_arguments(lua_State *L, const struct call *call, const struct binding *b)
+{
+    switch (call->event) {
+    case EV_MADE:
+        lua_rawgeti(L, LUA_REGISTRYINDEX, b->transport_ref);
+        return 1;
+    case EV_DATA:
+        lua_pushlstring(L, call->bytes, call->len);
+        return 1;
+    case EV_LOST:
+        if (call->bytes)
+            lua_pushstring(L, call->bytes);
+        else
+            lua_pushnil(L);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* instance:method(args...), skipped when the instance has no such method. */
+static int call_method(lua_State *L)
+{
+    struct call *call = lua_touserdata(L, 1);
+    struct binding *b = conn_data(call->conn);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->instance_ref);     /* self */
+    if (lua_getfield(L, -1, method_names[call->event]) == LUA_TNIL)
+        return 0;
+    lua_insert(L, -2);                                      /* method, self */
+    int nargs = 1 + push_arguments(L, call, b);
+    lua_call(L, nargs, 1);
+    call->result = lua_toboolean(L, -1);
+    return 0;
+}
+
+/* Log a failed method with its peer and traceback; abort the connection. */
+static void fail(struct conn *c, const char *what, struct runtime_error *err)
+{
+    char peer[ADDR_STRLEN];
+    log_error("%s failed for %s: %s", what, addr_format(conn_peer(c), peer, sizeof peer), err->traceback);
+    conn_abort(c, err->message);
+    runtime_error_free(err);
+}
+
+/* Call one method of c's instance; its result as a boolean. */
+static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t len)
+{
+    struct binding *b = conn_data(c);
+    if (b->instance_ref == LUA_NOREF)
+        return false;
+    struct call call = {.conn = c, .event = event, .bytes = bytes, .len = len};
+    struct runtime_error err;
+    if (runtime_call(b->L, call_method, &call, &err) != 0) {
+        fail(c, method_names[event], &err);
+        return false;
+    }
+    return call.result;
+}
+
+/* Create the instance (Protocol.new() or a table inheriting from Protocol)
+ * and the transport, and keep both referenced. */
+struct made_args {
+    struct conn *conn;
+    const struct protocol_class *cls;
+};
+
+static int make_instance(lua_State *L)
+{
+    struct made_args *args = lua_touserdata(L, 1);
+    const struct protocol_class *cls = args->cls;
+    struct binding *b = conn_data(args->conn);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cls->table_ref);
+    if (lua_getfield(L, -1, "new") != LUA_TNIL) {
+        lua_call(L, 0, 1);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "Protocol.new() must return a table, not %s", luaL_typename(L, -1));
+    } else {
+        lua_createtable(L, 0, 2);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cls->meta_ref);
+        lua_setmetatable(L, -2);
+    }
+    b->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    b->transport = transport_new(L, args->conn);
+    b->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+void protocol_connection_made(struct conn *c, const struct protocol_class *cls)
+{
+    struct binding *b = conn_data(c);
+    struct made_args args = {.conn = c, .cls = cls};
+    struct runtime_error err;
+    if (runtime_call(b->L, make_instance, &args, &err) != 0) {
+        fail(c, "creating the protocol instance", &err);
+        return;
+    }
+    dispatch(c, EV_MADE, NULL, 0);
+    conn_start(c);
+}
+
+static void on_data(struct conn *c, const char *base, size_t len)
+{
+    dispatch(c, EV_DATA, base, len);
+}
+
+/* asyncio's rule: a true result keeps our side open; otherwise close. */
+static void on_eof(struct conn *c)
+{
+    if (!dispatch(c, EV_EOF, NULL, 0))
+        conn_close(c);
+}
+
+static void on_pause_writing(struct conn *c)
+{
+    dispatch(c, EV_PAUSE, NULL, 0);
+}
+
+static void on_resume_writing(struct conn *c)
+{
+    dispatch(c, EV_RESUME, NULL, 0);
+}
+
+/* The last call: connection_lost, then let go of everything Lua. */
+static void on_lost(struct conn *c, const char *error)
+{
+    struct binding *b = conn_data(c);
+    dispatch(c, EV_LOST, error, 0);
+    if (b->transport)
+        b->transport->conn = NULL;
+    luaL_unref(b->L, LUA_REGISTRYINDEX, b->transport_ref);
+    luaL_unref(b->L, LUA_REGISTRYINDEX, b->instance_ref);
+    b->instance_ref = b->transport_ref = LUA_NOREF;
+    if (b->server)
+        server_connection_removed(b->server);
+}
+
+const struct conn_events protocol_events = {
+    .data = on_data,
+    .eof = on_eof,
+    .pause_writing = on_pause_writing,
+    .resume_writing = on_resume_writing,
+    .lost = on_lost,
+};

@@ -1,0 +1,40 @@
+/*
+ * protocol.h - connection events turned into calls of a Lua Protocol's
+ * methods, in asyncio's order: connection_made, data_received*,
+ * eof_received?, connection_lost once; pause_writing/resume_writing between.
+ */
+#ifndef LUAECHO_PROTOCOL_H
+#define LUAECHO_PROTOCOL_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "conn.h"
+
+struct server;
+
+/* A Protocol table and the metatable its instances get when it has no new(). */
+struct protocol_class {
+    int table_ref;
+    int meta_ref;
+};
+
+/* Make a class of the Protocol table on top of the stack. [-1, +0, e] */
+void protocol_class_init(lua_State *L, struct protocol_class *cls);
+void protocol_class_release(lua_State *L, struct protocol_class *cls);
+
+/* The events every Protocol-driven connection is created with, and the owner
+ * data it needs: conn_new(loop, list, &protocol_events, protocol_conn_size). */
+extern const struct conn_events protocol_events;
+extern const size_t protocol_conn_size;
+
+/* Bind a new connection to L (and the server that accepted it, or NULL),
+ * before anything else happens to it. */
+void protocol_attach(struct conn *c, lua_State *L, struct server *server);
+/* The connection is up: create the instance, call connection_made(transport),
+ * then start reading (unless the instance paused reading or closed). */
+void protocol_connection_made(struct conn *c, const struct protocol_class *cls);
+/* The server that accepted c, or NULL. */
+struct server *protocol_server(struct conn *c);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * runtime.c - the Lua state: libraries, script loading, the protected call.
+ * Every call from C into Lua goes through runtime_call(): a traceback handler,
+ * lua_pcall, and the error handed back as C strings, with the stack restored.
+ * Nothing here knows about connections; callers apply their error policy.
+ */
+#include "runtime.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+/* Registry keys: addresses of static variables, never strings. */
+static const char host_key = 0;
+static const char last_message_key = 0;
+
+/* Message handler: keep the bare message aside, return it with a traceback. */
+static int msghandler(lua_State *L)
+{
+    const char *msg = NULL;
+    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+        msg = lua_tostring(L, 1);
+    else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+        msg = lua_tostring(L, -1);
+    else
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    lua_pushstring(L, msg);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &last_message_key);
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static char *copy_string(const char *s)
+{
+    return strdup(s ? s : "(no message)");
+}
+
+/* After a failed pcall: turn the error on the stack into C strings. [-1, +0, -] */
+static void take_error(lua_State *L, int status, struct runtime_error *err)
+{
+    if (err) {
+        const char *traceback = lua_tostring(L, -1);
+        if (status == LUA_ERRMEM || status == LUA_ERRERR) {
+            err->message = copy_string(traceback);
+            err->traceback = copy_string(traceback);
+        } else {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &last_message_key);
+            err->message = copy_string(lua_tostring(L, -1));
+            err->traceback = copy_string(traceback);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &last_message_key);
+}
+
+int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err)
+{
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, msghandler); /* light C functions: */
+    lua_pushcfunction(L, fn);         /* pushing them cannot fail */
+    lua_pushlightuserdata(L, ud);
+    int status = lua_pcall(L, 1, 0, base + 1);
+    if (status != LUA_OK)
+        take_error(L, status, err);
+    lua_settop(L, base);
+    return status == LUA_OK ? 0 : -1;
+}
+
+void runtime_error_free(struct runtime_error *err)
+{
+    free(err->message);
+    free(err->traceback);
+    err->message = err->traceback = NULL;
+}
+
+/* package.path = bundled files first, then Lua's default. [-0, +0, e] */
+static void set_package_path(lua_State *L, const char *lua_dir)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+struct open_args {
+    const char *lua_dir;
+    struct host *host;
+};
+
+static int open_libraries(lua_State *L)
+{
+    struct open_args *args = lua_touserdata(L, 1);
+    luaL_openlibs(L);
+    set_package_path(L, args->lua_dir);
+    lua_pushlightuserdata(L, args->host);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_key);
+    module_preload(L);
+    return 0;
+}
+
+lua_State *runtime_open(const char *lua_dir, struct host *host)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    struct open_args args = {.lua_dir = lua_dir, .host = host};
+    if (runtime_call(L, open_libraries, &args, NULL) != 0) {
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+void runtime_close(lua_State *L)
+{
+    lua_close(L);
+}
+
+struct host *runtime_host(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
+    struct host *host = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return host;
+}
+
+/* Give the chunk on top its own _ENV: globals it sets stay in it, and reading
+ * falls back to the real globals. [-0, +0, e] */
+static void set_fresh_env(lua_State *L)
+{
+    lua_newtable(L);                  /* env */
+    lua_createtable(L, 0, 1);         /* env, meta */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);          /* env */
+    if (lua_setupvalue(L, -2, 1) == NULL) /* a main chunk's first upvalue is _ENV */
+        lua_pop(L, 1);
+}
+
+/* A streams handler function(reader, writer) becomes a Protocol table. [-1, +1, e] */
+static void wrap_streams_handler(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "luaecho.streams");
+    lua_call(L, 1, 1);                /* handler, streams */
+    lua_getfield(L, -1, "protocol");
+    lua_rotate(L, -3, 1);             /* protocol, handler, streams */
+    lua_pop(L, 1);
+    lua_call(L, 1, 1);                /* Protocol */
+}
+
+void runtime_load_handler(lua_State *L, const char *path)
+{
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        lua_error(L);
+    set_fresh_env(L);
+    lua_call(L, 0, 1);
+    switch (lua_type(L, -1)) {
+    case LUA_TTABLE:
+        return;
+    case LUA_TFUNCTION:
+        wrap_streams_handler(L);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "%s: luaecho.streams.protocol() did not return a table", path);
+        return;
+    default:
+        luaL_error(L, "%s: the script must return a Protocol table or a streams handler "
+                      "function(reader, writer), not %s",
+                   path, luaL_typename(L, -1));
+    }
+}

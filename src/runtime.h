@@ -1,0 +1,38 @@
+/*
+ * runtime.h - the Lua state of one loop: opening it, loading handler
+ * scripts, and the one protected call every C-to-Lua call goes through.
+ */
+#ifndef LUAECHO_RUNTIME_H
+#define LUAECHO_RUNTIME_H
+
+#include <lua.h>
+
+struct host;
+
+/* A failed call: the bare message (what connection_lost() gets) and the
+ * message with its traceback (what the log gets). Both malloc'd. */
+struct runtime_error {
+    char *message;
+    char *traceback;
+};
+
+/* Open a Lua state with the standard libraries, package.path pointing at the
+ * bundled Lua files in 'lua_dir', and the luaecho.core module preloaded.
+ * NULL when out of memory. */
+lua_State *runtime_open(const char *lua_dir, struct host *host);
+void runtime_close(lua_State *L);
+/* The host that opened L. */
+struct host *runtime_host(lua_State *L);
+
+/* The one way in: call fn(ud) under lua_pcall with a traceback handler.
+ * Returns 0, or -1 and fills 'err' (when not NULL; free with
+ * runtime_error_free). The stack is as it was. [-0, +0, -] */
+int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err);
+void runtime_error_free(struct runtime_error *err);
+
+/* Load a handler script and run it in a fresh environment. On success push
+ * the Protocol table it returned (a streams function is wrapped into one by
+ * luaecho.streams). Raises with "path:line: message" on failure. [-0, +1, e] */
+void runtime_load_handler(lua_State *L, const char *path);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * server.c - one listening TCP socket.
+ * Accepted connections join the host's list (so shutdown reaches them) and
+ * are bound to this server's Protocol. The struct lives until the host is
+ * destroyed, so the Lua server object may outlive close().
+ */
+#include "server.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+
+#include "host.h"
+#include "log.h"
+
+#define LISTEN_BACKLOG 1024
+
+struct server *server_new(struct host *h, lua_State *L)
+{
+    struct protocol_class protocol;
+    protocol_class_init(L, &protocol); /* may raise: nothing allocated yet */
+    struct server *s = calloc(1, sizeof *s);
+    if (!s) {
+        protocol_class_release(L, &protocol);
+        luaL_error(L, "out of memory creating a server");
+    }
+    s->protocol = protocol;
+    s->host = h;
+    s->object_ref = LUA_NOREF;
+    s->closed = true; /* until it listens */
+    uv_tcp_init(&h->loop, &s->listener);
+    s->listener.data = s;
+    s->next = h->servers;
+    h->servers = s;
+    return s;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct server *s = listener->data;
+    struct host *h = s->host;
+    if (status < 0) {
+        log_warn("cannot accept a connection: %s", uv_strerror(status));
+        return;
+    }
+    struct conn *c = conn_new(&h->loop, &h->conns, &protocol_events, protocol_conn_size);
+    if (!c) {
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    protocol_attach(c, h->L, s);
+    int rc = conn_accept(c, listener);
+    if (rc != 0) {
+        log_warn("cannot accept a connection: %s", uv_strerror(rc));
+        conn_abort(c, NULL);
+        return;
+    }
+    protocol_connection_made(c, &s->protocol);
+}
+
+int server_listen(struct server *s, const union addr *addr)
+{
+    int rc = uv_tcp_bind(&s->listener, &addr->sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+    if (rc == 0)
+        s->closed = false;
+    return rc;
+}
+
+int server_sockname(const struct server *s, union addr *out)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    return rc != 0 ? rc : addr_from_sockaddr(out, (struct sockaddr *)&ss);
+}
+
+void server_close(struct server *s)
+{
+    s->closed = true;
+    if (!uv_is_closing((uv_handle_t *)&s->listener))
+        uv_close((uv_handle_t *)&s->listener, NULL);
+}
+
+void server_connection_added(struct server *s)
+{
+    s->connections++;
+}
+
+void server_connection_removed(struct server *s)
+{
+    s->connections--;
+}
+
+void server_free(struct server *s)
+{
+    free(s);
+}

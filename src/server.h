@@ -1,0 +1,41 @@
+/*
+ * server.h - one listening socket: accept, hand each connection to its
+ * Protocol, stop accepting on close().
+ */
+#ifndef LUAECHO_SERVER_H
+#define LUAECHO_SERVER_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "addr.h"
+#include "protocol.h"
+
+struct host;
+
+struct server {
+    uv_tcp_t listener;
+    struct host *host;
+    struct protocol_class protocol;
+    int object_ref;      /* the Lua server object, LUA_NOREF until first asked for */
+    size_t connections;  /* open connections it accepted */
+    bool closed;
+    struct server *next; /* the host's list */
+};
+
+/* A server for the Protocol table on top of the stack, owned by the host
+ * until host_destroy(). [-1, +0, e] */
+struct server *server_new(struct host *h, lua_State *L);
+/* Bind and listen. Returns 0 or a libuv error. */
+int server_listen(struct server *s, const union addr *addr);
+/* Stop accepting; open connections go on. Idempotent. */
+void server_close(struct server *s);
+int server_sockname(const struct server *s, union addr *out);
+
+void server_connection_added(struct server *s);
+void server_connection_removed(struct server *s);
+/* Free it (listener already closed): only from host_destroy(), after lua_close(). */
+void server_free(struct server *s);
+
+#endif

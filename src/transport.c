@@ -1,0 +1,237 @@
+/*
+ * transport.c - transport:write() and friends, asyncio's Transport in Lua.
+ * Every method checks its arguments and names itself in errors. Once the
+ * connection is closing or gone: write, writelines and write_eof raise
+ * "transport is closed"; close, abort, pause_reading and resume_reading do
+ * nothing; the queries answer as for a closed transport.
+ */
+#include "transport.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "protocol.h"
+#include "server_object.h"
+
+static struct transport *check_transport(lua_State *L)
+{
+    return luaL_checkudata(L, 1, TRANSPORT_METATABLE);
+}
+
+/* The connection, or a Lua error naming the method when it is closing or gone. */
+static struct conn *check_writable(lua_State *L, const char *method)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (!c || conn_is_closing(c))
+        luaL_error(L, "transport:%s(): transport is closed", method);
+    if (conn_eof_written(c))
+        luaL_error(L, "transport:%s(): cannot write after write_eof()", method);
+    return c;
+}
+
+static int transport_write(lua_State *L)
+{
+    struct conn *c = check_writable(L, "write");
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    conn_write(c, data, len);
+    return 0;
+}
+
+static int transport_writelines(lua_State *L)
+{
+    struct conn *c = check_writable(L, "writelines");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = luaL_len(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_geti(L, 2, i) != LUA_TSTRING)
+            return luaL_error(L, "transport:writelines(): item %d is a %s, not a string", (int)i,
+                              luaL_typename(L, -1));
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *data = lua_tolstring(L, -1, &len);
+    conn_write(c, data, len);
+    return 0;
+}
+
+static int transport_write_eof(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (!c || conn_is_closing(c))
+        return luaL_error(L, "transport:write_eof(): transport is closed");
+    conn_write_eof(c);
+    return 0;
+}
+
+static int transport_can_write_eof(lua_State *L)
+{
+    check_transport(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int transport_close(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (c)
+        conn_close(c);
+    return 0;
+}
+
+static int transport_abort(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (c)
+        conn_abort(c, NULL);
+    return 0;
+}
+
+static int transport_is_closing(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    lua_pushboolean(L, !c || conn_is_closing(c));
+    return 1;
+}
+
+/* Push host, port of 'a'. [-0, +2, e] */
+static int push_address(lua_State *L, const union addr *a)
+{
+    char host[ADDR_STRLEN];
+    int port = addr_host_port(a, host, sizeof host);
+    lua_pushstring(L, host);
+    lua_pushinteger(L, port);
+    return 2;
+}
+
+/* get_extra_info(name [, default]): "peername", "sockname" -> host, port; "server". */
+static int transport_get_extra_info(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    const char *name = luaL_checkstring(L, 2);
+    lua_settop(L, 3); /* the default, nil when absent */
+    union addr a;
+    if (c && strcmp(name, "peername") == 0 && conn_peer(c)->sa.sa_family != AF_UNSPEC)
+        return push_address(L, conn_peer(c));
+    if (c && strcmp(name, "sockname") == 0 && conn_sockname(c, &a) == 0)
+        return push_address(L, &a);
+    if (c && strcmp(name, "server") == 0 && protocol_server(c)) {
+        server_object_push(L, protocol_server(c));
+        return 1;
+    }
+    return 1;
+}
+
+static int transport_pause_reading(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (c)
+        conn_pause_reading(c);
+    return 0;
+}
+
+static int transport_resume_reading(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    if (c)
+        conn_resume_reading(c);
+    return 0;
+}
+
+static int transport_is_reading(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    lua_pushboolean(L, c && conn_is_reading(c));
+    return 1;
+}
+
+static int transport_get_write_buffer_size(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    lua_pushinteger(L, c ? (lua_Integer)conn_write_buffer_size(c) : 0);
+    return 1;
+}
+
+/* set_write_buffer_limits([high [, low]]): as asyncio, low defaults to high/4
+ * and high to 4*low (64 KiB when both are absent). */
+static int transport_set_write_buffer_limits(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    lua_Integer high = luaL_optinteger(L, 2, -1);
+    lua_Integer low = luaL_optinteger(L, 3, -1);
+    if (high < 0)
+        high = low < 0 ? CONN_DEFAULT_HIGH_WATER : 4 * low;
+    if (low < 0)
+        low = high / 4;
+    if (low > high)
+        return luaL_error(L, "transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0",
+                          (int)high, (int)low);
+    if (c)
+        conn_set_write_limits(c, (size_t)high, (size_t)low);
+    return 0;
+}
+
+/* get_write_buffer_limits() -> low, high, in asyncio's order. */
+static int transport_get_write_buffer_limits(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    size_t high = CONN_DEFAULT_HIGH_WATER, low = CONN_DEFAULT_HIGH_WATER / 4;
+    if (c)
+        conn_get_write_limits(c, &high, &low);
+    lua_pushinteger(L, (lua_Integer)low);
+    lua_pushinteger(L, (lua_Integer)high);
+    return 2;
+}
+
+static int transport_tostring(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    char peer[ADDR_STRLEN];
+    if (c)
+        lua_pushfstring(L, "luaecho.transport (%s%s)", addr_format(conn_peer(c), peer, sizeof peer),
+                        conn_is_closing(c) ? ", closing" : "");
+    else
+        lua_pushliteral(L, "luaecho.transport (closed)");
+    return 1;
+}
+
+static const luaL_Reg transport_methods[] = {
+    {"write", transport_write},
+    {"writelines", transport_writelines},
+    {"write_eof", transport_write_eof},
+    {"can_write_eof", transport_can_write_eof},
+    {"close", transport_close},
+    {"abort", transport_abort},
+    {"is_closing", transport_is_closing},
+    {"get_extra_info", transport_get_extra_info},
+    {"pause_reading", transport_pause_reading},
+    {"resume_reading", transport_resume_reading},
+    {"is_reading", transport_is_reading},
+    {"get_write_buffer_size", transport_get_write_buffer_size},
+    {"set_write_buffer_limits", transport_set_write_buffer_limits},
+    {"get_write_buffer_limits", transport_get_write_buffer_limits},
+    {NULL, NULL},
+};
+
+void transport_register(lua_State *L)
+{
+    luaL_newmetatable(L, TRANSPORT_METATABLE);
+    luaL_newlib(L, transport_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, transport_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+struct transport *transport_new(lua_State *L, struct conn *c)
+{
+    struct transport *t = lua_newuserdatauv(L, sizeof *t, 0);
+    t->conn = c;
+    luaL_setmetatable(L, TRANSPORT_METATABLE);
+    return t;
+}

@@ -1,0 +1,24 @@
+/*
+ * transport.h - the Lua-facing transport: a userdata box pointing at a conn.
+ */
+#ifndef LUAECHO_TRANSPORT_H
+#define LUAECHO_TRANSPORT_H
+
+#include <lua.h>
+
+struct conn;
+
+#define TRANSPORT_METATABLE "luaecho.transport"
+
+/* The box Lua holds. 'conn' is cleared when the connection is freed, so a
+ * transport kept in a Lua table afterwards is harmless. */
+struct transport {
+    struct conn *conn;
+};
+
+/* Create the metatable once per state. [-0, +0, e] */
+void transport_register(lua_State *L);
+/* Push a new transport for c. [-0, +1, e] */
+struct transport *transport_new(lua_State *L, struct conn *c);
+
+#endif
