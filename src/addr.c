@@ -4,6 +4,7 @@
 #include "addr.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int addr_host_port(const union addr *a, char *host, size_t len)
@@ -43,6 +44,8 @@ int addr_from_sockaddr(union addr *a, const struct sockaddr *sa)
     return 0;
 }
 
+static int first_address(const struct addrinfo *list, union addr *out);
+
 int addr_resolve_blocking(uv_loop_t *loop, const char *host, int port, union addr *out)
 {
     /* Literals need no lookup, and must not depend on the resolver. */
@@ -55,13 +58,50 @@ int addr_resolve_blocking(uv_loop_t *loop, const char *host, int port, union add
     int rc = uv_getaddrinfo(loop, &req, NULL, host, service, &hints);
     if (rc != 0)
         return rc;
-    rc = UV_EAI_NONAME;
-    for (struct addrinfo *ai = req.addrinfo; ai; ai = ai->ai_next) {
-        if (addr_from_sockaddr(out, ai->ai_addr) == 0) {
-            rc = 0;
-            break;
-        }
-    }
+    rc = first_address(req.addrinfo, out);
     uv_freeaddrinfo(req.addrinfo);
+    return rc;
+}
+
+struct resolve_req {
+    uv_getaddrinfo_t req;
+    addr_resolved_cb done;
+    void *data;
+};
+
+/* The first IPv4 or IPv6 address of a lookup. */
+static int first_address(const struct addrinfo *list, union addr *out)
+{
+    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
+        if (addr_from_sockaddr(out, ai->ai_addr) == 0)
+            return 0;
+    }
+    return UV_EAI_NONAME;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct resolve_req *r = (struct resolve_req *)req;
+    union addr a;
+    if (status == 0)
+        status = first_address(res, &a);
+    uv_freeaddrinfo(res);
+    r->done(r->data, status, status == 0 ? &a : NULL);
+    free(r);
+}
+
+int addr_resolve(uv_loop_t *loop, const char *host, int port, addr_resolved_cb done, void *data)
+{
+    struct resolve_req *r = malloc(sizeof *r);
+    if (!r)
+        return UV_ENOMEM;
+    r->done = done;
+    r->data = data;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    int rc = uv_getaddrinfo(loop, &r->req, on_resolved, host, service, &hints);
+    if (rc != 0)
+        free(r);
     return rc;
 }

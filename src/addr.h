@@ -28,4 +28,11 @@ int addr_from_sockaddr(union addr *a, const struct sockaddr *sa);
 /* Resolve host and port for a listener, blocking: only before the loop runs. */
 int addr_resolve_blocking(uv_loop_t *loop, const char *host, int port, union addr *out);
 
+
+
+/* Resolve host and port without blocking the loop. 'done' gets 0 and the
+ * first usable address, or a libuv error. The request frees itself. */
+typedef void (*addr_resolved_cb)(void *data, int status, const union addr *addr);
+int addr_resolve(uv_loop_t *loop, const char *host, int port, addr_resolved_cb done, void *data);
+
 #endif

@@ -49,6 +49,7 @@ struct write_req {
 };
 
 static void on_close(uv_handle_t *handle);
+static void connected(struct conn *c);
 
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
                       size_t data_size)
@@ -107,14 +108,49 @@ void conn_abort(struct conn *c, const char *error)
 int conn_accept(struct conn *c, uv_stream_t *server)
 {
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (rc != 0)
-        return rc;
+    if (rc == 0)
+        connected(c);
+    return rc;
+}
+
+/* Remember the peer, and answer small writes at once (echo-style protocols). */
+static void connected(struct conn *c)
+{
     struct sockaddr_storage ss;
     int len = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss);
-    uv_tcp_nodelay(&c->tcp, 1); /* echo-style protocols answer small writes */
-    return 0;
+    uv_tcp_nodelay(&c->tcp, 1);
+}
+
+struct connect_req {
+    uv_connect_t req;
+    conn_connected_cb done;
+    void *data;
+};
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct connect_req *r = (struct connect_req *)req;
+    struct conn *c = req->handle->data;
+    if (status == 0)
+        connected(c);
+    r->done(c, status, r->data);
+    free(r);
+}
+
+int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data)
+{
+    struct connect_req *r = malloc(sizeof *r);
+    if (!r)
+        return UV_ENOMEM;
+    r->done = done;
+    r->data = data;
+    c->peer = *addr; /* for messages until the connection is up */
+    int rc = uv_tcp_connect(&r->req, &c->tcp, &addr->sa, on_connect);
+    if (rc != 0)
+        free(r);
+    return rc;
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)

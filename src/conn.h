@@ -38,6 +38,9 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
                       size_t data_size);
 /* Take the pending connection of 'server'. Returns 0 or a libuv error (then abort it). */
 int conn_accept(struct conn *c, uv_stream_t *server);
+/* Connect to 'addr'; 'done' gets 0 or a libuv error (then abort the conn). */
+typedef void (*conn_connected_cb)(struct conn *c, int status, void *data);
+int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data);
 /* Start reading, unless the owner paused reading before. */
 void conn_start(struct conn *c);
 

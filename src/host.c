@@ -14,6 +14,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
+#include "timer.h"
 
 static void on_signal(uv_signal_t *handle, int signum)
 {
@@ -84,6 +85,7 @@ void host_shutdown(struct host *h, const char *why)
     log_info("shutting down (%s): closing %zu connection(s)", why, h->conns.count);
     close_servers(h);
     conn_list_close_all(&h->conns);
+    timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
     uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&h->shutdown_timer);
 }

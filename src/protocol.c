@@ -66,6 +66,13 @@ void protocol_attach(struct conn *c, lua_State *L, struct server *server)
         server_connection_added(server);
 }
 
+void protocol_push(lua_State *L, struct conn *c)
+{
+    struct binding *b = conn_data(c);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->transport_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->instance_ref);
+}
+
 struct server *protocol_server(struct conn *c)
 {
     return ((struct binding *)conn_data(c))->server;

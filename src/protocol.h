@@ -34,6 +34,8 @@ void protocol_attach(struct conn *c, lua_State *L, struct server *server);
 /* The connection is up: create the instance, call connection_made(transport),
  * then start reading (unless the instance paused reading or closed). */
 void protocol_connection_made(struct conn *c, const struct protocol_class *cls);
+/* Push c's transport and protocol instance (nil, nil once gone). [-0, +2, -] */
+void protocol_push(lua_State *L, struct conn *c);
 /* The server that accepted c, or NULL. */
 struct server *protocol_server(struct conn *c);
 

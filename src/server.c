@@ -11,6 +11,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "server_object.h"
 
 #define LISTEN_BACKLOG 1024
 
@@ -26,6 +27,7 @@ struct server *server_new(struct host *h, lua_State *L)
     s->protocol = protocol;
     s->host = h;
     s->object_ref = LUA_NOREF;
+    s->waiters_ref = LUA_NOREF;
     s->closed = true; /* until it listens */
     uv_tcp_init(&h->loop, &s->listener);
     s->listener.data = s;
@@ -75,11 +77,18 @@ int server_sockname(const struct server *s, union addr *out)
     return rc != 0 ? rc : addr_from_sockaddr(out, (struct sockaddr *)&ss);
 }
 
+bool server_is_finished(const struct server *s)
+{
+    return s->closed && s->connections == 0;
+}
+
 void server_close(struct server *s)
 {
     s->closed = true;
     if (!uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, NULL);
+    if (server_is_finished(s))
+        server_object_notify_finished(s->host->L, s);
 }
 
 void server_connection_added(struct server *s)
@@ -90,6 +99,8 @@ void server_connection_added(struct server *s)
 void server_connection_removed(struct server *s)
 {
     s->connections--;
+    if (server_is_finished(s))
+        server_object_notify_finished(s->host->L, s);
 }
 
 void server_free(struct server *s)

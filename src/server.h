@@ -20,6 +20,7 @@ struct server {
     struct protocol_class protocol;
     int object_ref;      /* the Lua server object, LUA_NOREF until first asked for */
     size_t connections;  /* open connections it accepted */
+    int waiters_ref;     /* functions to call once closed and idle, LUA_NOREF: none */
     bool closed;
     struct server *next; /* the host's list */
 };
@@ -32,6 +33,8 @@ int server_listen(struct server *s, const union addr *addr);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);
+/* Closed, and its last connection gone: what wait_closed() waits for. */
+bool server_is_finished(const struct server *s);
 
 void server_connection_added(struct server *s);
 void server_connection_removed(struct server *s);

@@ -7,8 +7,13 @@
 #include "server_object.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "addr.h"
+#include "host.h"
+#include "log.h"
+#include "runtime.h"
 #include "server.h"
 
 struct server_box {
@@ -62,6 +67,51 @@ static int server_object_tostring(lua_State *L)
     return 1;
 }
 
+int server_object_on_finished(lua_State *L)
+{
+    struct server *s = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (server_is_finished(s)) {
+        lua_settop(L, 2);
+        lua_call(L, 0, 0);
+        return 0;
+    }
+    if (s->waiters_ref == LUA_NOREF) {
+        lua_newtable(L);
+        s->waiters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->waiters_ref);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* Call and forget every waiter (they wake tasks; they do not fail). */
+static int notify_waiters(lua_State *L)
+{
+    struct server *s = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->waiters_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->waiters_ref);
+    s->waiters_ref = LUA_NOREF;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        lua_call(L, 0, 0);
+    }
+    return 0;
+}
+
+void server_object_notify_finished(lua_State *L, struct server *s)
+{
+    if (s->waiters_ref == LUA_NOREF)
+        return;
+    struct runtime_error err;
+    if (runtime_call(L, notify_waiters, s, &err) != 0) {
+        log_error("wait_closed failed: %s", err.traceback);
+        runtime_error_free(&err);
+    }
+}
+
 static const luaL_Reg server_methods[] = {
     {"close", server_object_close},
     {"sockname", server_object_sockname},
@@ -72,7 +122,7 @@ static const luaL_Reg server_methods[] = {
 void server_object_register(lua_State *L)
 {
     luaL_newmetatable(L, SERVER_METATABLE);
-    luaL_newlib(L, server_methods);
+    luaL_newlib(L, server_methods); /* luaecho's Lua side adds wait_closed() */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, server_object_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -90,4 +140,80 @@ void server_object_push(lua_State *L, struct server *s)
     luaL_setmetatable(L, SERVER_METATABLE);
     lua_pushvalue(L, -1);
     s->object_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* A listen waiting for its name lookup; holds the Protocol and the callback. */
+struct listen_job {
+    lua_State *L;
+    int protocol_ref;
+    int callback_ref;
+    int port;
+    int status;
+    const union addr *addr;
+    char host_name[];
+};
+
+/* Make the server and listen, then callback(server) or callback(nil, message). */
+static int listen_and_deliver(lua_State *L)
+{
+    struct listen_job *job = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->callback_ref);
+    if (job->status != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot resolve %s port %d: %s", job->host_name, job->port, uv_strerror(job->status));
+        lua_call(L, 2, 0);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->protocol_ref);
+    struct server *s = server_new(runtime_host(L), L);
+    int rc = server_listen(s, job->addr);
+    if (rc != 0) {
+        char text[ADDR_STRLEN];
+        server_close(s);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on %s: %s", addr_format(job->addr, text, sizeof text), uv_strerror(rc));
+    } else {
+        server_object_push(L, s);
+        lua_pushnil(L);
+    }
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void on_listen_resolved(void *data, int status, const union addr *addr)
+{
+    struct listen_job *job = data;
+    job->status = status;
+    job->addr = addr;
+    struct runtime_error err;
+    if (runtime_call(job->L, listen_and_deliver, job, &err) != 0) {
+        log_error("listen callback failed: %s", err.traceback);
+        runtime_error_free(&err);
+    }
+    luaL_unref(job->L, LUA_REGISTRYINDEX, job->protocol_ref);
+    luaL_unref(job->L, LUA_REGISTRYINDEX, job->callback_ref);
+    free(job);
+}
+
+int server_object_listen(lua_State *L)
+{
+    size_t host_len;
+    const char *host = luaL_checklstring(L, 1, &host_len);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0 to 65535");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    struct listen_job *job = calloc(1, sizeof *job + host_len + 1);
+    if (!job)
+        return luaL_error(L, "out of memory for a server");
+    memcpy(job->host_name, host, host_len + 1);
+    job->L = L;
+    job->port = (int)port;
+    lua_settop(L, 4);
+    job->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    job->protocol_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int rc = addr_resolve(&runtime_host(L)->loop, host, (int)port, on_listen_resolved, job);
+    if (rc != 0)
+        on_listen_resolved(job, rc, NULL);
+    return 0;
 }

@@ -1,0 +1,122 @@
+/*
+ * client.c - core.connect(): resolve, connect, hand the connection to a
+ * Protocol exactly as an accepted one is, and report to a Lua callback.
+ * A pending connect holds its Lua values by registry reference until it
+ * reports, successful or not, exactly once.
+ */
+#include "client.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "host.h"
+#include "log.h"
+#include "protocol.h"
+#include "runtime.h"
+
+struct connect_job {
+    lua_State *L;
+    struct host *host;
+    struct protocol_class protocol;
+    int callback_ref;
+    int port;
+    struct conn *conn;    /* once connected */
+    const char *failure;  /* what went wrong, for the callback */
+    int status;
+    char host_name[];
+};
+
+/* callback(transport, instance) or callback(nil, "cannot connect ..."). */
+static int deliver(lua_State *L)
+{
+    struct connect_job *job = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->callback_ref);
+    if (job->conn) {
+        protocol_push(L, job->conn);
+    } else {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s %s port %d: %s", job->failure, job->host_name, job->port,
+                        uv_strerror(job->status));
+    }
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void finish(struct connect_job *job)
+{
+    struct runtime_error err;
+    if (runtime_call(job->L, deliver, job, &err) != 0) {
+        log_error("connect callback failed: %s", err.traceback);
+        runtime_error_free(&err);
+    }
+    protocol_class_release(job->L, &job->protocol);
+    luaL_unref(job->L, LUA_REGISTRYINDEX, job->callback_ref);
+    free(job);
+}
+
+static void fail(struct connect_job *job, const char *what, int status)
+{
+    job->failure = what;
+    job->status = status;
+    finish(job);
+}
+
+static void on_connected(struct conn *c, int status, void *data)
+{
+    struct connect_job *job = data;
+    if (status != 0) {
+        conn_abort(c, NULL); /* no instance yet: nothing reaches Lua */
+        fail(job, "cannot connect to", status);
+        return;
+    }
+    job->conn = c;
+    protocol_connection_made(c, &job->protocol);
+    finish(job);
+}
+
+static void on_resolved(void *data, int status, const union addr *addr)
+{
+    struct connect_job *job = data;
+    if (status != 0) {
+        fail(job, "cannot resolve", status);
+        return;
+    }
+    struct conn *c = conn_new(&job->host->loop, &job->host->conns, &protocol_events, protocol_conn_size);
+    if (!c) {
+        fail(job, "cannot connect to", UV_ENOMEM);
+        return;
+    }
+    protocol_attach(c, job->L, NULL);
+    status = conn_connect(c, addr, on_connected, job);
+    if (status != 0) {
+        conn_abort(c, NULL);
+        fail(job, "cannot connect to", status);
+    }
+}
+
+int client_connect(lua_State *L)
+{
+    size_t host_len;
+    const char *host = luaL_checklstring(L, 1, &host_len);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port > 0 && port <= 65535, 2, "port must be 1 to 65535");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    struct connect_job *job = calloc(1, sizeof *job + host_len + 1);
+    if (!job)
+        return luaL_error(L, "out of memory for a connection");
+    memcpy(job->host_name, host, host_len + 1);
+    job->L = L;
+    job->host = runtime_host(L);
+    job->port = (int)port;
+    lua_settop(L, 4);
+    job->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
+    protocol_class_init(L, &job->protocol);              /* pops the Protocol */
+    int rc = addr_resolve(&job->host->loop, host, (int)port, on_resolved, job);
+    if (rc != 0)
+        fail(job, "cannot resolve", rc);
+    return 0;
+}

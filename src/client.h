@@ -1,0 +1,14 @@
+/*
+ * client.h - outgoing connections for Lua: core.connect().
+ */
+#ifndef LUAECHO_CLIENT_H
+#define LUAECHO_CLIENT_H
+
+#include <lua.h>
+
+/* core.connect(host, port, Protocol, callback): resolve host without blocking,
+ * connect, make a Protocol instance (connection_made runs first), then call
+ * callback(transport, instance), or callback(nil, message) on failure. [-4, +0, e] */
+int client_connect(lua_State *L);
+
+#endif
