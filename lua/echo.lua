@@ -7,15 +7,7 @@
 -- above its high mark the host calls pause_writing(), and we stop reading
 -- until it drains (resume_writing()).
 
--- The chunk as a quoted string with control bytes escaped, the way Python
--- prints b'hello\r\n': one log line per chunk, whatever the client sent.
-local named = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\" }
-local function escape(c)
-  return named[c] or ("\\x%02x"):format(c:byte())
-end
-local function show(data)
-  return '"' .. data:gsub('[%c"\\\128-\255]', escape) .. '"'
-end
+local repr = require "luaecho.repr"  -- b'hello\r\n' as Python would print it
 
 local Echo = {}
 
@@ -25,7 +17,7 @@ function Echo:connection_made(transport)
 end
 
 function Echo:data_received(data)
-  print(show(data))
+  print(repr(data))
   self.transport:write("echo:" .. data)
 end
 

@@ -109,7 +109,7 @@ int client_connect(lua_State *L)
     if (!job)
         return luaL_error(L, "out of memory for a connection");
     memcpy(job->host_name, host, host_len + 1);
-    job->L = L;
+    job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
     job->host = runtime_host(L);
     job->port = (int)port;
     lua_settop(L, 4);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+
 #include "addr.h"
 #include "cli.h"
 #include "host.h"
@@ -105,6 +107,91 @@ static int start_serving(struct host *h, const struct cli_options *o, const char
     return EXIT_OK;
 }
 
+struct run_args {
+    const char *path;
+    int argc;
+    char **argv;
+    const char *status;
+};
+
+/* The 'arg' table, as the lua interpreter sets it: arg[0] is the script. [-0, +0, e] */
+static void set_arg_table(lua_State *L, const struct run_args *args)
+{
+    lua_createtable(L, args->argc, 1);
+    lua_pushliteral(L, "luaecho");
+    lua_rawseti(L, -2, -1);
+    for (int i = 0; i < args->argc; i++) {
+        lua_pushstring(L, args->argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Push require("luaecho")[name]. [-0, +1, e] */
+static void push_luaecho_function(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "luaecho");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+}
+
+/* Load SCRIPT and start it as the main task, with its arguments. Protected. */
+static int start_main_task(lua_State *L)
+{
+    struct run_args *args = lua_touserdata(L, 1);
+    set_arg_table(L, args);
+    push_luaecho_function(L, "_run_main");
+    if (luaL_loadfilex(L, args->path, "t") != LUA_OK)
+        return lua_error(L);
+    for (int i = 1; i < args->argc; i++)
+        lua_pushstring(L, args->argv[i]);
+    lua_call(L, args->argc, 0);
+    return 0;
+}
+
+/* After the loop: "ok", "failed" or "pending". Protected. */
+static int main_task_status(lua_State *L)
+{
+    struct run_args *args = lua_touserdata(L, 1);
+    push_luaecho_function(L, "_main_status");
+    lua_call(L, 0, 1);
+    const char *status = lua_tostring(L, -1);
+    args->status = !status ? "failed" : status[0] == 'o' ? "ok" : status[0] == 'p' ? "pending" : "failed";
+    return 0;
+}
+
+/* luaecho run SCRIPT [ARGS...]: run the script as a task until nothing is left. */
+static int run(const struct cli_options *o, const char *lua_dir)
+{
+    char script[PATH_MAX + 32];
+    find_script(o->script, lua_dir, script, sizeof script);
+    struct host h;
+    if (host_init(&h, lua_dir, o->shutdown_timeout) != 0)
+        return EXIT_FAILURE_RUNTIME;
+    struct run_args args = {.path = script, .argc = o->script_argc, .argv = o->script_argv};
+    struct runtime_error err;
+    int rc = EXIT_OK;
+    if (runtime_call(h.L, start_main_task, &args, &err) != 0) {
+        log_error("%s", err.traceback);
+        runtime_error_free(&err);
+        rc = EXIT_FAILURE_RUNTIME;
+    } else {
+        host_run(&h);
+        if (runtime_call(h.L, main_task_status, &args, NULL) != 0)
+            args.status = "failed";
+        if (strcmp(args.status, "failed") == 0)
+            rc = EXIT_FAILURE_RUNTIME;
+        else if (strcmp(args.status, "pending") == 0 && !h.shutting_down) {
+            log_error("%s never finished: it waits for something that can no longer happen", script);
+            rc = EXIT_FAILURE_RUNTIME;
+        }
+    }
+    host_destroy(&h);
+    return rc;
+}
+
 static int serve(const struct cli_options *o, const char *lua_dir)
 {
     char script[PATH_MAX + 32];
@@ -140,9 +227,5 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
-    if (o.command == CLI_RUN) {
-        log_error("'run' is not implemented yet");
-        return EXIT_USAGE;
-    }
-    return serve(&o, lua_dir);
+    return o.command == CLI_RUN ? run(&o, lua_dir) : serve(&o, lua_dir);
 }

@@ -207,7 +207,7 @@ int server_object_listen(lua_State *L)
     if (!job)
         return luaL_error(L, "out of memory for a server");
     memcpy(job->host_name, host, host_len + 1);
-    job->L = L;
+    job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
     job->port = (int)port;
     lua_settop(L, 4);
     job->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -80,7 +80,7 @@ int timer_start(lua_State *L)
         return luaL_error(L, "out of memory for a timer");
     uv_timer_init(&h->loop, &t->handle);
     t->handle.data = t;
-    t->L = L;
+    t->L = h->L; /* the main thread: never a coroutine kept for later */
     t->box = box;
     box->timer = t;
     lua_pushvalue(L, 2);

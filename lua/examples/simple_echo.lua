@@ -4,15 +4,7 @@
 --
 --   luaecho lua/examples/simple_echo.lua
 
--- The chunk as a quoted string with control bytes escaped, the way Python
--- prints b'hello\r\n': one log line per chunk, whatever the client sent.
-local named = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\" }
-local function escape(c)
-  return named[c] or ("\\x%02x"):format(c:byte())
-end
-local function show(data)
-  return '"' .. data:gsub('[%c"\\\128-\255]', escape) .. '"'
-end
+local repr = require "luaecho.repr"  -- b'hello\r\n' as Python would print it
 
 local SimpleEcho = {}
 
@@ -22,7 +14,7 @@ function SimpleEcho:connection_made(transport)
 end
 
 function SimpleEcho:data_received(data)
-  print(show(data))
+  print(repr(data))
   self.transport:write("echo:" .. data)
 end
 

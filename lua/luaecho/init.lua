@@ -1,0 +1,118 @@
+--- luaecho: timers, tasks, clients and servers for handler scripts and
+-- `luaecho run` programs, in the style of Python's asyncio.
+-- Functions that wait (sleep, open_connection, create_connection,
+-- start_server, create_server, server:wait_closed) suspend the running
+-- luaecho task; called anywhere else they raise a clear error.
+-- @usage
+--   local luaecho = require "luaecho"
+--   local reader, writer = luaecho.open_connection("localhost", 2222)
+--   writer:write("hello\n")
+--   print(reader:readline())
+local core = require "luaecho.core"
+local task = require "luaecho.task"
+local streams = require "luaecho.streams"
+local errors = require "luaecho.errors"
+local pack, unpack, traceback = table.pack, table.unpack, debug.traceback
+local error, type, xpcall = error, type, xpcall
+
+local M = {}
+
+--- Monotonic seconds (asyncio's loop.time()).
+M.now = core.now
+
+--- Call fn(...) once, 'seconds' from now, outside any task. Returns a handle
+-- with cancel() and cancelled().
+function M.call_later(seconds, fn, ...)
+  if type(fn) ~= "function" then error("luaecho.call_later(): fn must be a function", 2) end
+  local args = pack(...)
+  return core.timer(seconds, function() fn(unpack(args, 1, args.n)) end)
+end
+
+--- Suspend the running task for 'seconds'.
+function M.sleep(seconds)
+  local current = task.check("luaecho.sleep()", 2)
+  core.timer(seconds, function() task.wake(current) end)
+  task.suspend("luaecho.sleep()")
+end
+
+--- Run fn(...) as a task of its own; returns the task. A failing task is
+-- logged with its traceback.
+M.spawn = task.spawn
+
+-- Start an operation that reports through callback(a, b), and suspend the
+-- running task until it does. Returns a, b.
+local function await(what, start, ...)
+  local current = task.check(what, 3)
+  local args = pack(...)
+  args[args.n + 1] = function(a, b) task.wake(current, a, b) end
+  start(unpack(args, 1, args.n + 1))
+  return task.suspend(what)
+end
+
+--- Connect to host:port and serve the connection with 'protocol' (a
+-- Protocol table). Returns transport, protocol instance; raises a
+-- ConnectionError naming host and port when the lookup or connect fails.
+function M.create_connection(protocol, host, port)
+  if type(protocol) ~= "table" then error("luaecho.create_connection(): protocol must be a table", 2) end
+  local transport, instance = await("luaecho.create_connection()", core.connect, host, port, protocol)
+  if not transport then error(errors.new("ConnectionError", instance), 2) end
+  return transport, instance
+end
+
+--- Connect to host:port; returns a streams reader and writer.
+-- opts.limit: the reader's buffer limit (default 64 KiB).
+function M.open_connection(host, port, opts)
+  local transport, instance = await("luaecho.open_connection()", core.connect, host, port,
+    streams.protocol(nil, opts))
+  if not transport then error(errors.new("ConnectionError", instance), 2) end
+  return instance.reader, instance.writer
+end
+
+--- Listen on host:port (0: any free port) and serve each connection with
+-- 'protocol'. Returns the server (close(), sockname(), wait_closed()).
+function M.create_server(protocol, host, port)
+  if type(protocol) ~= "table" then error("luaecho.create_server(): protocol must be a table", 2) end
+  local server, err = await("luaecho.create_server()", core.listen, host, port, protocol)
+  if not server then error(errors.new("ServerError", err), 2) end
+  return server
+end
+
+--- Listen on host:port and run handler(reader, writer) in a task of its own
+-- for each connection. opts.limit: each reader's buffer limit.
+function M.start_server(handler, host, port, opts)
+  if type(handler) ~= "function" then error("luaecho.start_server(): handler must be a function", 2) end
+  local server, err = await("luaecho.start_server()", core.listen, host, port, streams.protocol(handler, opts))
+  if not server then error(errors.new("ServerError", err), 2) end
+  return server
+end
+
+--- server:wait_closed(): suspend until the server is closed and its last
+-- connection has gone.
+function core.server_methods.wait_closed(server)
+  await("server:wait_closed()", core.on_server_finished, server)
+end
+
+-- The main task of `luaecho run`: "ok", "failed" or "pending" afterwards.
+local main_status = "pending"
+
+-- Started by the host for `luaecho run SCRIPT`: run chunk(...) as the main
+-- task. Its failure is logged with its traceback and shuts the host down,
+-- as an exception escaping asyncio.run() would end the program.
+function M._run_main(chunk, ...)
+  task.spawn(function(...)
+    local ok, err = xpcall(chunk, function(e) return traceback(tostring(e), 2) end, ...)
+    if ok then
+      main_status = "ok"
+    else
+      main_status = "failed"
+      core.log("error", err)
+      core.shutdown("the script failed")
+    end
+  end, ...)
+end
+
+function M._main_status()
+  return main_status
+end
+
+return M
