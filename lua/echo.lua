@@ -29,7 +29,7 @@ function Echo:resume_writing()
   self.transport:resume_reading()
 end
 
-function Echo:connection_lost(err)
+function Echo:connection_lost(err) -- luacheck: no unused args
   print("Connection lost!")
 end
 

@@ -18,7 +18,7 @@ function SimpleEcho:data_received(data)
   self.transport:write("echo:" .. data)
 end
 
-function SimpleEcho:connection_lost(err)
+function SimpleEcho:connection_lost(err) -- luacheck: no unused args
   print("Connection lost!")
   -- Like the article's `self.server.close()`: stop accepting. The process
   -- ends when the server is closed and its last connection has gone.
