@@ -82,7 +82,10 @@ static void close_servers(struct host *h)
 void host_shutdown(struct host *h, const char *why)
 {
     h->shutting_down = true;
-    log_info("shutting down (%s): closing %zu connection(s)", why, h->conns.count);
+    log_info("shutting down (%s)", why);
+    if (h->conns.count > 0)
+        log_info("closing %zu open connection(s); they have %g s to finish", h->conns.count,
+                 (double)h->shutdown_timeout_ms / 1000);
     close_servers(h);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */

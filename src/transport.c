@@ -109,15 +109,17 @@ static int push_address(lua_State *L, const union addr *a)
     return 2;
 }
 
-/* get_extra_info(name [, default]): "peername", "sockname" -> host, port; "server". */
+/* get_extra_info(name [, default]): "peername", "sockname" -> host, port; "server".
+ * The peer is known for the transport's whole life; the others while it is open. */
 static int transport_get_extra_info(lua_State *L)
 {
-    struct conn *c = check_transport(L)->conn;
+    struct transport *t = check_transport(L);
+    struct conn *c = t->conn;
     const char *name = luaL_checkstring(L, 2);
     lua_settop(L, 3); /* the default, nil when absent */
     union addr a;
-    if (c && strcmp(name, "peername") == 0 && conn_peer(c)->sa.sa_family != AF_UNSPEC)
-        return push_address(L, conn_peer(c));
+    if (strcmp(name, "peername") == 0 && t->peer.sa.sa_family != AF_UNSPEC)
+        return push_address(L, &t->peer);
     if (c && strcmp(name, "sockname") == 0 && conn_sockname(c, &a) == 0)
         return push_address(L, &a);
     if (c && strcmp(name, "server") == 0 && protocol_server(c)) {
@@ -232,6 +234,7 @@ struct transport *transport_new(lua_State *L, struct conn *c)
 {
     struct transport *t = lua_newuserdatauv(L, sizeof *t, 0);
     t->conn = c;
+    t->peer = *conn_peer(c);
     luaL_setmetatable(L, TRANSPORT_METATABLE);
     return t;
 }

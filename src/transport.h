@@ -6,6 +6,8 @@
 
 #include <lua.h>
 
+#include "addr.h"
+
 struct conn;
 
 #define TRANSPORT_METATABLE "luaecho.transport"
@@ -14,6 +16,7 @@ struct conn;
  * transport kept in a Lua table afterwards is harmless. */
 struct transport {
     struct conn *conn;
+    union addr peer; /* kept: connection_lost and later code may still ask */
 };
 
 /* Create the metatable once per state. [-0, +0, e] */
