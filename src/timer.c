@@ -87,6 +87,7 @@ int timer_start(lua_State *L)
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     t->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_update_time(&h->loop); /* count from now, not from the start of this loop turn */
     uv_timer_start(&t->handle, on_fire, (uint64_t)ceil(seconds * 1000), 0);
     if (h->shutting_down)
         uv_unref((uv_handle_t *)&t->handle);
