@@ -131,7 +131,8 @@ describe("luaecho run #integration", function()
     local port = srv.port
     srv:signal("sigterm")
     srv:wait_exit(5)
-    local code, _, err = server.run({ "run", server.script("examples/echo_client.lua"), "127.0.0.1", tostring(port) })
+    local code, _, err = server.run({ "run", server.script("examples/echo_client.lua"), "127.0.0.1",
+      tostring(port) })
     assert.are.equal(1, code)
     assert.matches("ConnectionError: cannot connect to 127.0.0.1 port " .. port .. ": connection refused", err, 1, true)
   end)
