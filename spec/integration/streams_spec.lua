@@ -138,8 +138,8 @@ describe("luaecho run #integration", function()
   end)
 
   it("exits 1 with a clear message when the host name does not resolve", function()
-    local code, _, err = server.run({ "run", server.script("examples/echo_client.lua"), "no-such-host.invalid", "2222" },
-      nil, 20)
+    local args = { "run", server.script("examples/echo_client.lua"), "no-such-host.invalid", "2222" }
+    local code, _, err = server.run(args, nil, 20)
     assert.are.equal(1, code)
     assert.matches("ConnectionError: cannot resolve no-such-host.invalid port 2222", err, 1, true)
   end)
