@@ -1,0 +1,535 @@
+--- Streams for luaecho: asyncio-style reader and writer on a transport.
+-- A reader buffers what the connection receives and hands it out as chunks,
+-- lines or exact sizes; a writer wraps the transport and adds drain() for
+-- flow control. Reads and drain() suspend the running luaecho task while they
+-- wait, so they must be called from one (see luaecho.task). streams.protocol
+-- turns a handler function(reader, writer) into a Protocol table, one task
+-- per connection: it is how the host serves a script that returns a function.
+-- @usage
+--   return function(reader, writer)        -- a streams handler script
+--     local line = reader:readline()
+--     writer:write(line)
+--     writer:drain()
+--   end                                     -- the writer is closed for you
+local sub, find, format = string.sub, string.find, string.format
+local concat = table.concat
+local error, setmetatable, tostring, type = error, setmetatable, tostring, type
+local math_type, tointeger = math.type, math.tointeger
+local task = require("luaecho.task")
+local current = task.current
+local errors = require("luaecho.errors")
+local log = require("luaecho.log")
+
+local M = {}
+
+--- Default reader buffer limit in bytes (asyncio's too).
+M.DEFAULT_LIMIT = 65536
+
+-- The error raised when the connection ended with 'reason' (nil for a clean
+-- close); 'partial' holds what a read had collected, if anything.
+local function connection_lost(reason, partial)
+  local message = reason == nil and "connection lost" or "connection lost: " .. tostring(reason)
+  return errors.new("ConnectionLost", message, { reason = reason, partial = partial })
+end
+
+-- opts.limit, checked: a positive integer.
+local function limit_of(opts, who)
+  local limit = opts and opts.limit or M.DEFAULT_LIMIT
+  if math_type(limit) ~= "integer" or limit < 1 then
+    error(who .. ": limit must be a positive integer, got " .. tostring(limit), 3)
+  end
+  return limit
+end
+
+-- A byte count that is not an integer already, taken as luaL_checkinteger
+-- takes it (8192.0 is 8192) or refused naming the method 'what'.
+local function count_of(n, what)
+  local i = tointeger(n)
+  if i == nil then
+    error(format("bad argument #1 to '%s' (integer expected, got %s)", what, math_type(n) or type(n)), 3)
+  end
+  return i
+end
+
+------------------------------------------------------------------------------
+-- Reader buffer. Received chunks wait in a queue r.q[r.qh .. r.qt], unread
+-- from offset r.pos of the head chunk; r.size counts the unread bytes. Chunks
+-- are never joined on arrival: a read that fits in the head chunk is one
+-- string.sub (or no copy at all when it takes the whole chunk), and only a
+-- read that spans chunks concatenates, once, what it returns.
+
+local Reader = {}
+Reader.__index = Reader
+
+--- A reader fed by a protocol (reader:feed_data/feed_eof/set_exception).
+-- 'transport' (optional) is paused while the buffer holds more than
+-- opts.limit bytes (default 64 KiB) and resumed once reads bring it back.
+function M.reader(transport, opts)
+  return setmetatable({
+    transport = transport, limit = limit_of(opts, "streams.reader"),
+    q = {}, qh = 1, qt = 0, pos = 1, size = 0,
+    eof = false, err = nil, paused = false, waiter = nil,
+  }, Reader)
+end
+
+-- Remove the first 'n' unread bytes of a chunk queue (0 < n <= r.size) and
+-- return them, joining chunks only when the bytes span several.
+local function cut(r, n)
+  local q, h, pos = r.q, r.qh, r.pos
+  local c = q[h]
+  local left = #c - pos + 1
+  if n < left then
+    r.pos = pos + n
+    return sub(c, pos, pos + n - 1)
+  elseif n == left then
+    q[h], r.qh, r.pos = nil, h + 1, 1
+    return pos == 1 and c or sub(c, pos)
+  end
+  local parts, k = {}, 0
+  while n > 0 do
+    c = q[h]
+    left = #c - pos + 1
+    k = k + 1
+    if n >= left then
+      parts[k] = pos == 1 and c or sub(c, pos)
+      q[h], h, pos, n = nil, h + 1, 1, n - left
+    else
+      parts[k], pos, n = sub(c, pos, pos + n - 1), pos + n, 0
+    end
+  end
+  r.qh, r.pos = h, pos
+  return concat(parts)
+end
+
+-- Reading is paused and resumed through the transport, when there is one.
+local function pause_reading(r)
+  r.paused = true
+  if r.transport then r.transport:pause_reading() end
+end
+
+local function resume_reading(r)
+  r.paused = false
+  if r.transport then r.transport:resume_reading() end
+end
+
+-- Take the first 'n' unread bytes (0 <= n <= r.size) out of the buffer.
+local function take(r, n)
+  if n == 0 then return "" end
+  local out = cut(r, n)
+  local size = r.size - n
+  r.size, r.scan_sep = size, nil
+  if size == 0 then r.qh, r.qt, r.pos = 1, 0, 1 end
+  if r.paused and size <= r.limit then resume_reading(r) end
+  return out
+end
+
+-- The last 'm' bytes of what was searched so far: 'carry' followed by chunk
+-- 'c' from 'first' on. Copies at most 'm' bytes plus a short chunk.
+local function tail(carry, c, first, m)
+  if #c - first + 1 >= m then return sub(c, -m) end
+  return sub(carry .. sub(c, first), -m)
+end
+
+-- Offset (1 = first unread byte) of the last byte of the first 'sep' in the
+-- buffer, or nil. Each chunk is searched once per separator: the search
+-- resumes where the last one stopped, keeping the last #sep-1 bytes seen
+-- ('carry') to catch a separator split across chunks. So a line arriving a
+-- byte at a time costs O(n), not O(n^2).
+local function find_sep(r, sep)
+  local n = #sep
+  if r.scan_sep ~= sep then
+    r.scan_sep, r.scan_k, r.scan_base, r.carry = sep, r.qh, 0, ""
+  end
+  local q, base, carry = r.q, r.scan_base, r.carry
+  for k = r.scan_k, r.qt do
+    local c = q[k]
+    local first = k == r.qh and r.pos or 1
+    if carry ~= "" then
+      local i = find(carry .. sub(c, first, first + n - 2), sep, 1, true)
+      if i then return base - #carry + i + n - 1 end
+    end
+    local i = find(c, sep, first, true)
+    if i then return base + i - first + n end
+    base = base + #c - first + 1
+    if n > 1 then carry = tail(carry, c, first, n - 1) end
+    r.scan_k, r.scan_base, r.carry = k + 1, base, carry
+  end
+  return nil
+end
+
+-- Raise why the read method 'what' cannot run: no task is running, or
+-- another task waits on the reader. The error blames the script's line.
+local function refuse(r, what)
+  task.check(what, 3)
+  if r.waiter then
+    error(what .. " called while another task is waiting on this reader", 3)
+  end
+end
+
+-- Suspend task 't' until the buffer may have changed (data, EOF, error).
+-- Reading resumes first if paused: the caller needs more than the buffer
+-- holds (readexactly beyond the limit), and waiting on a paused socket would
+-- hang. Callers re-check their condition in a loop, so a wake from elsewhere
+-- only costs a turn; the registration is dropped so it cannot go stale.
+local function wait(r, t, what)
+  r.waiter = t
+  if r.paused then resume_reading(r) end
+  task.suspend(what)
+  if r.waiter == t then r.waiter = nil end
+end
+
+-- Wake the task waiting on 'r', if any.
+local function wake_reader(r)
+  local t = r.waiter
+  if t then
+    r.waiter = nil
+    task.wake(t)
+  end
+end
+
+-- The end of the stream was reached with 'rest' left: a clean EOF returns
+-- it, a lost connection raises ConnectionLost carrying it.
+local function ended(r, rest)
+  if r.err ~= nil then error(connection_lost(r.err, rest)) end
+  return rest
+end
+
+-- Everything until EOF.
+local function read_all(r, t)
+  while not r.eof do wait(r, t, "reader:read()") end
+  return ended(r, take(r, r.size))
+end
+
+--- Up to 'n' bytes: what is buffered, else the next chunk to arrive.
+-- 'n' nil or negative: everything until EOF. "" at EOF.
+function Reader:read(n)
+  local t = current()
+  if t == nil or self.waiter then refuse(self, "reader:read()") end
+  if n == nil then return read_all(self, t) end
+  if math_type(n) ~= "integer" then n = count_of(n, "read") end
+  if n < 0 then return read_all(self, t) end
+  if n == 0 then return "" end
+  while self.size == 0 do
+    if self.eof then return ended(self, "") end
+    wait(self, t, "reader:read()")
+  end
+  return take(self, n < self.size and n or self.size)
+end
+
+--- Exactly 'n' bytes; raises IncompleteReadError (partial, expected) if the
+-- stream ends first, the partial bytes being consumed.
+function Reader:readexactly(n)
+  local t = current()
+  if t == nil or self.waiter then refuse(self, "reader:readexactly()") end
+  if math_type(n) ~= "integer" then n = count_of(n, "readexactly") end
+  if n < 0 then error("bad argument #1 to 'readexactly' (must not be negative)", 2) end
+  while self.size < n do
+    if self.eof then
+      local partial = ended(self, take(self, self.size))
+      error(errors.new("IncompleteReadError",
+        format("%d bytes read on a total of %d expected bytes", #partial, n),
+        { partial = partial, expected = n }))
+    end
+    wait(self, t, "reader:readexactly()")
+  end
+  return take(self, n)
+end
+
+-- The separator is beyond the limit: raise LimitOverrunError. readline
+-- discards the line ('discard' bytes), as asyncio does, so the next
+-- readline starts afresh; readuntil leaves the buffer for the script.
+local function overrun(r, consumed, discard, message)
+  if discard then take(r, discard) end
+  error(errors.new("LimitOverrunError", message, { consumed = consumed }))
+end
+
+-- The stream ended before 'sep': readline returns the rest,
+-- readuntil raises IncompleteReadError carrying it.
+local function incomplete(r, line)
+  local partial = ended(r, take(r, r.size))
+  if line then return partial end
+  error(errors.new("IncompleteReadError",
+    format("%d bytes read before the end of the stream, separator not found", #partial),
+    { partial = partial }))
+end
+
+-- The reading loop shared by readuntil and readline ('line' true).
+local function read_until(r, t, sep, what, line)
+  local n = #sep
+  while true do
+    local e = find_sep(r, sep)
+    if e then
+      if e - n > r.limit then
+        return overrun(r, e - n, line and e, "separator is found, but the chunk is longer than the limit")
+      end
+      return take(r, e)
+    end
+    if r.size - n + 1 > r.limit then
+      return overrun(r, r.size - n + 1, line and r.size, "separator is not found, and the chunk exceeds the limit")
+    end
+    if r.eof then return incomplete(r, line) end
+    wait(r, t, what)
+  end
+end
+
+--- Bytes up to and including 'sep' (default "\n"; may be several bytes).
+-- Raises IncompleteReadError (partial) at EOF, LimitOverrunError (consumed)
+-- when 'sep' is not within the limit; that data stays buffered.
+function Reader:readuntil(sep)
+  local t = current()
+  if t == nil or self.waiter then refuse(self, "reader:readuntil()") end
+  if sep == nil then sep = "\n" end
+  if type(sep) ~= "string" or sep == "" then
+    error("bad argument #1 to 'readuntil' (non-empty string expected)", 2)
+  end
+  return read_until(self, t, sep, "reader:readuntil()", false)
+end
+
+--- One line including its "\n" (a "\r\n" stays as sent); at EOF whatever is
+-- left, "" when nothing is. A line longer than the limit is discarded and
+-- raises LimitOverrunError.
+function Reader:readline()
+  local t = current()
+  if t == nil or self.waiter then refuse(self, "reader:readline()") end
+  return read_until(self, t, "\n", "reader:readline()", true)
+end
+
+--- True when the stream has ended and the buffer is empty.
+function Reader:at_eof()
+  return self.eof and self.size == 0
+end
+
+--- Protocol side: bytes received.
+function Reader:feed_data(data)
+  if self.eof then error("reader:feed_data(): data after the end of the stream", 2) end
+  if data == "" then return end
+  local qt, size = self.qt + 1, self.size + #data
+  self.q[qt], self.qt, self.size = data, qt, size
+  if size > self.limit and not self.paused then pause_reading(self) end
+  local t = self.waiter
+  if t then
+    self.waiter = nil
+    task.wake(t)
+  end
+end
+
+--- Protocol side: the peer sent EOF.
+function Reader:feed_eof()
+  self.eof = true
+  wake_reader(self)
+end
+
+--- Protocol side: the connection was lost with 'reason'. Buffered data can
+-- still be read; where EOF would come, reads raise ConnectionLost.
+function Reader:set_exception(reason)
+  self.eof, self.err = true, reason
+  wake_reader(self)
+end
+
+------------------------------------------------------------------------------
+-- Writer. Its flow-control state (write_paused, lost, lost_reason and the
+-- tasks waiting in drain and wait_closed) lives in a table shared with the
+-- protocol that receives pause_writing/resume_writing/connection_lost: for
+-- streams.protocol that table is the protocol instance itself.
+
+local Writer = {}
+Writer.__index = Writer
+
+-- A fresh flow-control state (the fields, documented above).
+local function new_state(t)
+  t = t or {}
+  t.write_paused, t.lost, t.lost_reason = false, false, nil
+  return t
+end
+
+-- Add task 't' to the waiting list 'key' of state 's', once: a task woken
+-- early from elsewhere waits again, and two entries would wake it twice.
+local function add_waiter(s, key, t)
+  local list = s[key] or {}
+  for i = 1, #list do
+    if list[i] == t then return end
+  end
+  list[#list + 1] = t
+  s[key] = list
+end
+
+-- Wake every task in the waiting list 'key' of 's' with the given values.
+local function wake_all(s, key, ...)
+  local list = s[key]
+  s[key] = nil
+  for i = 1, list and #list or 0 do task.wake(list[i], ...) end
+end
+
+--- A writer on 'transport'. 'reader' is kept as writer.reader; 'state' is
+-- the flow-control table above (omit it for a writer whose drain() never
+-- waits).
+function M.writer(transport, reader, state)
+  return setmetatable({
+    transport = transport, reader = reader, state = state or new_state(), closing = false,
+  }, Writer)
+end
+
+-- Raise the error for writing on a writer that is closed or lost.
+local function refuse_write(w, what)
+  local s = w.state
+  if s.lost then error(connection_lost(s.lost_reason)) end
+  error(errors.new("TransportClosed", what .. ": the writer is closed"))
+end
+
+--- Queue 'data' for sending (never waits; see drain).
+function Writer:write(data)
+  if self.closing or self.state.lost then refuse_write(self, "writer:write()") end
+  self.transport:write(data)
+end
+
+--- Queue each string of 'list' for sending.
+function Writer:writelines(list)
+  if self.closing or self.state.lost then refuse_write(self, "writer:writelines()") end
+  self.transport:writelines(list)
+end
+
+--- Close our side for writing once the queue is sent (the peer reads EOF).
+function Writer:write_eof()
+  if self.closing or self.state.lost then refuse_write(self, "writer:write_eof()") end
+  self.transport:write_eof()
+end
+
+function Writer:can_write_eof()
+  return self.transport:can_write_eof()
+end
+
+--- Suspend while the transport's write buffer is above its high mark;
+-- return at once otherwise. Raises ConnectionLost once the connection is
+-- gone, so a writing loop stops when the peer does.
+function Writer:drain()
+  local t = task.check("writer:drain()", 2)
+  local s = self.state
+  while true do
+    if s.lost then error(connection_lost(s.lost_reason)) end
+    if not s.write_paused then return end
+    add_waiter(s, "drain_waiters", t)
+    local err = task.suspend("writer:drain()")
+    if err then error(err) end
+  end
+end
+
+--- Send what is queued, then close the connection. Idempotent.
+function Writer:close()
+  if self.closing then return end
+  self.closing = true
+  if not self.state.lost then self.transport:close() end
+end
+
+function Writer:is_closing()
+  return self.closing or self.state.lost or self.transport:is_closing()
+end
+
+--- Suspend until the connection is gone. Returns true, or nil and a
+-- ConnectionLost error if it ended with an error.
+function Writer:wait_closed()
+  local t = task.check("writer:wait_closed()", 2)
+  local s = self.state
+  while not s.lost do
+    add_waiter(s, "close_waiters", t)
+    task.suspend("writer:wait_closed()")
+  end
+  if s.lost_reason ~= nil then return nil, connection_lost(s.lost_reason) end
+  return true
+end
+
+-- Return 'default' in place of a nil first value, else all the values.
+local function or_default(default, v, ...)
+  if v == nil then return default end
+  return v, ...
+end
+
+--- The transport's get_extra_info(name) ("peername" gives host, port), or
+-- 'default' when it has no answer.
+function Writer:get_extra_info(name, default)
+  return or_default(default, self.transport:get_extra_info(name))
+end
+
+------------------------------------------------------------------------------
+-- Protocol: the bridge from transport events to one reader and one writer.
+
+local Stream = {}
+Stream.__index = Stream
+
+-- "host:port" of the peer, "[v6]:port" for IPv6, for log lines.
+local function peer_name(transport)
+  local host, port = transport:get_extra_info("peername")
+  if host == nil then return "unknown peer" end
+  if find(host, ":", 1, true) then host = "[" .. host .. "]" end
+  return host .. ":" .. tostring(port)
+end
+
+-- on_error of a handler task: one log line with the handler's own traceback,
+-- then abort the connection (its other tasks see ConnectionLost).
+local function handler_failed(t, err, tb)
+  local transport = t.protocol.transport
+  log.error("stream handler failed for " .. peer_name(transport) .. ": " .. tostring(err) .. "\n" .. tb)
+  transport:abort()
+end
+
+-- The body of a handler task: run the script's handler, then close the
+-- writer it left open.
+local function serve(handler, reader, writer)
+  handler(reader, writer)
+  writer:close()
+end
+
+--- A Protocol table serving each connection with handler(reader, writer)
+-- in a task of its own. opts.limit: the reader buffer limit (default 64
+-- KiB). With no handler, instances only build instance.reader and
+-- instance.writer (for a client connection).
+function M.protocol(handler, opts)
+  local limit = limit_of(opts, "streams.protocol")
+  return {
+    handler = handler, limit = limit,
+    new = function()
+      return setmetatable(new_state({ handler = handler, limit = limit }), Stream)
+    end,
+  }
+end
+
+function Stream:connection_made(transport)
+  self.transport = transport
+  self.reader = M.reader(transport, { limit = self.limit })
+  self.writer = M.writer(transport, self.reader, self)
+  if self.handler then
+    local t = task.new(serve)
+    t.protocol, t.on_error = self, handler_failed
+    self.task = t
+    t:start(self.handler, self.reader, self.writer)
+  end
+end
+
+function Stream:data_received(data)
+  self.reader:feed_data(data)
+end
+
+-- Keep our side open: the handler decides when to close (asyncio's rule).
+function Stream:eof_received()
+  self.reader:feed_eof()
+  return true
+end
+
+function Stream:pause_writing()
+  self.write_paused = true
+end
+
+function Stream:resume_writing()
+  self.write_paused = false
+  wake_all(self, "drain_waiters")
+end
+
+function Stream:connection_lost(err)
+  self.lost, self.lost_reason = true, err
+  local reader = self.reader
+  if reader == nil then return end -- lost before connection_made: nothing waits
+  if err == nil then reader:feed_eof() else reader:set_exception(err) end
+  wake_all(self, "drain_waiters", connection_lost(err))
+  wake_all(self, "close_waiters")
+end
+
+return M
