@@ -18,13 +18,14 @@
 #define DEFAULT_PORT 2222
 #define DEFAULT_SHUTDOWN_TIMEOUT 5.0
 
-enum { OPT_LOG_LEVEL = 256, OPT_SHUTDOWN_TIMEOUT };
+enum { OPT_LOG_LEVEL = 256, OPT_SHUTDOWN_TIMEOUT, OPT_WATCH };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, 'H'},
     {"port", required_argument, NULL, 'p'},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+    {"watch", no_argument, NULL, OPT_WATCH},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -58,12 +59,18 @@ void cli_print_help(void)
         "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
+        "      --watch                 reload SCRIPT when it changes on disk\n"
         "  -V, --version               print the version and exit\n"
         "  -h, --help                  print this help and exit\n"
         "\n"
         "SCRIPT is a path; one not found from the working directory is looked up\n"
         "among the bundled scripts, so 'luaecho examples/simple_echo.lua' works\n"
         "from anywhere.\n"
+        "\n"
+        "Hot swap: SIGHUP (kill -HUP PID) or --watch loads SCRIPT again. New\n"
+        "connections get the new code; open ones keep theirs, unless the new\n"
+        "Protocol defines upgrade(instance). A script that fails to load is\n"
+        "logged and the server keeps the code it had.\n"
         "\n"
         "Once listening, luaecho prints one line to stderr:\n"
         "  luaecho: listening on HOST:PORT\n"
@@ -155,6 +162,9 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         if (!parse_seconds(value, 86400, &o->shutdown_timeout))
             return usage_error("%s must be a number of seconds from 0 to 86400, not '%s'",
                                "--shutdown-timeout", value);
+        return 0;
+    case OPT_WATCH:
+        o->watch = true;
         return 0;
     case 'V':
         o->command = CLI_VERSION;

@@ -5,6 +5,8 @@
 #ifndef LUAECHO_CLI_H
 #define LUAECHO_CLI_H
 
+#include <stdbool.h>
+
 #include "log.h"
 
 enum cli_command { CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION };
@@ -15,6 +17,7 @@ struct cli_options {
     int port;                /* -p/--port, LUAECHO_PORT; 0 picks a free port */
     enum log_level log_level;
     double shutdown_timeout; /* seconds */
+    bool watch;              /* --watch: reload SCRIPT when it changes */
     const char *script;      /* NULL: the bundled echo.lua */
     int script_argc;         /* run: SCRIPT's own arguments ... */
     char **script_argv;      /* ... starting with SCRIPT itself */

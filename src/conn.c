@@ -395,6 +395,12 @@ void *conn_data(struct conn *c)
     return c->data;
 }
 
+void conn_list_each(struct conn_list *list, void (*fn)(struct conn *c, void *arg), void *arg)
+{
+    for (struct conn *c = list->head; c; c = c->next)
+        fn(c, arg);
+}
+
 void conn_list_close_all(struct conn_list *list)
 {
     for (struct conn *c = list->head; c; c = c->next)

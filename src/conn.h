@@ -73,6 +73,8 @@ int conn_sockname(const struct conn *c, union addr *out);
 uv_loop_t *conn_loop(const struct conn *c);
 void *conn_data(struct conn *c);
 
+/* Call fn(c, arg) for every connection of a list; fn must not free any. */
+void conn_list_each(struct conn_list *list, void (*fn)(struct conn *c, void *arg), void *arg);
 /* Shutdown helpers over every connection of a list. */
 void conn_list_close_all(struct conn_list *list);
 void conn_list_abort_all(struct conn_list *list, const char *error);

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "host.h"
 #include "log.h"
+#include "reload.h"
 #include "runtime.h"
 #include "server.h"
 
@@ -65,6 +66,17 @@ static void find_script(const char *script, const char *lua_dir, char *path, siz
         snprintf(path, len, "%s", bundled);
 }
 
+/* Modules next to the script come first in package.path. [-0, +0, e] */
+static void add_script_dir(lua_State *L, const char *path)
+{
+    char dir[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    runtime_add_script_dir(L, slash ? dir : ".");
+}
+
 struct load_args {
     struct host *host;
     const char *path;
@@ -75,12 +87,13 @@ struct load_args {
 static int load_server(lua_State *L)
 {
     struct load_args *args = lua_touserdata(L, 1);
+    add_script_dir(L, args->path);
     runtime_load_handler(L, args->path);
     args->server = server_new(args->host, L);
     return 0;
 }
 
-static int start_serving(struct host *h, const struct cli_options *o, const char *script)
+static int start_serving(struct host *h, const struct cli_options *o, const char *script, struct reload *reload)
 {
     struct load_args args = {.host = h, .path = script};
     struct runtime_error err;
@@ -102,6 +115,8 @@ static int start_serving(struct host *h, const struct cli_options *o, const char
         log_error("cannot listen on %s: %s", addr_format(&addr, text, sizeof text), uv_strerror(rc));
         return EXIT_FAILURE_RUNTIME;
     }
+    if (reload_init(reload, h, args.server, script, o->watch) != 0)
+        return EXIT_FAILURE_RUNTIME;
     server_sockname(args.server, &addr);
     log_always("listening on %s", addr_format(&addr, text, sizeof text));
     return EXIT_OK;
@@ -142,6 +157,7 @@ static int start_main_task(lua_State *L)
 {
     struct run_args *args = lua_touserdata(L, 1);
     set_arg_table(L, args);
+    add_script_dir(L, args->path);
     push_luaecho_function(L, "_run_main");
     if (luaL_loadfilex(L, args->path, "t") != LUA_OK)
         return lua_error(L);
@@ -199,9 +215,11 @@ static int serve(const struct cli_options *o, const char *lua_dir)
     struct host h;
     if (host_init(&h, lua_dir, o->shutdown_timeout) != 0)
         return EXIT_FAILURE_RUNTIME;
-    int rc = start_serving(&h, o, script);
+    struct reload reload = {0};
+    int rc = start_serving(&h, o, script, &reload);
     if (rc == EXIT_OK)
         host_run(&h);
+    reload_close(&reload);
     host_destroy(&h);
     return rc;
 }

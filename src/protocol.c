@@ -22,6 +22,7 @@ struct binding {
     struct transport *transport;
     int instance_ref;
     int transport_ref;
+    int generation;
 };
 
 const size_t protocol_conn_size = sizeof(struct binding);
@@ -49,6 +50,7 @@ void protocol_class_init(lua_State *L, struct protocol_class *cls)
     lua_setfield(L, -2, "__index");
     cls->meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     cls->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    cls->generation = 1;
 }
 
 void protocol_class_release(lua_State *L, struct protocol_class *cls)
@@ -76,6 +78,50 @@ void protocol_push(lua_State *L, struct conn *c)
 struct server *protocol_server(struct conn *c)
 {
     return ((struct binding *)conn_data(c))->server;
+}
+
+int protocol_generation(struct conn *c)
+{
+    return ((struct binding *)conn_data(c))->generation;
+}
+
+struct upgrade_args {
+    struct conn *conn;
+    const struct protocol_class *cls;
+    bool upgraded;
+};
+
+/* NewProtocol.upgrade(instance), when NewProtocol has one. */
+static int call_upgrade(lua_State *L)
+{
+    struct upgrade_args *args = lua_touserdata(L, 1);
+    struct binding *b = conn_data(args->conn);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, args->cls->table_ref);
+    if (lua_getfield(L, -1, "upgrade") == LUA_TNIL)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->instance_ref);
+    lua_call(L, 1, 0);
+    args->upgraded = true;
+    return 0;
+}
+
+bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
+{
+    struct binding *b = conn_data(c);
+    if (b->instance_ref == LUA_NOREF || conn_is_closing(c))
+        return false;
+    struct upgrade_args args = {.conn = c, .cls = cls};
+    struct runtime_error err;
+    if (runtime_call(b->L, call_upgrade, &args, &err) != 0) {
+        char peer[ADDR_STRLEN];
+        log_error("upgrade failed for %s, which keeps generation %d: %s",
+                  addr_format(conn_peer(c), peer, sizeof peer), b->generation, err.traceback);
+        runtime_error_free(&err);
+        return false;
+    }
+    if (args.upgraded)
+        b->generation = cls->generation;
+    return args.upgraded;
 }
 
 /* Push the arguments of the call's method after self; return their count. [-0, +n, e] */
@@ -161,6 +207,7 @@ static int make_instance(lua_State *L)
         lua_setmetatable(L, -2);
     }
     b->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    b->generation = cls->generation;
     b->transport = transport_new(L, args->conn);
     b->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;

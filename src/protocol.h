@@ -7,6 +7,7 @@
 #define LUAECHO_PROTOCOL_H
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "conn.h"
@@ -17,6 +18,7 @@ struct server;
 struct protocol_class {
     int table_ref;
     int meta_ref;
+    int generation; /* which load of the script it came from (hot swap) */
 };
 
 /* Make a class of the Protocol table on top of the stack. [-1, +0, e] */
@@ -38,5 +40,11 @@ void protocol_connection_made(struct conn *c, const struct protocol_class *cls);
 void protocol_push(lua_State *L, struct conn *c);
 /* The server that accepted c, or NULL. */
 struct server *protocol_server(struct conn *c);
+/* The generation of the code serving c. */
+int protocol_generation(struct conn *c);
+/* Hand c's live instance to the new class: call cls.upgrade(instance) when the
+ * Protocol defines it. A failure is logged and c keeps its old code.
+ * Returns true when upgraded. */
+bool protocol_upgrade(struct conn *c, const struct protocol_class *cls);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,4 +175,44 @@ void runtime_load_handler(lua_State *L, const char *path)
                       "function(reader, writer), not %s",
                    path, luaL_typename(L, -1));
     }
+}
+
+void runtime_add_script_dir(lua_State *L, const char *dir)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+/* Is module 'name' (on top) a file in 'dir'? [-0, +0, e] */
+static bool found_in(lua_State *L, const char *dir)
+{
+    const char *name = lua_tostring(L, -1);
+    if (strncmp(name, "luaecho", 7) == 0)
+        return false; /* the host's libraries are not reloaded */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushvalue(L, -3);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
+    lua_call(L, 2, 1);
+    bool found = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    return found;
+}
+
+void runtime_forget_modules(lua_State *L, const char *dir)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1); /* the value */
+        if (lua_type(L, -1) == LUA_TSTRING && found_in(L, dir)) {
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, -4); /* clearing a visited key is allowed during lua_next */
+        }
+    }
+    lua_pop(L, 1);
 }

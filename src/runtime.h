@@ -35,4 +35,10 @@ void runtime_error_free(struct runtime_error *err);
  * luaecho.streams). Raises with "path:line: message" on failure. [-0, +1, e] */
 void runtime_load_handler(lua_State *L, const char *path);
 
+/* Let scripts in 'dir' require their own modules: dir/?.lua first. [-0, +0, e] */
+void runtime_add_script_dir(lua_State *L, const char *dir);
+/* Drop from package.loaded every module found in 'dir' (luaecho's own
+ * libraries excepted), so the next require loads it afresh. [-0, +0, e] */
+void runtime_forget_modules(lua_State *L, const char *dir);
+
 #endif

@@ -109,7 +109,8 @@ static int push_address(lua_State *L, const union addr *a)
     return 2;
 }
 
-/* get_extra_info(name [, default]): "peername", "sockname" -> host, port; "server".
+/* get_extra_info(name [, default]): "peername", "sockname" -> host, port;
+ * "server"; "generation" (of the script serving it, for hot swap).
  * The peer is known for the transport's whole life; the others while it is open. */
 static int transport_get_extra_info(lua_State *L)
 {
@@ -122,6 +123,10 @@ static int transport_get_extra_info(lua_State *L)
         return push_address(L, &t->peer);
     if (c && strcmp(name, "sockname") == 0 && conn_sockname(c, &a) == 0)
         return push_address(L, &a);
+    if (c && strcmp(name, "generation") == 0) {
+        lua_pushinteger(L, protocol_generation(c));
+        return 1;
+    }
     if (c && strcmp(name, "server") == 0 && protocol_server(c)) {
         server_object_push(L, protocol_server(c));
         return 1;
