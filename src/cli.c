@@ -17,8 +17,20 @@
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 2222
 #define DEFAULT_SHUTDOWN_TIMEOUT 5.0
+#define DEFAULT_MAX_WRITE_BUFFER (16LL * 1024 * 1024)
+#define DEFAULT_SCRIPT_TIMEOUT 1000
+#define DEFAULT_LUA_MEMORY 512
 
-enum { OPT_LOG_LEVEL = 256, OPT_SHUTDOWN_TIMEOUT, OPT_WATCH };
+enum {
+    OPT_LOG_LEVEL = 256,
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_WATCH,
+    OPT_MAX_CONNECTIONS,
+    OPT_IDLE_TIMEOUT,
+    OPT_MAX_WRITE_BUFFER,
+    OPT_SCRIPT_TIMEOUT,
+    OPT_LUA_MEMORY,
+};
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, 'H'},
@@ -26,6 +38,11 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
+    {"script-timeout", required_argument, NULL, OPT_SCRIPT_TIMEOUT},
+    {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -60,6 +77,22 @@ void cli_print_help(void)
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
         "      --watch                 reload SCRIPT when it changes on disk\n"
+        "\n"
+        "Limits (0 turns one off):\n"
+        "      --max-connections N     connections open at once; one more is accepted\n"
+        "                              and closed at once (default, and 0: the\n"
+        "                              descriptor limit, ulimit -n, less %d)\n"
+        "      --idle-timeout SEC      close a connection with no traffic either way\n"
+        "                              for SEC seconds (default 0: off)\n"
+        "      --max-write-buffer BYTES  abort a connection whose unsent output passes\n"
+        "                              BYTES (suffixes k, M, G; default 16M), for\n"
+        "                              scripts that ignore pause_writing()\n"
+        "      --script-timeout MS     interrupt a callback that runs longer than MS\n"
+        "                              milliseconds and abort its connection\n"
+        "                              (default %d)\n"
+        "      --lua-memory MB         cap on the Lua state's memory, in MiB; a\n"
+        "                              callback over it fails and its connection is\n"
+        "                              aborted (default %d)\n"
         "  -V, --version               print the version and exit\n"
         "  -h, --help                  print this help and exit\n"
         "\n"
@@ -81,7 +114,8 @@ void cli_print_help(void)
         "load or the address cannot be bound; 2 for a bad command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n",
-        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT);
+        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, CLI_DESCRIPTOR_RESERVE, DEFAULT_SCRIPT_TIMEOUT,
+        DEFAULT_LUA_MEMORY);
 }
 
 void cli_print_version(void)
@@ -110,6 +144,42 @@ static bool parse_int(const char *s, long min, long max, int *out)
     return true;
 }
 
+/* A decimal integer in [min, max] that fits a long long. */
+static bool parse_long(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* A byte count with an optional k, M or G suffix (powers of 1024). */
+static bool parse_bytes(const char *s, long long max, long long *out)
+{
+    char digits[32];
+    size_t len = strlen(s);
+    if (len == 0 || len >= sizeof digits)
+        return false;
+    memcpy(digits, s, len + 1);
+    long long unit = 1;
+    switch (digits[len - 1]) {
+    case 'k': case 'K': unit = 1LL << 10; break;
+    case 'm': case 'M': unit = 1LL << 20; break;
+    case 'g': case 'G': unit = 1LL << 30; break;
+    default: break;
+    }
+    if (unit != 1)
+        digits[len - 1] = '\0';
+    long long v;
+    if (!parse_long(digits, 0, max / unit, &v))
+        return false;
+    *out = v * unit;
+    return true;
+}
+
 /* A finite number of seconds in [0, max]. */
 static bool parse_seconds(const char *s, double max, double *out)
 {
@@ -131,6 +201,9 @@ static int apply_environment(struct cli_options *o)
         .port = DEFAULT_PORT,
         .log_level = LOG_INFO,
         .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
+        .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
+        .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
+        .lua_memory = DEFAULT_LUA_MEMORY,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -138,6 +211,22 @@ static int apply_environment(struct cli_options *o)
     const char *port = getenv("LUAECHO_PORT");
     if (port && *port && !parse_int(port, 0, 65535, &o->port))
         return usage_error("%s must be a port number from 0 to 65535, not '%s'", "LUAECHO_PORT", port);
+    return 0;
+}
+
+/* An integer option in [min, max], or the usage error naming it. */
+static int apply_long(const char *value, long long min, long long max, const char *flag, const char *what,
+                      long *out)
+{
+    long long v;
+    if (!parse_long(value, min, max, &v)) {
+        char wanted[96];
+        snprintf(wanted, sizeof wanted, "%s from %lld to %lld", what, min, max);
+        fprintf(stderr, "luaecho: %s must be %s, not '%s'\nTry 'luaecho --help' for more information.\n", flag,
+                wanted, value);
+        return EXIT_USAGE;
+    }
+    *out = (long)v;
     return 0;
 }
 
@@ -166,6 +255,21 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_WATCH:
         o->watch = true;
         return 0;
+    case OPT_MAX_CONNECTIONS:
+        return apply_long(value, 0, 10000000, "--max-connections", "a number of connections", &o->max_connections);
+    case OPT_IDLE_TIMEOUT:
+        if (!parse_seconds(value, 86400 * 365, &o->idle_timeout))
+            return usage_error("%s must be a number of seconds, 0 for none, not '%s'", "--idle-timeout", value);
+        return 0;
+    case OPT_MAX_WRITE_BUFFER:
+        if (!parse_bytes(value, 1LL << 40, &o->max_write_buffer))
+            return usage_error("%s must be a number of bytes (suffix k, M or G allowed), 0 for no cap, not '%s'",
+                               "--max-write-buffer", value);
+        return 0;
+    case OPT_SCRIPT_TIMEOUT:
+        return apply_long(value, 0, 3600000, "--script-timeout", "a number of milliseconds", &o->script_timeout);
+    case OPT_LUA_MEMORY:
+        return apply_long(value, 0, 1 << 20, "--lua-memory", "a number of MiB", &o->lua_memory);
     case 'V':
         o->command = CLI_VERSION;
         return 0;

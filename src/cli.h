@@ -18,10 +18,19 @@ struct cli_options {
     enum log_level log_level;
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
+    long max_connections;    /* 0: derived from the descriptor limit only */
+    double idle_timeout;     /* seconds, 0: off */
+    long long max_write_buffer; /* bytes, 0: off */
+    long script_timeout;     /* milliseconds, 0: off */
+    long lua_memory;         /* MiB, 0: off */
     const char *script;      /* NULL: the bundled echo.lua */
     int script_argc;         /* run: SCRIPT's own arguments ... */
     char **script_argv;      /* ... starting with SCRIPT itself */
 };
+
+/* Descriptors kept back from --max-connections' default for the host's own
+ * use (stdio, the loop, signals, the listener, files a script opens). */
+#define CLI_DESCRIPTOR_RESERVE 32
 
 /* Exit codes, as the README documents them. */
 enum { EXIT_OK = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2 };

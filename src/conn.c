@@ -13,6 +13,7 @@
 #include "conn.h"
 
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ struct conn {
     char *error;                 /* why it ended, for lost(); NULL: clean */
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     size_t high_water, low_water;
+    uint64_t last_active;        /* loop time (ms) of the last byte in or out */
     bool started : 1;            /* conn_start() was called */
     bool want_reading : 1;       /* the owner has not paused reading */
     bool reading : 1;            /* uv_read_start() is in effect */
@@ -70,6 +72,7 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
     list->head = c;
     list->count++;
     c->want_reading = true;
+    c->last_active = uv_now(loop);
     conn_set_write_limits(c, CONN_DEFAULT_HIGH_WATER, CONN_DEFAULT_HIGH_WATER / 4);
     return c;
 }
@@ -164,6 +167,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
     if (nread > 0) {
+        c->last_active = uv_now(stream->loop);
         c->events->data(c, buf->base, (size_t)nread);
     } else if (nread == UV_EOF) {
         c->eof_received = true;
@@ -274,7 +278,23 @@ static void after_write(uv_write_t *req, int status)
         conn_abort(c, uv_strerror(status));
         return;
     }
+    c->last_active = uv_now(c->tcp.loop);
     check_low_water(c);
+}
+
+/* For scripts that ignore pause_writing(): past the list's cap, give up. */
+static void check_hard_cap(struct conn *c)
+{
+    size_t cap = c->list->max_write_buffer;
+    if (cap == 0 || c->tcp.write_queue_size <= cap || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    char peer[ADDR_STRLEN], reason[160];
+    snprintf(reason, sizeof reason,
+             "write buffer over --max-write-buffer (%zu bytes queued, cap %zu): the peer does not read",
+             c->tcp.write_queue_size, cap);
+    log_limited(&c->list->write_buffer_rate, LOG_WARN, "aborting %s: %s",
+                addr_format(&c->peer, peer, sizeof peer), reason);
+    conn_abort(c, reason);
 }
 
 /* Copy what the kernel did not take and queue it behind earlier writes. */
@@ -294,6 +314,7 @@ static void queue_write(struct conn *c, const char *base, size_t len)
         return;
     }
     check_high_water(c);
+    check_hard_cap(c);
 }
 
 int conn_write(struct conn *c, const char *base, size_t len)
@@ -305,6 +326,7 @@ int conn_write(struct conn *c, const char *base, size_t len)
         int n = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){.base = (char *)base, .len = len}, 1);
         if (n >= 0) {
             done = (size_t)n;
+            c->last_active = uv_now(c->tcp.loop);
         } else if (n != UV_EAGAIN) {
             conn_abort(c, uv_strerror(n));
             return 0;
@@ -399,6 +421,22 @@ void conn_list_each(struct conn_list *list, void (*fn)(struct conn *c, void *arg
 {
     for (struct conn *c = list->head; c; c = c->next)
         fn(c, arg);
+}
+
+void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct log_rate *rate)
+{
+    if (list->head == NULL)
+        return;
+    uint64_t now = uv_now(list->head->tcp.loop);
+    char reason[96];
+    snprintf(reason, sizeof reason, "idle timeout: no traffic for %g s (--idle-timeout)", (double)timeout_ms / 1000);
+    for (struct conn *c = list->head; c; c = c->next) {
+        if (now - c->last_active < timeout_ms || uv_is_closing((uv_handle_t *)&c->tcp))
+            continue;
+        char peer[ADDR_STRLEN];
+        log_limited(rate, LOG_INFO, "closing %s: %s", addr_format(&c->peer, peer, sizeof peer), reason);
+        conn_abort(c, reason);
+    }
 }
 
 void conn_list_close_all(struct conn_list *list)

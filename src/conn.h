@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "log.h"
 
 struct conn;
 
@@ -24,10 +25,13 @@ struct conn_events {
     void (*lost)(struct conn *c, const char *error); /* last call; NULL error: clean close */
 };
 
-/* The connections of one loop, so shutdown can reach them all. */
+/* The connections of one loop, so shutdown can reach them all, and the
+ * limits they share. */
 struct conn_list {
     struct conn *head;
     size_t count;
+    size_t max_write_buffer;           /* abort past this many queued bytes; 0: no cap */
+    struct log_rate write_buffer_rate; /* the log line when that cap trips */
 };
 
 #define CONN_DEFAULT_HIGH_WATER (64 * 1024)
@@ -75,6 +79,8 @@ void *conn_data(struct conn *c);
 
 /* Call fn(c, arg) for every connection of a list; fn must not free any. */
 void conn_list_each(struct conn_list *list, void (*fn)(struct conn *c, void *arg), void *arg);
+/* Abort every connection with no traffic either way for 'timeout_ms'. */
+void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct log_rate *rate);
 /* Shutdown helpers over every connection of a list. */
 void conn_list_close_all(struct conn_list *list);
 void conn_list_abort_all(struct conn_list *list, const char *error);

@@ -36,7 +36,37 @@ static void start_signal(struct host *h, uv_signal_t *sig, int signum)
     uv_unref((uv_handle_t *)sig);
 }
 
-int host_init(struct host *h, const char *lua_dir, double shutdown_timeout)
+/* Close idle connections; runs a few times per timeout period. */
+static void on_idle_sweep(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    conn_list_expire_idle(&h->conns, h->limits.idle_timeout_ms, &h->rates.idle_timeout);
+}
+
+static void start_idle_sweep(struct host *h)
+{
+    uv_timer_init(&h->loop, &h->idle_sweep);
+    h->idle_sweep.data = h;
+    uint64_t timeout = h->limits.idle_timeout_ms;
+    if (timeout == 0)
+        return;
+    /* A connection is closed between timeout and timeout + period. */
+    uint64_t period = timeout / 10 < 10 ? 10 : timeout / 10 > 1000 ? 1000 : timeout / 10;
+    uv_timer_start(&h->idle_sweep, on_idle_sweep, period, period);
+    uv_unref((uv_handle_t *)&h->idle_sweep);
+}
+
+bool host_refuse_connection(struct host *h)
+{
+    if (h->limits.max_connections == 0 || h->conns.count < h->limits.max_connections)
+        return false;
+    log_limited(&h->rates.max_connections, LOG_WARN,
+                "connection limit reached (%zu open, --max-connections %zu): refusing new connections",
+                h->conns.count, h->limits.max_connections);
+    return true;
+}
+
+int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
 {
     memset(h, 0, sizeof *h);
     int rc = uv_loop_init(&h->loop);
@@ -45,8 +75,9 @@ int host_init(struct host *h, const char *lua_dir, double shutdown_timeout)
         return -1;
     }
     h->loop.data = h;
-    h->shutdown_timeout_ms = (uint64_t)(shutdown_timeout * 1000);
-    h->L = runtime_open(lua_dir, h);
+    h->limits = *limits;
+    h->conns.max_write_buffer = limits->max_write_buffer;
+    h->L = runtime_open(lua_dir, h, limits->lua_memory, limits->script_timeout_ms);
     if (!h->L) {
         log_error("cannot start Lua: out of memory");
         uv_loop_close(&h->loop);
@@ -56,6 +87,7 @@ int host_init(struct host *h, const char *lua_dir, double shutdown_timeout)
     h->shutdown_timer.data = h;
     start_signal(h, &h->sigint, SIGINT);
     start_signal(h, &h->sigterm, SIGTERM);
+    start_idle_sweep(h);
     return 0;
 }
 
@@ -85,11 +117,11 @@ void host_shutdown(struct host *h, const char *why)
     log_info("shutting down (%s)", why);
     if (h->conns.count > 0)
         log_info("closing %zu open connection(s); they have %g s to finish", h->conns.count,
-                 (double)h->shutdown_timeout_ms / 1000);
+                 (double)h->limits.shutdown_timeout_ms / 1000);
     close_servers(h);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
-    uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->shutdown_timeout_ms, 0);
+    uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&h->shutdown_timer);
 }
 
@@ -106,6 +138,7 @@ void host_destroy(struct host *h)
     close_handle((uv_handle_t *)&h->sigint);
     close_handle((uv_handle_t *)&h->sigterm);
     close_handle((uv_handle_t *)&h->shutdown_timer);
+    close_handle((uv_handle_t *)&h->idle_sweep);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&h->loop) != 0)
         log_debug("the event loop still had open handles at exit");

@@ -14,20 +14,40 @@
 
 struct server;
 
+/* Every limit, each with a flag (see cli.c for the defaults). 0: off. */
+struct limits {
+    size_t max_connections;      /* open at once; over it, accepted and closed at once */
+    uint64_t idle_timeout_ms;    /* no traffic either way for this long: closed */
+    size_t max_write_buffer;     /* bytes queued on one connection: past it, aborted */
+    uint64_t script_timeout_ms;  /* one callback or resumption running longer: interrupted */
+    size_t lua_memory;           /* bytes the Lua state may hold */
+    uint64_t shutdown_timeout_ms;
+};
+
+/* Rate-limited log lines, one per kind of limit. */
+struct host_rates {
+    struct log_rate max_connections, idle_timeout, accept_error;
+};
+
 struct host {
     uv_loop_t loop;
     lua_State *L;
     struct conn_list conns;
     struct server *servers;
+    struct limits limits;
+    struct host_rates rates;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
-    uint64_t shutdown_timeout_ms;
+    uv_timer_t idle_sweep;       /* runs only with an idle timeout */
     bool shutting_down;
 };
 
 /* Set up the loop, the Lua state (bundled Lua files in lua_dir) and the
  * signal handlers. Returns 0, or -1 after logging why. */
-int host_init(struct host *h, const char *lua_dir, double shutdown_timeout);
+int host_init(struct host *h, const char *lua_dir, const struct limits *limits);
+/* True when one more connection would pass --max-connections (then it is
+ * refused, and the refusal logged). */
+bool host_refuse_connection(struct host *h);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

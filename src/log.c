@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static enum log_level current_level = LOG_INFO;
@@ -97,4 +98,33 @@ void log_always(const char *fmt, ...)
     va_start(ap, fmt);
     emit("luaecho: ", fmt, ap);
     va_end(ap);
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void log_limited(struct log_rate *rate, enum log_level level, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    uint64_t now = monotonic_ms();
+    if (rate->last_ms != 0 && now - rate->last_ms < 1000) {
+        rate->held_back++;
+        return;
+    }
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (rate->held_back > 0)
+        log_msg(level, "%s (%u more like this since the last such line)", line, rate->held_back);
+    else
+        log_msg(level, "%s", line);
+    rate->last_ms = now;
+    rate->held_back = 0;
 }

@@ -7,6 +7,7 @@
 #define LUAECHO_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -22,6 +23,15 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* For a kind of event that can repeat quickly (a limit tripping): at most
+ * one line a second, saying how many were held back since the last one. */
+struct log_rate {
+    uint64_t last_ms;
+    unsigned held_back;
+};
+void log_limited(struct log_rate *rate, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Print one line whatever the level: for lines other programs wait for. */
 void log_always(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -122,6 +123,8 @@ static int start_serving(struct host *h, const struct cli_options *o, const char
     return EXIT_OK;
 }
 
+static struct limits limits_from(const struct cli_options *o);
+
 struct run_args {
     const char *path;
     int argc;
@@ -184,7 +187,8 @@ static int run(const struct cli_options *o, const char *lua_dir)
     char script[PATH_MAX + 32];
     find_script(o->script, lua_dir, script, sizeof script);
     struct host h;
-    if (host_init(&h, lua_dir, o->shutdown_timeout) != 0)
+    struct limits limits = limits_from(o);
+    if (host_init(&h, lua_dir, &limits) != 0)
         return EXIT_FAILURE_RUNTIME;
     struct run_args args = {.path = script, .argc = o->script_argc, .argv = o->script_argv};
     struct runtime_error err;
@@ -208,12 +212,51 @@ static int run(const struct cli_options *o, const char *lua_dir)
     return rc;
 }
 
+/* The descriptors we may open: raise the soft limit to the hard one first,
+ * as nginx does, so the default connection cap is as high as allowed. */
+static size_t descriptor_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t wanted = rl.rlim_max;
+        rl.rlim_cur = wanted;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+}
+
+/* The limits in force, from the options and the descriptor limit. */
+static struct limits limits_from(const struct cli_options *o)
+{
+    size_t fds = descriptor_limit();
+    size_t derived = fds > CLI_DESCRIPTOR_RESERVE + 1 ? fds - CLI_DESCRIPTOR_RESERVE : 1;
+    size_t cap = derived;
+    if (o->max_connections > 0 && (size_t)o->max_connections <= derived)
+        cap = (size_t)o->max_connections;
+    else if (o->max_connections > 0)
+        log_warn("--max-connections %ld is more than the descriptor limit allows (ulimit -n %zu): using %zu",
+                 o->max_connections, fds, derived);
+    log_debug("at most %zu connections (descriptor limit %zu)", cap, fds);
+    return (struct limits){
+        .max_connections = cap,
+        .idle_timeout_ms = (uint64_t)(o->idle_timeout * 1000),
+        .max_write_buffer = (size_t)o->max_write_buffer,
+        .script_timeout_ms = (uint64_t)o->script_timeout,
+        .lua_memory = (size_t)o->lua_memory << 20,
+        .shutdown_timeout_ms = (uint64_t)(o->shutdown_timeout * 1000),
+    };
+}
+
 static int serve(const struct cli_options *o, const char *lua_dir)
 {
     char script[PATH_MAX + 32];
     find_script(o->script, lua_dir, script, sizeof script);
     struct host h;
-    if (host_init(&h, lua_dir, o->shutdown_timeout) != 0)
+    struct limits limits = limits_from(o);
+    if (host_init(&h, lua_dir, &limits) != 0)
         return EXIT_FAILURE_RUNTIME;
     struct reload reload = {0};
     int rc = start_serving(&h, o, script, &reload);

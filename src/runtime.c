@@ -11,8 +11,67 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
+#include "log.h"
 #include "module.h"
+
+/* How often (in VM instructions) the time limit is checked. */
+#define HOOK_COUNT 10000
+
+/* What the allocator and the time-limit hook need; every thread of the
+ * state finds it in its extra space (new threads copy the main one's). */
+struct limits_state {
+    size_t used, limit;     /* bytes */
+    uint64_t timeout_ns;    /* 0: no time limit */
+    uint64_t deadline_ns;   /* of the outermost runtime_call running, 0: none */
+    int depth;              /* runtime_call nesting */
+};
+
+static struct limits_state *limits_of(lua_State *L)
+{
+    return *(struct limits_state **)lua_getextraspace(L);
+}
+
+/* lua_Alloc that counts, and refuses past the limit (Lua then collects
+ * garbage and tries once more before raising a memory error). */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct limits_state *ls = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        ls->used -= old;
+        return NULL;
+    }
+    if (ls->limit && nsize > old && ls->used + (nsize - old) > ls->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        ls->used = ls->used - old + nsize;
+    return p;
+}
+
+/* Count hook: past the deadline, raise; and keep raising at every
+ * instruction, so a script that catches the error cannot carry on. */
+static void on_count(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct limits_state *ls = limits_of(L);
+    if (ls->deadline_ns == 0 || uv_hrtime() < ls->deadline_ns) {
+        if (lua_gethookcount(L) != HOOK_COUNT) /* tripped before, in an earlier call */
+            lua_sethook(L, on_count, LUA_MASKCOUNT, HOOK_COUNT);
+        return;
+    }
+    lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+    luaL_error(L, "script timeout: ran longer than %d ms (--script-timeout)", (int)(ls->timeout_ns / 1000000));
+}
+
+static int on_panic(lua_State *L)
+{
+    log_error("unprotected Lua error: %s", lua_tostring(L, -1));
+    abort();
+}
 
 /* Registry keys: addresses of static variables, never strings. */
 static const char host_key = 0;
@@ -45,6 +104,9 @@ static void take_error(lua_State *L, int status, struct runtime_error *err)
     if (err) {
         const char *traceback = lua_tostring(L, -1);
         if (status == LUA_ERRMEM || status == LUA_ERRERR) {
+            struct limits_state *ls = limits_of(L);
+            if (status == LUA_ERRMEM && ls->limit)
+                traceback = "not enough memory (the --lua-memory cap may be reached)";
             err->message = copy_string(traceback);
             err->traceback = copy_string(traceback);
         } else {
@@ -61,11 +123,16 @@ static void take_error(lua_State *L, int status, struct runtime_error *err)
 
 int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err)
 {
+    struct limits_state *ls = limits_of(L);
+    if (ls->depth++ == 0 && ls->timeout_ns)
+        ls->deadline_ns = uv_hrtime() + ls->timeout_ns;
     int base = lua_gettop(L);
     lua_pushcfunction(L, msghandler); /* light C functions: */
     lua_pushcfunction(L, fn);         /* pushing them cannot fail */
     lua_pushlightuserdata(L, ud);
     int status = lua_pcall(L, 1, 0, base + 1);
+    if (--ls->depth == 0)
+        ls->deadline_ns = 0;
     if (status != LUA_OK)
         take_error(L, status, err);
     lua_settop(L, base);
@@ -105,22 +172,35 @@ static int open_libraries(lua_State *L)
     return 0;
 }
 
-lua_State *runtime_open(const char *lua_dir, struct host *host)
+lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_limit, uint64_t timeout_ms)
 {
-    lua_State *L = luaL_newstate();
-    if (!L)
+    struct limits_state *ls = calloc(1, sizeof *ls);
+    if (!ls)
         return NULL;
-    struct open_args args = {.lua_dir = lua_dir, .host = host};
-    if (runtime_call(L, open_libraries, &args, NULL) != 0) {
-        lua_close(L);
+    ls->timeout_ns = timeout_ms * 1000000;
+    lua_State *L = lua_newstate(limited_alloc, ls);
+    if (!L) {
+        free(ls);
         return NULL;
     }
+    *(struct limits_state **)lua_getextraspace(L) = ls;
+    lua_atpanic(L, on_panic);
+    if (timeout_ms)
+        lua_sethook(L, on_count, LUA_MASKCOUNT, HOOK_COUNT);
+    struct open_args args = {.lua_dir = lua_dir, .host = host};
+    if (runtime_call(L, open_libraries, &args, NULL) != 0) {
+        runtime_close(L);
+        return NULL;
+    }
+    ls->limit = memory_limit; /* capped once the libraries are in: a tiny cap still starts */
     return L;
 }
 
 void runtime_close(lua_State *L)
 {
+    struct limits_state *ls = limits_of(L);
     lua_close(L);
+    free(ls);
 }
 
 struct host *runtime_host(lua_State *L)

@@ -6,6 +6,8 @@
 #define LUAECHO_RUNTIME_H
 
 #include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct host;
 
@@ -18,8 +20,10 @@ struct runtime_error {
 
 /* Open a Lua state with the standard libraries, package.path pointing at the
  * bundled Lua files in 'lua_dir', and the luaecho.core module preloaded.
+ * 'memory_limit' caps what it may allocate (bytes, 0: no cap);
+ * 'timeout_ms' interrupts a runtime_call that runs longer (0: never).
  * NULL when out of memory. */
-lua_State *runtime_open(const char *lua_dir, struct host *host);
+lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_limit, uint64_t timeout_ms);
 void runtime_close(lua_State *L);
 /* The host that opened L. */
 struct host *runtime_host(lua_State *L);

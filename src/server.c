@@ -41,19 +41,23 @@ static void on_connection(uv_stream_t *listener, int status)
     struct server *s = listener->data;
     struct host *h = s->host;
     if (status < 0) {
-        log_warn("cannot accept a connection: %s", uv_strerror(status));
+        log_limited(&h->rates.accept_error, LOG_WARN, "cannot accept a connection: %s%s", uv_strerror(status),
+                    status == UV_EMFILE || status == UV_ENFILE ? " (out of file descriptors: lower "
+                                                                 "--max-connections or raise ulimit -n)" : "");
         return;
     }
+    bool refuse = host_refuse_connection(h);
     struct conn *c = conn_new(&h->loop, &h->conns, &protocol_events, protocol_conn_size);
     if (!c) {
-        log_error("out of memory accepting a connection");
+        log_limited(&h->rates.accept_error, LOG_ERROR, "out of memory accepting a connection");
         return;
     }
-    protocol_attach(c, h->L, s);
+    protocol_attach(c, h->L, refuse ? NULL : s);
     int rc = conn_accept(c, listener);
-    if (rc != 0) {
-        log_warn("cannot accept a connection: %s", uv_strerror(rc));
-        conn_abort(c, NULL);
+    if (rc != 0 || refuse) {
+        if (rc != 0)
+            log_limited(&h->rates.accept_error, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
+        conn_abort(c, NULL); /* no instance: nothing reaches Lua */
         return;
     }
     protocol_connection_made(c, &s->protocol);
