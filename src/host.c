@@ -116,7 +116,7 @@ void host_shutdown(struct host *h, const char *why)
     h->shutting_down = true;
     log_info("shutting down (%s)", why);
     if (h->conns.count > 0)
-        log_info("closing %zu open connection(s); they have %g s to finish", h->conns.count,
+        log_debug("closing %zu open connection(s); they have %g s to finish", h->conns.count,
                  (double)h->limits.shutdown_timeout_ms / 1000);
     close_servers(h);
     conn_list_close_all(&h->conns);
