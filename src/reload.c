@@ -54,6 +54,16 @@ static void upgrade_one(struct conn *c, void *arg)
         count->upgraded++;
 }
 
+/* Does the Protocol define upgrade()? */
+static bool has_upgrade(lua_State *L, const struct protocol_class *cls)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cls->table_ref);
+    lua_pushliteral(L, "upgrade");
+    bool found = lua_rawget(L, -2) == LUA_TFUNCTION;
+    lua_pop(L, 2);
+    return found;
+}
+
 void reload_now(struct reload *r, const char *why)
 {
     lua_State *L = r->host->L;
@@ -72,9 +82,14 @@ void reload_now(struct reload *r, const char *why)
     log_info("reloaded %s (generation %d)", r->path, s->protocol.generation);
     struct upgrade_count count = {.server = s, .protocol = &s->protocol};
     conn_list_each(&r->host->conns, upgrade_one, &count);
-    if (count.upgraded > 0 || count.open > 0)
+    if (count.open == 0)
+        return;
+    if (count.upgraded > 0 || has_upgrade(L, &s->protocol))
         log_info("upgraded %zu of %zu open connection(s) to generation %d", count.upgraded, count.open,
                  s->protocol.generation);
+    else
+        log_info("%zu open connection(s) keep the code they started with (the script has no upgrade())",
+                 count.open);
 }
 
 static void on_sighup(uv_signal_t *handle, int signum)
