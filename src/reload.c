@@ -26,6 +26,7 @@
 struct load_args {
     const struct reload *reload;
     struct protocol_class protocol;
+    bool has_upgrade;
 };
 
 /* Forget the script's own modules, load it, make a class of it. Protected. */
@@ -34,6 +35,8 @@ static int load_again(lua_State *L)
     struct load_args *args = lua_touserdata(L, 1);
     runtime_forget_modules(L, args->reload->dir);
     runtime_load_handler(L, args->reload->path);
+    args->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
+    lua_pop(L, 1);
     protocol_class_init(L, &args->protocol);
     return 0;
 }
@@ -52,16 +55,6 @@ static void upgrade_one(struct conn *c, void *arg)
     count->open++;
     if (protocol_upgrade(c, count->protocol))
         count->upgraded++;
-}
-
-/* Does the Protocol define upgrade()? */
-static bool has_upgrade(lua_State *L, const struct protocol_class *cls)
-{
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cls->table_ref);
-    lua_pushliteral(L, "upgrade");
-    bool found = lua_rawget(L, -2) == LUA_TFUNCTION;
-    lua_pop(L, 2);
-    return found;
 }
 
 void reload_now(struct reload *r, const char *why)
@@ -84,7 +77,7 @@ void reload_now(struct reload *r, const char *why)
     conn_list_each(&r->host->conns, upgrade_one, &count);
     if (count.open == 0)
         return;
-    if (count.upgraded > 0 || has_upgrade(L, &s->protocol))
+    if (args.has_upgrade)
         log_info("upgraded %zu of %zu open connection(s) to generation %d", count.upgraded, count.open,
                  s->protocol.generation);
     else
