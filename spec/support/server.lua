@@ -1,0 +1,305 @@
+--- Start the real luaecho binary for integration specs and watch it.
+-- The child's stdout and stderr go to temporary files, not pipes: a handler
+-- that prints per chunk would fill a pipe and stall the server while the spec
+-- sits in a blocking socket call. Every wait polls with a deadline.
+-- @usage
+--   local proc = server.start({ server.fixture("trace.lua") })
+--   local conn = client.connect(proc.host, proc.port)
+--   ...
+--   after_each(function()
+--     client.close_all()
+--     assert.are.same({}, server.stop_all()) -- no crash, no sanitizer report
+--   end)
+local uv = require "luv"
+local wait = require "support.wait"
+
+local M = {}
+
+-- Every process started and not yet reaped, so teardown can kill leftovers.
+local live = {}
+
+-- Environment variables that steer luaecho; an operator's own settings must
+-- not leak into specs, which pass them explicitly when they test them.
+local STEERING = { "LUAECHO_HOST", "LUAECHO_PORT" }
+
+-- The working directory busted runs in (the repository root).
+local function root()
+  return assert(uv.cwd())
+end
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return root() .. "/" .. path
+end
+
+--- Path of the binary under test: $LUAECHO_BIN, else build/luaecho.
+function M.bin()
+  return absolute(os.getenv("LUAECHO_BIN") or "build/luaecho")
+end
+
+--- The bundled Lua directory: $LUAECHO_LUA_DIR, else lua/ in the repository.
+function M.lua_dir()
+  return absolute(os.getenv("LUAECHO_LUA_DIR") or "lua")
+end
+
+--- Absolute path of a bundled script, e.g. M.script("examples/plain_echo.lua").
+function M.script(name)
+  return M.lua_dir() .. "/" .. name
+end
+
+--- Absolute path of a handler script under spec/fixtures.
+function M.fixture(name)
+  return root() .. "/spec/fixtures/" .. name
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- The environment as a "K=V" list: ours, minus the steering variables,
+-- with `overrides` applied (a value of false removes the variable).
+local function environment(overrides)
+  local env = uv.os_environ()
+  for _, name in ipairs(STEERING) do env[name] = nil end
+  for name, value in pairs(overrides or {}) do
+    env[name] = value or nil
+  end
+  local list = {}
+  for name, value in pairs(env) do list[#list + 1] = name .. "=" .. value end
+  return list
+end
+
+-- A fresh temp file opened for the child to write to; returns path, fd.
+local function output_file()
+  local path = os.tmpname()
+  local fd = assert(uv.fs_open(path, "w", tonumber("600", 8)))
+  return path, fd
+end
+
+local Proc = {}
+Proc.__index = Proc
+
+--- Start the binary with exactly `args` (a list) and return a Proc at once.
+-- opts.env: variables to set (false to unset); opts.cwd: working directory.
+function M.spawn(args, opts)
+  opts = opts or {}
+  local self = setmetatable({ args = args }, Proc)
+  local out_fd, err_fd
+  self.out_path, out_fd = output_file()
+  self.err_path, err_fd = output_file()
+  local handle, pid = uv.spawn(M.bin(), {
+    args = args,
+    stdio = { nil, out_fd, err_fd },
+    env = environment(opts.env),
+    cwd = opts.cwd or root(),
+  }, function(code, signal)
+    self.code, self.signal = code, signal
+  end)
+  -- The child holds its own copies of the descriptors now.
+  uv.fs_close(out_fd)
+  uv.fs_close(err_fd)
+  if not handle then
+    self:remove_files()
+    error(("cannot start %s: %s"):format(M.bin(), tostring(pid)), 2)
+  end
+  self.handle, self.pid = handle, pid
+  live[self] = true
+  return self
+end
+
+--- Start the binary listening on a free port and wait for its port line.
+-- `--port 0` is appended unless opts.port says otherwise (false: no flag,
+-- so the environment or the default decides). Returns the Proc with
+-- proc.host and proc.port set.
+function M.start(args, opts)
+  opts = opts or {}
+  local full = { table.unpack(args or {}) }
+  if opts.port ~= false then
+    full[#full + 1] = "--port"
+    full[#full + 1] = tostring(opts.port or 0)
+  end
+  local proc = M.spawn(full, opts)
+  proc:wait_listening(opts.timeout)
+  return proc
+end
+
+--- Run the binary to completion: returns exit code, stdout, stderr.
+-- For commands that end on their own (--help, bad flags, bad scripts).
+function M.run(args, opts, timeout)
+  local proc = M.spawn(args, opts)
+  local code = proc:wait_exit(timeout)
+  local out, err = proc:stdout(), proc:stderr()
+  proc:stop()
+  return code, out, err
+end
+
+--- Everything the process has written to stdout so far.
+function Proc:stdout()
+  return read_file(self.out_path)
+end
+
+--- Everything the process has written to stderr so far.
+function Proc:stderr()
+  return read_file(self.err_path)
+end
+
+--- Let libuv notice a child exit (it reaps in its SIGCHLD handler).
+local function reap()
+  uv.run("nowait")
+end
+
+--- True once the process has exited (its code is then in proc.code).
+function Proc:exited()
+  reap()
+  return self.code ~= nil
+end
+
+-- Describe the process for failure messages: args and both streams.
+function Proc:describe()
+  return ("luaecho %s\n--- stdout:\n%s\n--- stderr:\n%s"):format(
+    table.concat(self.args, " "), self:stdout(), self:stderr())
+end
+
+--- Wait for the `luaecho: listening on HOST:PORT` line; returns host, port.
+-- Fails at once (with the output) if the process exits first.
+function Proc:wait_listening(timeout)
+  local host, port = wait.until_true(function()
+    local h, p = self:stderr():match("luaecho: listening on (%S+):(%d+)\n")
+    if h then return h, p end
+    if self:exited() then
+      error(("luaecho exited with %s before listening\n%s"):format(
+        tostring(self.code), self:describe()), 0)
+    end
+  end, timeout or 5, "the 'listening on' line")
+  -- IPv6 hosts are printed in brackets: [::1]:PORT.
+  self.host = host:match("^%[(.*)%]$") or host
+  self.port = tonumber(port)
+  return self.host, self.port
+end
+
+--- Wait until `stream` ("stdout" or "stderr") matches `pattern` and return
+-- the captures. Fails if the process exits without producing it.
+function Proc:wait_output(stream, pattern, timeout, what)
+  return wait.until_true(function()
+    local text = self[stream](self)
+    local found = table.pack(text:match(pattern))
+    if found[1] then return table.unpack(found, 1, found.n) end
+    if self:exited() and not self[stream](self):match(pattern) then
+      error(("luaecho exited with %s without writing %s\n%s"):format(
+        tostring(self.code), what or pattern, self:describe()), 0)
+    end
+  end, timeout or 5, what or ("%q on %s"):format(pattern, stream))
+end
+
+--- Count the lines of `stream` matching `pattern`.
+function Proc:count(stream, pattern)
+  local n = 0
+  for line in self[stream](self):gmatch("[^\n]*") do
+    if line:match(pattern) then n = n + 1 end
+  end
+  return n
+end
+
+--- Wait until `stream` has at least `n` lines matching `pattern`.
+function Proc:wait_count(stream, pattern, n, timeout, what)
+  return wait.until_true(function()
+    if self:count(stream, pattern) >= n then return true end
+    if self:exited() and self:count(stream, pattern) < n then
+      error(("luaecho exited with %s before %d lines matched %q on %s\n%s"):format(
+        tostring(self.code), n, pattern, stream, self:describe()), 0)
+    end
+  end, timeout or 5, what or ("%d lines %q on %s"):format(n, pattern, stream))
+end
+
+--- Send a signal by name ("sigterm", "sigint", "sigkill"). No-op once exited.
+function Proc:signal(name)
+  if self:exited() then return end
+  self.signalled = true
+  uv.process_kill(self.handle, name)
+end
+
+--- Wait for the process to exit; returns its exit code and terminating signal.
+function Proc:wait_exit(timeout)
+  local ok = pcall(wait.until_true, function() return self:exited() end, timeout or 5)
+  if not ok then
+    error(("luaecho did not exit within %gs\n%s"):format(timeout or 5, self:describe()), 2)
+  end
+  return self.code, self.signal
+end
+
+function Proc:remove_files()
+  os.remove(self.out_path)
+  os.remove(self.err_path)
+end
+
+-- What sanitizers print when they find something (scripts/test builds with
+-- AddressSanitizer and UndefinedBehaviorSanitizer).
+local SANITIZER_MARKS = { "AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:" }
+
+-- Ask a running process to stop as a user would (SIGTERM), so it can exit
+-- cleanly and sanitizers get to report; kill it if it will not. Returns a
+-- problem description, or nil.
+local function terminate(self)
+  uv.process_kill(self.handle, "sigterm")
+  if pcall(wait.until_true, function() return self:exited() end, 3) then
+    if self.code ~= 0 or self.signal ~= 0 then
+      return ("exited with code %d, signal %d on SIGTERM"):format(self.code, self.signal)
+    end
+    return nil
+  end
+  uv.process_kill(self.handle, "sigkill")
+  pcall(wait.until_true, function() return self:exited() end, 5)
+  return "still running 3s after SIGTERM: killed"
+end
+
+--- Stop the process if it still runs (SIGTERM, then SIGKILL), reap it and
+-- remove its temp files. Returns a list of problems seen: a crash by a
+-- signal nobody sent, an unclean SIGTERM exit, a sanitizer report.
+-- Safe to call more than once.
+function Proc:stop()
+  if not live[self] then return {} end
+  local problems = {}
+  if not self:exited() then
+    problems[#problems + 1] = terminate(self)
+  elseif self.signal ~= 0 and not self.signalled then
+    problems[#problems + 1] = ("died of signal %d"):format(self.signal)
+  end
+  local stderr = self:stderr()
+  for _, mark in ipairs(SANITIZER_MARKS) do
+    if stderr:find(mark, 1, true) then
+      problems[#problems + 1] = "sanitizer report on stderr:\n" .. stderr
+      break
+    end
+  end
+  if not self.handle:is_closing() then self.handle:close() end
+  reap()
+  self:remove_files()
+  live[self] = nil
+  for i, problem in ipairs(problems) do
+    problems[i] = "luaecho " .. table.concat(self.args, " ") .. ": " .. problem
+  end
+  return problems
+end
+
+--- Stop every process still known; for after_each / teardown. Returns the
+-- problems found (see Proc:stop), so a spec can end with
+-- `assert.are.same({}, server.stop_all())`.
+function M.stop_all()
+  local problems = {}
+  for proc in pairs(live) do
+    for _, problem in ipairs(proc:stop()) do problems[#problems + 1] = problem end
+  end
+  return problems
+end
+
+-- Last line of defence: if busted ends without a teardown having run (an
+-- error outside a spec), closing the Lua state still kills the children.
+M._guard = setmetatable({}, { __gc = function()
+  for proc in pairs(live) do pcall(uv.process_kill, proc.handle, "sigkill") end
+end })
+
+return M
