@@ -30,6 +30,7 @@ enum {
     OPT_MAX_WRITE_BUFFER,
     OPT_SCRIPT_TIMEOUT,
     OPT_LUA_MEMORY,
+    OPT_WORKERS,
 };
 
 static const struct option long_options[] = {
@@ -43,6 +44,7 @@ static const struct option long_options[] = {
     {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
     {"script-timeout", required_argument, NULL, OPT_SCRIPT_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
+    {"workers", required_argument, NULL, OPT_WORKERS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -77,6 +79,10 @@ void cli_print_help(void)
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
         "      --watch                 reload SCRIPT when it changes on disk\n"
+        "      --workers N             serve with N threads, each with its own loop,\n"
+        "                              Lua state and copy of SCRIPT, sharing the port;\n"
+        "                              0: one per CPU (default 1). Globals and\n"
+        "                              upvalues of SCRIPT are per worker\n"
         "\n"
         "Limits (0 turns one off):\n"
         "      --max-connections N     connections open at once; one more is accepted\n"
@@ -204,6 +210,7 @@ static int apply_environment(struct cli_options *o)
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
+        .workers = 1,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -270,6 +277,8 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         return apply_long(value, 0, 3600000, "--script-timeout", "a number of milliseconds", &o->script_timeout);
     case OPT_LUA_MEMORY:
         return apply_long(value, 0, 1 << 20, "--lua-memory", "a number of MiB", &o->lua_memory);
+    case OPT_WORKERS:
+        return apply_long(value, 0, 256, "--workers", "a number of threads", &o->workers);
     case 'V':
         o->command = CLI_VERSION;
         return 0;

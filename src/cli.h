@@ -18,6 +18,7 @@ struct cli_options {
     enum log_level log_level;
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
+    long workers;            /* threads serving; 0: one per CPU */
     long max_connections;    /* 0: derived from the descriptor limit only */
     double idle_timeout;     /* seconds, 0: off */
     long long max_write_buffer; /* bytes, 0: off */

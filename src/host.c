@@ -58,12 +58,19 @@ static void start_idle_sweep(struct host *h)
 
 bool host_refuse_connection(struct host *h)
 {
-    if (h->limits.max_connections == 0 || h->conns.count < h->limits.max_connections)
+    size_t open = atomic_fetch_add(h->accepted, 1);
+    if (h->limits.max_connections == 0 || open < h->limits.max_connections)
         return false;
+    atomic_fetch_sub(h->accepted, 1);
     log_limited(&h->rates.max_connections, LOG_WARN,
-                "connection limit reached (%zu open, --max-connections %zu): refusing new connections",
-                h->conns.count, h->limits.max_connections);
+                "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
+                h->limits.max_connections);
     return true;
+}
+
+void host_connection_ended(struct host *h)
+{
+    atomic_fetch_sub(h->accepted, 1);
 }
 
 int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
@@ -75,6 +82,9 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
         return -1;
     }
     h->loop.data = h;
+    h->worker_id = 1;
+    atomic_init(&h->own_accepted, 0);
+    h->accepted = &h->own_accepted;
     h->limits = *limits;
     h->conns.max_write_buffer = limits->max_write_buffer;
     h->L = runtime_open(lua_dir, h, limits->lua_memory, limits->script_timeout_ms);

@@ -6,6 +6,7 @@
 #define LUAECHO_HOST_H
 
 #include <lua.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -32,6 +33,9 @@ struct host_rates {
 struct host {
     uv_loop_t loop;
     lua_State *L;
+    int worker_id;               /* 1..N with --workers, else 1 */
+    atomic_size_t *accepted;     /* accepted connections open, process-wide */
+    atomic_size_t own_accepted;  /* ... when no group shares one */
     struct conn_list conns;
     struct server *servers;
     struct limits limits;
@@ -45,9 +49,11 @@ struct host {
 /* Set up the loop, the Lua state (bundled Lua files in lua_dir) and the
  * signal handlers. Returns 0, or -1 after logging why. */
 int host_init(struct host *h, const char *lua_dir, const struct limits *limits);
-/* True when one more connection would pass --max-connections (then it is
- * refused, and the refusal logged). */
+/* Count one more accepted connection, or refuse it (and log the refusal)
+ * when it would pass --max-connections, which counts the whole process. */
 bool host_refuse_connection(struct host *h);
+/* An accepted connection (not refused) has ended. */
+void host_connection_ended(struct host *h);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

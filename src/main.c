@@ -18,9 +18,9 @@
 #include "cli.h"
 #include "host.h"
 #include "log.h"
-#include "reload.h"
 #include "runtime.h"
 #include "server.h"
+#include "workers.h"
 
 static bool is_file(const char *path)
 {
@@ -76,51 +76,6 @@ static void add_script_dir(lua_State *L, const char *path)
     if (slash)
         *slash = '\0';
     runtime_add_script_dir(L, slash ? dir : ".");
-}
-
-struct load_args {
-    struct host *host;
-    const char *path;
-    struct server *server;
-};
-
-/* Load the handler script and make a server of its Protocol. Protected. */
-static int load_server(lua_State *L)
-{
-    struct load_args *args = lua_touserdata(L, 1);
-    add_script_dir(L, args->path);
-    runtime_load_handler(L, args->path);
-    args->server = server_new(args->host, L);
-    return 0;
-}
-
-static int start_serving(struct host *h, const struct cli_options *o, const char *script, struct reload *reload)
-{
-    struct load_args args = {.host = h, .path = script};
-    struct runtime_error err;
-    if (runtime_call(h->L, load_server, &args, &err) != 0) {
-        log_error("cannot load script: %s", err.message);
-        log_debug("%s", err.traceback);
-        runtime_error_free(&err);
-        return EXIT_FAILURE_RUNTIME;
-    }
-    union addr addr;
-    int rc = addr_resolve_blocking(&h->loop, o->host, o->port, &addr);
-    if (rc != 0) {
-        log_error("cannot resolve host '%s': %s", o->host, uv_strerror(rc));
-        return EXIT_FAILURE_RUNTIME;
-    }
-    char text[ADDR_STRLEN];
-    rc = server_listen(args.server, &addr);
-    if (rc != 0) {
-        log_error("cannot listen on %s: %s", addr_format(&addr, text, sizeof text), uv_strerror(rc));
-        return EXIT_FAILURE_RUNTIME;
-    }
-    if (reload_init(reload, h, args.server, script, o->watch) != 0)
-        return EXIT_FAILURE_RUNTIME;
-    server_sockname(args.server, &addr);
-    log_always("listening on %s", addr_format(&addr, text, sizeof text));
-    return EXIT_OK;
 }
 
 static struct limits limits_from(const struct cli_options *o);
@@ -250,21 +205,18 @@ static struct limits limits_from(const struct cli_options *o)
     };
 }
 
+/* The number of workers: --workers, 0 meaning one per CPU we may run on. */
+static int worker_count(const struct cli_options *o)
+{
+    return o->workers > 0 ? (int)o->workers : (int)uv_available_parallelism();
+}
+
 static int serve(const struct cli_options *o, const char *lua_dir)
 {
     char script[PATH_MAX + 32];
     find_script(o->script, lua_dir, script, sizeof script);
-    struct host h;
     struct limits limits = limits_from(o);
-    if (host_init(&h, lua_dir, &limits) != 0)
-        return EXIT_FAILURE_RUNTIME;
-    struct reload reload = {0};
-    int rc = start_serving(&h, o, script, &reload);
-    if (rc == EXIT_OK)
-        host_run(&h);
-    reload_close(&reload);
-    host_destroy(&h);
-    return rc;
+    return workers_serve(o, lua_dir, script, &limits, worker_count(o));
 }
 
 int main(int argc, char **argv)

@@ -1,35 +1,62 @@
 /*
- * reload.h - hot swap: load the served script again on SIGHUP, or when it
- * changes on disk (--watch), without dropping a connection or a byte.
+ * reload.h - hot swap of the served script, in two halves.
+ * Triggers (coordinator side): SIGHUP, and with --watch a change of the
+ * file on disk, settled for 100 ms. Swapping (worker side): every worker
+ * prepares the new code, and only when all of them could is it committed;
+ * otherwise all discard it, so no worker runs other code than the rest.
  */
 #ifndef LUAECHO_RELOAD_H
 #define LUAECHO_RELOAD_H
 
+#include <lua.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
+
+#include "protocol.h"
 
 struct host;
 struct server;
 
-struct reload {
-    struct host *host;
-    struct server *server;
-    char *path;        /* the script, as first loaded */
-    char *dir;         /* its directory: modules there reload with it */
+typedef void (*reload_fire_cb)(void *data, const char *why);
+
+struct reload_trigger {
+    char *path;        /* the script */
+    char *dir;         /* its directory, watched (an editor may replace the file by rename) */
     char *name;        /* its file name, to pick its events out of the directory's */
+    reload_fire_cb fire;
+    void *data;
     uv_signal_t sighup;
     uv_fs_event_t watch;
-    uv_timer_t settle; /* a burst of writes gives one reload, after it settles */
+    uv_timer_t settle; /* a burst of writes gives one reload, once it settles */
     bool watching;
 };
 
-/* Reload s's script on SIGHUP, and on changes when 'watch'. Returns 0, or
- * -1 after logging why (the directory cannot be watched). */
-int reload_init(struct reload *r, struct host *h, struct server *s, const char *path, bool watch);
-/* Load the script again; on success the server's new connections get the
- * new Protocol, and live ones its upgrade(instance) when defined. */
-void reload_now(struct reload *r, const char *why);
-/* Close its handles (before host_destroy runs the loop dry). */
-void reload_close(struct reload *r);
+/* Call fire(data, why) on SIGHUP, and when 'watch', on changes of 'path'.
+ * The handles are unreferenced: they never keep the loop alive.
+ * Returns 0, or -1 after logging why. */
+int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *path, bool watch,
+                        reload_fire_cb fire, void *data);
+/* Close its handles (then run the loop so they finish closing). */
+void reload_trigger_close(struct reload_trigger *t);
+
+/* New code loaded by one worker, waiting for the word to commit. */
+struct reload_pending {
+    struct protocol_class protocol;
+    bool has_upgrade;
+    bool ready;
+};
+
+/* Load 'source' (the script's text, named 'chunkname' in messages) into a
+ * fresh environment, after forgetting the modules required from 'dir'.
+ * Returns 0, or -1 and a malloc'd message in *error. */
+int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
+                   struct reload_pending *pending, char **error);
+/* Serve s's new connections with the pending code (generation+1), and call
+ * its upgrade(instance) for s's open connections when it has one. Counts
+ * the open connections and those upgraded. */
+void reload_commit(struct host *h, struct server *s, struct reload_pending *pending, size_t *open,
+                   size_t *upgraded);
+void reload_discard(lua_State *L, struct reload_pending *pending);
 
 #endif

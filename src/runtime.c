@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -156,6 +157,30 @@ static void set_package_path(lua_State *L, const char *lua_dir)
     lua_pop(L, 2);
 }
 
+/* print(...) as Lua's, but each line is written whole under stdout's lock,
+ * so lines printed by different workers never interleave. */
+static int line_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
+    flockfile(stdout);
+    fwrite(line, 1, len, stdout);
+    fflush(stdout);
+    funlockfile(stdout);
+    return 0;
+}
+
 struct open_args {
     const char *lua_dir;
     struct host *host;
@@ -165,6 +190,7 @@ static int open_libraries(lua_State *L)
 {
     struct open_args *args = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    lua_register(L, "print", line_print);
     set_package_path(L, args->lua_dir);
     lua_pushlightuserdata(L, args->host);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &host_key);
@@ -236,10 +262,9 @@ static void wrap_streams_handler(lua_State *L)
     lua_call(L, 1, 1);                /* Protocol */
 }
 
-void runtime_load_handler(lua_State *L, const char *path)
+/* Run the loaded chunk on top and turn its result into a Protocol table. [-1, +1, e] */
+static void run_handler_chunk(lua_State *L, const char *path)
 {
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
-        lua_error(L);
     set_fresh_env(L);
     lua_call(L, 0, 1);
     switch (lua_type(L, -1)) {
@@ -255,6 +280,20 @@ void runtime_load_handler(lua_State *L, const char *path)
                       "function(reader, writer), not %s",
                    path, luaL_typename(L, -1));
     }
+}
+
+void runtime_load_handler(lua_State *L, const char *path)
+{
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        lua_error(L);
+    run_handler_chunk(L, path);
+}
+
+void runtime_load_handler_buffer(lua_State *L, const char *source, size_t len, const char *chunkname)
+{
+    if (luaL_loadbufferx(L, source, len, chunkname, "t") != LUA_OK)
+        lua_error(L);
+    run_handler_chunk(L, chunkname[0] == '@' ? chunkname + 1 : chunkname);
 }
 
 void runtime_add_script_dir(lua_State *L, const char *dir)

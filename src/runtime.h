@@ -38,6 +38,9 @@ void runtime_error_free(struct runtime_error *err);
  * the Protocol table it returned (a streams function is wrapped into one by
  * luaecho.streams). Raises with "path:line: message" on failure. [-0, +1, e] */
 void runtime_load_handler(lua_State *L, const char *path);
+/* The same, from the script's text in memory, 'chunkname' naming it in
+ * messages ("@path" for a file, as Lua does). [-0, +1, e] */
+void runtime_load_handler_buffer(lua_State *L, const char *source, size_t len, const char *chunkname);
 
 /* Let scripts in 'dir' require their own modules: dir/?.lua first. [-0, +0, e] */
 void runtime_add_script_dir(lua_State *L, const char *dir);

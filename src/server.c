@@ -4,10 +4,14 @@
  * are bound to this server's Protocol. The struct lives until the host is
  * destroyed, so the Lua server object may outlive close().
  */
+#define _GNU_SOURCE /* SO_REUSEPORT, SOCK_NONBLOCK */
 #include "server.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "log.h"
@@ -49,6 +53,8 @@ static void on_connection(uv_stream_t *listener, int status)
     bool refuse = host_refuse_connection(h);
     struct conn *c = conn_new(&h->loop, &h->conns, &protocol_events, protocol_conn_size);
     if (!c) {
+        if (!refuse)
+            host_connection_ended(h);
         log_limited(&h->rates.accept_error, LOG_ERROR, "out of memory accepting a connection");
         return;
     }
@@ -63,9 +69,29 @@ static void on_connection(uv_stream_t *listener, int status)
     protocol_connection_made(c, &s->protocol);
 }
 
-int server_listen(struct server *s, const union addr *addr)
+/* A socket of the address's family with SO_REUSEPORT set, for the listener. */
+static int open_reuseport_socket(struct server *s, const union addr *addr)
 {
-    int rc = uv_tcp_bind(&s->listener, &addr->sa, 0);
+    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(&s->listener, fd);
+    if (rc != 0)
+        close(fd);
+    return rc;
+}
+
+int server_listen(struct server *s, const union addr *addr, bool reuseport)
+{
+    int rc = reuseport ? open_reuseport_socket(s, addr) : 0;
+    if (rc == 0)
+        rc = uv_tcp_bind(&s->listener, &addr->sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     if (rc == 0)
@@ -88,7 +114,10 @@ bool server_is_finished(const struct server *s)
 
 void server_close(struct server *s)
 {
+    bool was_open = !s->closed;
     s->closed = true;
+    if (was_open && s->on_close)
+        s->on_close(s);
     if (!uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, NULL);
     if (server_is_finished(s))
@@ -103,6 +132,7 @@ void server_connection_added(struct server *s)
 void server_connection_removed(struct server *s)
 {
     s->connections--;
+    host_connection_ended(s->host);
     if (server_is_finished(s))
         server_object_notify_finished(s->host->L, s);
 }

@@ -21,6 +21,8 @@ struct server {
     int object_ref;      /* the Lua server object, LUA_NOREF until first asked for */
     size_t connections;  /* open connections it accepted */
     int waiters_ref;     /* functions to call once closed and idle, LUA_NOREF: none */
+    void (*on_close)(struct server *s); /* told once, when it stops accepting (workers) */
+    void *on_close_data;
     bool closed;
     struct server *next; /* the host's list */
 };
@@ -28,8 +30,10 @@ struct server {
 /* A server for the Protocol table on top of the stack, owned by the host
  * until host_destroy(). [-1, +0, e] */
 struct server *server_new(struct host *h, lua_State *L);
-/* Bind and listen. Returns 0 or a libuv error. */
-int server_listen(struct server *s, const union addr *addr);
+/* Bind and listen. With 'reuseport', other sockets (other workers') may
+ * listen on the same address and the kernel spreads connections among them.
+ * Returns 0 or a libuv error. */
+int server_listen(struct server *s, const union addr *addr, bool reuseport);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);

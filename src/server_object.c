@@ -166,7 +166,7 @@ static int listen_and_deliver(lua_State *L)
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, job->protocol_ref);
     struct server *s = server_new(runtime_host(L), L);
-    int rc = server_listen(s, job->addr);
+    int rc = server_listen(s, job->addr, false);
     if (rc != 0) {
         char text[ADDR_STRLEN];
         server_close(s);

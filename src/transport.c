@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "conn.h"
+#include "host.h"
 #include "protocol.h"
 #include "server_object.h"
 
@@ -110,7 +111,7 @@ static int push_address(lua_State *L, const union addr *a)
 }
 
 /* get_extra_info(name [, default]): "peername", "sockname" -> host, port;
- * "server"; "generation" (of the script serving it, for hot swap).
+ * "server"; "generation" (of the script serving it, for hot swap); "worker".
  * The peer is known for the transport's whole life; the others while it is open. */
 static int transport_get_extra_info(lua_State *L)
 {
@@ -123,6 +124,10 @@ static int transport_get_extra_info(lua_State *L)
         return push_address(L, &t->peer);
     if (c && strcmp(name, "sockname") == 0 && conn_sockname(c, &a) == 0)
         return push_address(L, &a);
+    if (c && strcmp(name, "worker") == 0) {
+        lua_pushinteger(L, ((struct host *)conn_loop(c)->data)->worker_id);
+        return 1;
+    }
     if (c && strcmp(name, "generation") == 0) {
         lua_pushinteger(L, protocol_generation(c));
         return 1;

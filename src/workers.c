@@ -1,0 +1,518 @@
+/*
+ * workers.c - N worker threads, and the main thread that coordinates them.
+ *
+ * Each worker owns a host (its loop and Lua state), loads the script itself
+ * and listens on the shared address with SO_REUSEPORT, so the kernel spreads
+ * connections among them and nothing Lua crosses a thread. The coordinator
+ * reaches a worker only by setting its command bits under the group's lock
+ * and waking its async handle; workers answer through the group's reply
+ * counters and the coordinator's async handle.
+ *
+ * Start-up goes one worker at a time: the first may pick the port (--port 0)
+ * for the others. A hot swap is two-phase: every running worker prepares the
+ * new code, and only if all of them could is it committed; otherwise all
+ * discard it. A server closed in one worker is closed in all. The process
+ * ends when every worker's loop has ended.
+ */
+#include "workers.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+#include "log.h"
+#include "reload.h"
+#include "runtime.h"
+#include "server.h"
+
+enum command { CMD_CLOSE_SERVER = 1, CMD_SHUTDOWN = 2, CMD_PREPARE = 4, CMD_COMMIT = 8, CMD_DISCARD = 16 };
+#define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
+
+enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
+
+struct workers;
+
+struct worker {
+    int id; /* 1..N */
+    struct workers *group;
+    uv_thread_t thread;
+    bool thread_started;
+    bool host_ready;
+    struct host host;
+    struct server *server;
+    uv_async_t wakeup;
+    struct reload_pending pending;
+    /* Under group->lock: */
+    unsigned commands;
+    bool started; /* start-up is over; 'status' says how it went */
+    int status;
+    bool alive;   /* its loop runs, so commands reach it */
+};
+
+struct workers {
+    int count;
+    struct worker *list;
+    const struct cli_options *options;
+    const char *lua_dir;
+    const char *script;
+    char *script_dir;
+    char *chunkname; /* "@SCRIPT", as Lua names a file's chunk */
+    struct limits limits;
+    union addr addr;
+    uv_loop_t loop;
+    uv_async_t replies;
+    struct reload_trigger trigger;
+    uv_mutex_t lock;
+    uv_cond_t started;
+    atomic_size_t accepted;
+    atomic_bool server_closed;
+    /* Under lock: */
+    int running;
+    int replies_expected, replies_got, failures;
+    char *first_error;
+    size_t open, upgraded;
+    bool has_upgrade;
+    /* The coordinator's own: */
+    enum phase phase;
+    char *source;
+    size_t source_len;
+    const char *why;
+    const char *again; /* a reload asked for while one was under way */
+    int generation;
+};
+
+/* ---- The worker side: runs on the worker's thread. ---- */
+
+struct load_args {
+    struct host *host;
+    const char *path;
+    const char *dir;
+    struct server *server;
+};
+
+/* Load the handler script and make a server of its Protocol. Protected. */
+static int load_server(lua_State *L)
+{
+    struct load_args *args = lua_touserdata(L, 1);
+    runtime_add_script_dir(L, args->dir);
+    runtime_load_handler(L, args->path);
+    args->server = server_new(args->host, L);
+    return 0;
+}
+
+/* Answer the coordinator's current command. */
+static void reply(struct workers *g, bool ok, char *error, size_t open, size_t upgraded, bool has_upgrade)
+{
+    uv_mutex_lock(&g->lock);
+    g->replies_got++;
+    if (!ok) {
+        g->failures++;
+        if (!g->first_error)
+            g->first_error = error;
+        else
+            free(error);
+    }
+    g->open += open;
+    g->upgraded += upgraded;
+    g->has_upgrade = g->has_upgrade || has_upgrade;
+    uv_mutex_unlock(&g->lock);
+    uv_async_send(&g->replies);
+}
+
+static void prepare_reload(struct worker *w)
+{
+    struct workers *g = w->group;
+    char *error = NULL;
+    int rc = reload_prepare(w->host.L, g->script_dir, g->chunkname, g->source, g->source_len, &w->pending, &error);
+    reply(g, rc == 0, error, 0, 0, w->pending.has_upgrade);
+}
+
+static void commit_reload(struct worker *w)
+{
+    size_t open = 0, upgraded = 0;
+    bool has_upgrade = w->pending.has_upgrade;
+    if (w->pending.ready)
+        reload_commit(&w->host, w->server, &w->pending, &open, &upgraded);
+    reply(w->group, true, NULL, open, upgraded, has_upgrade);
+}
+
+static void discard_reload(struct worker *w)
+{
+    reload_discard(w->host.L, &w->pending);
+    reply(w->group, true, NULL, 0, 0, false);
+}
+
+/* The coordinator (or another worker) has set command bits for us. */
+static void on_wakeup(uv_async_t *handle)
+{
+    struct worker *w = handle->data;
+    uv_mutex_lock(&w->group->lock);
+    unsigned commands = w->commands;
+    w->commands = 0;
+    uv_mutex_unlock(&w->group->lock);
+    if ((commands & CMD_SHUTDOWN) && !w->host.shutting_down)
+        host_shutdown(&w->host, "another worker failed to start");
+    if (commands & CMD_CLOSE_SERVER)
+        server_close(w->server);
+    if (commands & CMD_PREPARE)
+        prepare_reload(w);
+    if (commands & CMD_COMMIT)
+        commit_reload(w);
+    if (commands & CMD_DISCARD)
+        discard_reload(w);
+}
+
+/* Set command bits on every running worker but 'except', and wake it. */
+static int command_all(struct workers *g, unsigned command, const struct worker *except)
+{
+    int sent = 0;
+    uv_mutex_lock(&g->lock);
+    for (int i = 0; i < g->count; i++) {
+        struct worker *w = &g->list[i];
+        if (w == except || !w->alive)
+            continue;
+        w->commands |= command;
+        uv_async_send(&w->wakeup); /* under the lock: the worker closes it only after 'alive' is false */
+        sent++;
+    }
+    uv_mutex_unlock(&g->lock);
+    return sent;
+}
+
+/* A server closed in one worker (by a script, or on shutdown) closes in all. */
+static void on_server_closed(struct server *s)
+{
+    struct worker *w = s->on_close_data;
+    if (!atomic_exchange(&w->group->server_closed, true))
+        command_all(w->group, CMD_CLOSE_SERVER, w);
+}
+
+/* Set up the host, load the script, listen. Returns an exit code. */
+static int worker_start(struct worker *w)
+{
+    struct workers *g = w->group;
+    if (host_init(&w->host, g->lua_dir, &g->limits) != 0)
+        return EXIT_FAILURE_RUNTIME;
+    w->host_ready = true;
+    w->host.worker_id = w->id;
+    w->host.accepted = &g->accepted;
+    uv_async_init(&w->host.loop, &w->wakeup, on_wakeup);
+    w->wakeup.data = w;
+    uv_unref((uv_handle_t *)&w->wakeup);
+    struct load_args args = {.host = &w->host, .path = g->script, .dir = g->script_dir};
+    struct runtime_error err;
+    if (runtime_call(w->host.L, load_server, &args, &err) != 0) {
+        log_error("cannot load script: %s", err.message);
+        log_debug("%s", err.traceback);
+        runtime_error_free(&err);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    w->server = args.server;
+    int rc = server_listen(w->server, &g->addr, g->count > 1);
+    if (rc != 0) {
+        char text[ADDR_STRLEN];
+        log_error("cannot listen on %s: %s", addr_format(&g->addr, text, sizeof text), uv_strerror(rc));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    w->server->on_close = on_server_closed;
+    w->server->on_close_data = w;
+    if (w->id == 1)
+        server_sockname(w->server, &g->addr); /* the real port, for the others */
+    return EXIT_OK;
+}
+
+/* Leave the group: commands sent from now on cannot reach us, and the
+ * reload step we can no longer answer counts as answered. */
+static void worker_leave(struct worker *w)
+{
+    struct workers *g = w->group;
+    uv_mutex_lock(&g->lock);
+    if (w->alive) {
+        w->alive = false;
+        g->running--;
+        if (w->commands & RELOAD_COMMANDS)
+            g->replies_got++;
+        w->commands = 0;
+    }
+    uv_mutex_unlock(&g->lock);
+    uv_async_send(&g->replies);
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct workers *g = w->group;
+    int status = worker_start(w);
+    uv_mutex_lock(&g->lock);
+    w->started = true;
+    w->status = status;
+    w->alive = status == EXIT_OK;
+    if (w->alive)
+        g->running++;
+    uv_cond_broadcast(&g->started);
+    uv_mutex_unlock(&g->lock);
+    if (status == EXIT_OK)
+        host_run(&w->host);
+    worker_leave(w);
+    if (w->host_ready) {
+        reload_discard(w->host.L, &w->pending);
+        uv_close((uv_handle_t *)&w->wakeup, NULL);
+        host_destroy(&w->host);
+    }
+}
+
+/* ---- The coordinator side: runs on the main thread. ---- */
+
+static void start_reload(struct workers *g, const char *why);
+
+/* Send a reload step to every running worker; move on at once if none runs. */
+static void send_step(struct workers *g, enum phase phase, unsigned command)
+{
+    g->phase = phase;
+    uv_mutex_lock(&g->lock);
+    g->replies_got = 0;
+    g->replies_expected = g->count; /* fixed below, once we know who was reached */
+    uv_mutex_unlock(&g->lock);
+    int sent = command_all(g, command, NULL);
+    uv_mutex_lock(&g->lock);
+    g->replies_expected = sent;
+    uv_mutex_unlock(&g->lock);
+    uv_async_send(&g->replies); /* re-check: everybody may have answered already */
+}
+
+static void finish_reload(struct workers *g)
+{
+    free(g->source);
+    free(g->first_error);
+    g->source = g->first_error = NULL;
+    g->phase = PHASE_IDLE;
+    if (g->again) {
+        const char *why = g->again;
+        g->again = NULL;
+        start_reload(g, why);
+    }
+}
+
+static void log_committed(struct workers *g)
+{
+    log_info("reloaded %s (generation %d)", g->script, g->generation);
+    if (g->open == 0)
+        return;
+    if (g->has_upgrade)
+        log_info("upgraded %zu of %zu open connection(s) to generation %d", g->upgraded, g->open, g->generation);
+    else
+        log_info("%zu open connection(s) keep the code they started with (the script has no upgrade())", g->open);
+}
+
+/* Every running worker has answered the current step: take the next. */
+static void advance(struct workers *g)
+{
+    switch (g->phase) {
+    case PHASE_PREPARE:
+        if (g->failures == 0) {
+            send_step(g, PHASE_COMMIT, CMD_COMMIT);
+            return;
+        }
+        log_error("reload (%s) failed, still serving generation %d: %s", g->why, g->generation,
+                  g->first_error ? g->first_error : "a worker could not load it");
+        send_step(g, PHASE_DISCARD, CMD_DISCARD);
+        return;
+    case PHASE_COMMIT:
+        g->generation++;
+        log_committed(g);
+        finish_reload(g);
+        return;
+    case PHASE_DISCARD:
+        finish_reload(g);
+        return;
+    case PHASE_IDLE:
+        return;
+    }
+}
+
+/* Read the whole script: every worker compiles the very same text. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t size = 0, cap = 0;
+    for (;;) {
+        if (size == cap) {
+            char *bigger = realloc(buf, cap = cap ? 2 * cap : 16384);
+            if (!bigger)
+                break;
+            buf = bigger;
+        }
+        size_t n = fread(buf + size, 1, cap - size, f);
+        size += n;
+        if (n == 0)
+            break;
+    }
+    bool ok = !ferror(f) && buf;
+    fclose(f);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+static void start_reload(struct workers *g, const char *why)
+{
+    if (g->phase != PHASE_IDLE) {
+        g->again = why;
+        return;
+    }
+    g->why = why;
+    g->source = read_file(g->script, &g->source_len);
+    if (!g->source) {
+        log_error("reload (%s) failed, still serving generation %d: cannot read %s: %s", why, g->generation,
+                  g->script, strerror(errno));
+        return;
+    }
+    uv_mutex_lock(&g->lock);
+    g->failures = 0;
+    g->open = g->upgraded = 0;
+    g->has_upgrade = false;
+    uv_mutex_unlock(&g->lock);
+    send_step(g, PHASE_PREPARE, CMD_PREPARE);
+}
+
+static void on_reload_fired(void *data, const char *why)
+{
+    start_reload(data, why);
+}
+
+/* A worker answered, or left: move the reload on; stop once all have left. */
+static void on_replies(uv_async_t *handle)
+{
+    struct workers *g = handle->data;
+    uv_mutex_lock(&g->lock);
+    bool answered = g->replies_got >= g->replies_expected;
+    int running = g->running;
+    uv_mutex_unlock(&g->lock);
+    if (g->phase != PHASE_IDLE && answered)
+        advance(g);
+    if (running == 0 && g->phase == PHASE_IDLE && !uv_is_closing((uv_handle_t *)handle)) {
+        uv_close((uv_handle_t *)handle, NULL);
+        reload_trigger_close(&g->trigger);
+    }
+}
+
+/* Start worker w and wait until it listens or has failed. */
+static int start_worker(struct workers *g, struct worker *w)
+{
+    if (uv_thread_create(&w->thread, worker_main, w) != 0) {
+        log_error("cannot start worker %d", w->id);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    w->thread_started = true;
+    uv_mutex_lock(&g->lock);
+    while (!w->started)
+        uv_cond_wait(&g->started, &g->lock);
+    int status = w->status;
+    uv_mutex_unlock(&g->lock);
+    return status;
+}
+
+/* Start the workers in order; on the first failure, stop those running. */
+static int start_all(struct workers *g)
+{
+    for (int i = 0; i < g->count; i++) {
+        if (start_worker(g, &g->list[i]) != EXIT_OK) {
+            command_all(g, CMD_SHUTDOWN, NULL);
+            return EXIT_FAILURE_RUNTIME;
+        }
+    }
+    return EXIT_OK;
+}
+
+static void join_all(struct workers *g)
+{
+    for (int i = 0; i < g->count; i++) {
+        if (g->list[i].thread_started)
+            uv_thread_join(&g->list[i].thread);
+    }
+}
+
+static int group_init(struct workers *g, const struct cli_options *o, const char *lua_dir, const char *script,
+                      const struct limits *limits, int count)
+{
+    *g = (struct workers){.count = count, .options = o, .lua_dir = lua_dir, .script = script, .limits = *limits,
+                          .generation = 1};
+    char *copy = strdup(script);
+    g->script_dir = copy ? strdup(dirname(copy)) : NULL;
+    free(copy);
+    g->list = calloc((size_t)count, sizeof *g->list);
+    size_t len = strlen(script) + 2;
+    g->chunkname = malloc(len);
+    if (!g->script_dir || !g->list || !g->chunkname) {
+        log_error("out of memory");
+        return -1;
+    }
+    snprintf(g->chunkname, len, "@%s", script);
+    for (int i = 0; i < count; i++)
+        g->list[i] = (struct worker){.id = i + 1, .group = g};
+    atomic_init(&g->accepted, 0);
+    atomic_init(&g->server_closed, false);
+    uv_mutex_init(&g->lock);
+    uv_cond_init(&g->started);
+    uv_loop_init(&g->loop);
+    uv_async_init(&g->loop, &g->replies, on_replies);
+    g->replies.data = g;
+    return 0;
+}
+
+static void group_destroy(struct workers *g)
+{
+    if (!uv_is_closing((uv_handle_t *)&g->replies))
+        uv_close((uv_handle_t *)&g->replies, NULL);
+    reload_trigger_close(&g->trigger);
+    uv_run(&g->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&g->loop);
+    uv_cond_destroy(&g->started);
+    uv_mutex_destroy(&g->lock);
+    free(g->list);
+    free(g->script_dir);
+    free(g->chunkname);
+    free(g->source);
+    free(g->first_error);
+}
+
+int workers_serve(const struct cli_options *o, const char *lua_dir, const char *script,
+                  const struct limits *limits, int count)
+{
+    struct workers g;
+    if (group_init(&g, o, lua_dir, script, limits, count) != 0) {
+        group_destroy(&g);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    int rc = addr_resolve_blocking(&g.loop, o->host, o->port, &g.addr);
+    if (rc != 0) {
+        log_error("cannot resolve host '%s': %s", o->host, uv_strerror(rc));
+        group_destroy(&g);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    int status = start_all(&g);
+    if (status == EXIT_OK && reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0) {
+        command_all(&g, CMD_SHUTDOWN, NULL);
+        status = EXIT_FAILURE_RUNTIME;
+    }
+    if (status == EXIT_OK) {
+        char text[ADDR_STRLEN];
+        log_always("listening on %s", addr_format(&g.addr, text, sizeof text));
+        if (count > 1)
+            log_info("%d workers, sharing the port (SO_REUSEPORT)", count);
+        uv_run(&g.loop, UV_RUN_DEFAULT);
+    }
+    join_all(&g);
+    group_destroy(&g);
+    return status;
+}
