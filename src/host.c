@@ -121,10 +121,14 @@ static void close_servers(struct host *h)
         server_close(s);
 }
 
+/* Workers all shut down on the same signal: say so once per process. */
+static atomic_bool shutdown_logged;
+
 void host_shutdown(struct host *h, const char *why)
 {
     h->shutting_down = true;
-    log_info("shutting down (%s)", why);
+    if (!atomic_exchange(&shutdown_logged, true))
+        log_info("shutting down (%s)", why);
     if (h->conns.count > 0)
         log_debug("closing %zu open connection(s); they have %g s to finish", h->conns.count,
                  (double)h->limits.shutdown_timeout_ms / 1000);
