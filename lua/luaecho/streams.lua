@@ -115,7 +115,14 @@ end
 -- Take the first 'n' unread bytes (0 <= n <= r.size) out of the buffer.
 local function take(r, n)
   if n == 0 then return "" end
-  local out = cut(r, n)
+  local out
+  local h = r.qh
+  local c = r.q[h]
+  if n == #c and r.pos == 1 then -- the whole head chunk: no copy, no cut()
+    r.q[h], r.qh, out = nil, h + 1, c
+  else
+    out = cut(r, n)
+  end
   local size = r.size - n
   r.size, r.scan_sep = size, nil
   if size == 0 then r.qh, r.qt, r.pos = 1, 0, 1 end

@@ -174,7 +174,8 @@ end
 function M.wake(t, ...)
   local state = t.state
   if state == "suspended" then
-    step(t, ...)
+    t.state = "running" -- step(), inlined: this is the path of every chunk
+    settle(t, resume(t.co, ...))
     return true
   end
   if state ~= "done" then
