@@ -55,6 +55,7 @@ void cli_print_help(void)
     printf(
         "Usage: luaecho [serve] [OPTIONS] [SCRIPT]\n"
         "       luaecho run [OPTIONS] SCRIPT [ARGS...]\n"
+        "       luaecho test [BUSTED ARGS...]\n"
         "\n"
         "A TCP server whose behaviour is a Lua 5.4 script, in the style of Python\n"
         "asyncio's Protocol and Streams APIs.\n"
@@ -67,6 +68,9 @@ void cli_print_help(void)
         "          echo.lua, which answers \"echo:\" followed by what it received.\n"
         "  run     run SCRIPT as a program (a client, or a server it starts itself),\n"
         "          with ARGS in its 'arg' table, until it has nothing left to do.\n"
+        "  test    run busted (Lua 5.4) on your handler specs, with luaecho's Lua\n"
+        "          libraries on the path: require \"luaecho.testing\" drives a\n"
+        "          handler with no sockets and a virtual clock.\n"
         "\n"
         "Options:\n"
         "  -H, --host HOST             address to listen on: an IPv4 or IPv6 literal\n"
@@ -342,6 +346,11 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
     const char *optstring = ":H:p:Vh";
     if (argc > 1 && strcmp(argv[1], "serve") == 0) {
         first = 2;
+    } else if (argc > 1 && strcmp(argv[1], "test") == 0) {
+        o->command = CLI_TEST; /* everything after it is busted's */
+        o->script_argc = argc - 2;
+        o->script_argv = argv + 2;
+        return 0;
     } else if (argc > 1 && strcmp(argv[1], "run") == 0) {
         o->command = CLI_RUN;
         optstring = "+:H:p:Vh"; /* options after SCRIPT belong to the script */

@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-enum cli_command { CLI_SERVE, CLI_RUN, CLI_HELP, CLI_VERSION };
+enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_HELP, CLI_VERSION };
 
 struct cli_options {
     enum cli_command command;
@@ -25,8 +25,8 @@ struct cli_options {
     long script_timeout;     /* milliseconds, 0: off */
     long lua_memory;         /* MiB, 0: off */
     const char *script;      /* NULL: the bundled echo.lua */
-    int script_argc;         /* run: SCRIPT's own arguments ... */
-    char **script_argv;      /* ... starting with SCRIPT itself */
+    int script_argc;         /* run: SCRIPT's own arguments, starting with SCRIPT; */
+    char **script_argv;      /* test: busted's arguments */
 };
 
 /* Descriptors kept back from --max-connections' default for the host's own

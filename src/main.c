@@ -4,6 +4,7 @@
  * script (exit 1 if it cannot), bind (exit 1 if it cannot), say where we
  * listen, serve until shut down, exit 0.
  */
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -205,6 +206,26 @@ static struct limits limits_from(const struct cli_options *o)
     };
 }
 
+/* luaecho test [ARGS]: busted on Lua 5.4 with luaecho's libraries on the
+ * path (through the environment: busted re-executes itself). */
+static int test(const struct cli_options *o, const char *lua_dir)
+{
+    char path[3 * PATH_MAX];
+    const char *old = getenv("LUA_PATH_5_4");
+    snprintf(path, sizeof path, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir, old ? old : ";");
+    setenv("LUA_PATH_5_4", path, 1);
+    char **argv = calloc((size_t)o->script_argc + 3, sizeof *argv);
+    if (!argv)
+        return EXIT_FAILURE_RUNTIME;
+    argv[0] = "busted";
+    argv[1] = "--lua=lua5.4";
+    memcpy(argv + 2, o->script_argv, (size_t)o->script_argc * sizeof *argv);
+    execvp("busted", argv);
+    log_error("cannot run busted: %s (on Debian: apt-get install lua-busted)", strerror(errno));
+    free(argv);
+    return EXIT_FAILURE_RUNTIME;
+}
+
 /* The number of workers: --workers, 0 meaning one per CPU we may run on. */
 static int worker_count(const struct cli_options *o)
 {
@@ -240,5 +261,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
-    return o.command == CLI_RUN ? run(&o, lua_dir) : serve(&o, lua_dir);
+    switch (o.command) {
+    case CLI_RUN:
+        return run(&o, lua_dir);
+    case CLI_TEST:
+        return test(&o, lua_dir);
+    default:
+        return serve(&o, lua_dir);
+    }
 }
