@@ -40,6 +40,9 @@ struct conn {
     alignas(max_align_t) unsigned char data[];
 };
 
+/* The log line when --max-write-buffer trips: process-wide, one a second. */
+static struct log_rate write_buffer_rate;
+
 /* One read buffer per loop: a loop runs on one thread and on_read() consumes
  * the buffer before returning. */
 static _Thread_local char read_buffer[READ_BUFFER_SIZE];
@@ -108,9 +111,9 @@ void conn_abort(struct conn *c, const char *error)
     close_handle(c);
 }
 
-int conn_accept(struct conn *c, uv_stream_t *server)
+int conn_open(struct conn *c, int fd)
 {
-    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    int rc = uv_tcp_open(&c->tcp, fd);
     if (rc == 0)
         connected(c);
     return rc;
@@ -292,7 +295,7 @@ static void check_hard_cap(struct conn *c)
     snprintf(reason, sizeof reason,
              "write buffer over --max-write-buffer (%zu bytes queued, cap %zu): the peer does not read",
              c->tcp.write_queue_size, cap);
-    log_limited(&c->list->write_buffer_rate, LOG_WARN, "aborting %s: %s",
+    log_limited(&write_buffer_rate, LOG_WARN, "aborting %s: %s",
                 addr_format(&c->peer, peer, sizeof peer), reason);
     conn_abort(c, reason);
 }

@@ -30,8 +30,7 @@ struct conn_events {
 struct conn_list {
     struct conn *head;
     size_t count;
-    size_t max_write_buffer;           /* abort past this many queued bytes; 0: no cap */
-    struct log_rate write_buffer_rate; /* the log line when that cap trips */
+    size_t max_write_buffer; /* abort past this many queued bytes; 0: no cap */
 };
 
 #define CONN_DEFAULT_HIGH_WATER (64 * 1024)
@@ -40,8 +39,9 @@ struct conn_list {
  * NULL when out of memory. Once created it ends only through its lost() call. */
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
                       size_t data_size);
-/* Take the pending connection of 'server'. Returns 0 or a libuv error (then abort it). */
-int conn_accept(struct conn *c, uv_stream_t *server);
+/* Adopt an accepted socket. Returns 0 or a libuv error (then abort the conn,
+ * and close fd: it is not the conn's). */
+int conn_open(struct conn *c, int fd);
 /* Connect to 'addr'; 'done' gets 0 or a libuv error (then abort the conn). */
 typedef void (*conn_connected_cb)(struct conn *c, int status, void *data);
 int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data);

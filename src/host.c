@@ -36,11 +36,14 @@ static void start_signal(struct host *h, uv_signal_t *sig, int signum)
     uv_unref((uv_handle_t *)sig);
 }
 
+/* Process-wide: at most one line a second per kind, whichever worker logs. */
+static struct log_rate max_connections_rate, idle_rate;
+
 /* Close idle connections; runs a few times per timeout period. */
 static void on_idle_sweep(uv_timer_t *timer)
 {
     struct host *h = timer->data;
-    conn_list_expire_idle(&h->conns, h->limits.idle_timeout_ms, &h->rates.idle_timeout);
+    conn_list_expire_idle(&h->conns, h->limits.idle_timeout_ms, &idle_rate);
 }
 
 static void start_idle_sweep(struct host *h)
@@ -62,7 +65,7 @@ bool host_refuse_connection(struct host *h)
     if (h->limits.max_connections == 0 || open < h->limits.max_connections)
         return false;
     atomic_fetch_sub(h->accepted, 1);
-    log_limited(&h->rates.max_connections, LOG_WARN,
+    log_limited(&max_connections_rate, LOG_WARN,
                 "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
                 h->limits.max_connections);
     return true;
@@ -71,6 +74,15 @@ bool host_refuse_connection(struct host *h)
 void host_connection_ended(struct host *h)
 {
     atomic_fetch_sub(h->accepted, 1);
+}
+
+/* libuv keeps one descriptor in reserve per loop, opened with its first
+ * stream. Open it now, so the count of open descriptors is the same from
+ * start-up on (specs compare it before and after connections). */
+static void open_libuv_reserve(struct host *h)
+{
+    uv_tcp_init(&h->loop, &h->reserve_probe);
+    uv_close((uv_handle_t *)&h->reserve_probe, NULL);
 }
 
 int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
@@ -93,6 +105,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
         uv_loop_close(&h->loop);
         return -1;
     }
+    open_libuv_reserve(h);
     uv_timer_init(&h->loop, &h->shutdown_timer);
     h->shutdown_timer.data = h;
     start_signal(h, &h->sigint, SIGINT);

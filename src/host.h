@@ -25,11 +25,6 @@ struct limits {
     uint64_t shutdown_timeout_ms;
 };
 
-/* Rate-limited log lines, one per kind of limit. */
-struct host_rates {
-    struct log_rate max_connections, idle_timeout, accept_error;
-};
-
 struct host {
     uv_loop_t loop;
     lua_State *L;
@@ -39,10 +34,10 @@ struct host {
     struct conn_list conns;
     struct server *servers;
     struct limits limits;
-    struct host_rates rates;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
+    uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
     bool shutting_down;
 };
 

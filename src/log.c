@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,19 +113,19 @@ void log_limited(struct log_rate *rate, enum log_level level, const char *fmt, .
     if (!log_enabled(level))
         return;
     uint64_t now = monotonic_ms();
-    if (rate->last_ms != 0 && now - rate->last_ms < 1000) {
-        rate->held_back++;
+    uint64_t last = atomic_load(&rate->last_ms);
+    if ((last != 0 && now - last < 1000) || !atomic_compare_exchange_strong(&rate->last_ms, &last, now)) {
+        atomic_fetch_add(&rate->held_back, 1);
         return;
     }
-    char line[1024];
+    unsigned held_back = atomic_exchange(&rate->held_back, 0);
+    char line[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (rate->held_back > 0)
-        log_msg(level, "%s (%u more like this since the last such line)", line, rate->held_back);
+    if (held_back > 0)
+        log_msg(level, "%s (%u more like this since the last such line)", line, held_back);
     else
         log_msg(level, "%s", line);
-    rate->last_ms = now;
-    rate->held_back = 0;
 }

@@ -6,6 +6,7 @@
 #ifndef LUAECHO_LOG_H
 #define LUAECHO_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,10 +26,11 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
 /* For a kind of event that can repeat quickly (a limit tripping): at most
- * one line a second, saying how many were held back since the last one. */
+ * one line a second, saying how many were held back since the last one.
+ * Thread-safe: one static per kind serves every worker. */
 struct log_rate {
-    uint64_t last_ms;
-    unsigned held_back;
+    _Atomic uint64_t last_ms;
+    _Atomic unsigned held_back;
 };
 void log_limited(struct log_rate *rate, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -15,13 +15,19 @@
 #include "timer.h"
 #include "transport.h"
 
-/* core.log(level, message): a host log line, at "error", "warn", "info" or "debug". */
+/* core.log(level, message): a host log line, at "error", "warn", "info" or
+ * "debug". Errors (a failing streams handler or task) are rate-limited like
+ * the host's own: at most one line a second. */
 static int core_log(lua_State *L)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    static struct log_rate error_rate;
     int level = luaL_checkoption(L, 1, NULL, levels);
     const char *message = luaL_checkstring(L, 2);
-    log_msg((enum log_level)level, "%s", message);
+    if (level == LOG_ERROR)
+        log_limited(&error_rate, LOG_ERROR, "%s", message);
+    else
+        log_msg((enum log_level)level, "%s", message);
     return 0;
 }
 

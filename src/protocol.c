@@ -114,8 +114,8 @@ bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
     struct runtime_error err;
     if (runtime_call(b->L, call_upgrade, &args, &err) != 0) {
         char peer[ADDR_STRLEN];
-        log_error("upgrade failed for %s, which keeps generation %d: %s",
-                  addr_format(conn_peer(c), peer, sizeof peer), b->generation, err.traceback);
+        runtime_log_error(&err, "upgrade failed for %s, which keeps generation %d: %s",
+                          addr_format(conn_peer(c), peer, sizeof peer), b->generation, err.traceback);
         runtime_error_free(&err);
         return false;
     }
@@ -164,7 +164,7 @@ static int call_method(lua_State *L)
 static void fail(struct conn *c, const char *what, struct runtime_error *err)
 {
     char peer[ADDR_STRLEN];
-    log_error("%s failed for %s: %s", what, addr_format(conn_peer(c), peer, sizeof peer), err->traceback);
+    runtime_log_error(err, "%s failed for %s: %s", what, addr_format(conn_peer(c), peer, sizeof peer), err->traceback);
     conn_abort(c, err->message);
     runtime_error_free(err);
 }

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ struct limits_state {
     uint64_t timeout_ns;    /* 0: no time limit */
     uint64_t deadline_ns;   /* of the outermost runtime_call running, 0: none */
     int depth;              /* runtime_call nesting */
+    bool timed_out;         /* the hook raised since the last failed call */
 };
 
 static struct limits_state *limits_of(lua_State *L)
@@ -65,6 +67,7 @@ static void on_count(lua_State *L, lua_Debug *ar)
         return;
     }
     lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
+    ls->timed_out = true;
     luaL_error(L, "script timeout: ran longer than %d ms (--script-timeout)", (int)(ls->timeout_ns / 1000000));
 }
 
@@ -102,10 +105,13 @@ static char *copy_string(const char *s)
 /* After a failed pcall: turn the error on the stack into C strings. [-1, +0, -] */
 static void take_error(lua_State *L, int status, struct runtime_error *err)
 {
+    struct limits_state *ls = limits_of(L);
     if (err) {
+        err->kind = status == LUA_ERRMEM ? RUNTIME_ERROR_MEMORY
+                    : ls->timed_out      ? RUNTIME_ERROR_TIMEOUT
+                                         : RUNTIME_ERROR_SCRIPT;
         const char *traceback = lua_tostring(L, -1);
         if (status == LUA_ERRMEM || status == LUA_ERRERR) {
-            struct limits_state *ls = limits_of(L);
             if (status == LUA_ERRMEM && ls->limit)
                 traceback = "not enough memory (the --lua-memory cap may be reached)";
             err->message = copy_string(traceback);
@@ -117,6 +123,7 @@ static void take_error(lua_State *L, int status, struct runtime_error *err)
             lua_pop(L, 1);
         }
     }
+    ls->timed_out = false;
     lua_pop(L, 1);
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &last_message_key);
@@ -138,6 +145,20 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
         take_error(L, status, err);
     lua_settop(L, base);
     return status == LUA_OK ? 0 : -1;
+}
+
+void runtime_log_error(const struct runtime_error *err, const char *fmt, ...)
+{
+    static struct log_rate script_rate, timeout_rate, memory_rate;
+    struct log_rate *rate = err->kind == RUNTIME_ERROR_TIMEOUT  ? &timeout_rate
+                            : err->kind == RUNTIME_ERROR_MEMORY ? &memory_rate
+                                                                : &script_rate;
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log_limited(rate, LOG_ERROR, "%s", line);
 }
 
 void runtime_error_free(struct runtime_error *err)

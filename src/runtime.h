@@ -6,6 +6,7 @@
 #define LUAECHO_RUNTIME_H
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,7 @@ struct host;
 /* A failed call: the bare message (what connection_lost() gets) and the
  * message with its traceback (what the log gets). Both malloc'd. */
 struct runtime_error {
+    enum { RUNTIME_ERROR_SCRIPT, RUNTIME_ERROR_TIMEOUT, RUNTIME_ERROR_MEMORY } kind;
     char *message;
     char *traceback;
 };
@@ -33,6 +35,10 @@ struct host *runtime_host(lua_State *L);
  * runtime_error_free). The stack is as it was. [-0, +0, -] */
 int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err);
 void runtime_error_free(struct runtime_error *err);
+/* Log a failed call at most once a second per kind of failure (script
+ * error, --script-timeout, --lua-memory), process-wide: a script failing on
+ * every connection must not flood the log. */
+void runtime_log_error(const struct runtime_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Load a handler script and run it in a fresh environment. On success push
  * the Protocol table it returned (a streams function is wrapped into one by

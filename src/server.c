@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +19,11 @@
 #include "server_object.h"
 
 #define LISTEN_BACKLOG 1024
+#define ACCEPT_BATCH 64     /* accepts per wake-up, so other work runs too */
+#define ACCEPT_RETRY_MS 100 /* pause after running out of descriptors */
+
+/* Process-wide: at most one line a second per kind, whichever worker logs. */
+static struct log_rate accept_rate, descriptors_rate;
 
 struct server *server_new(struct host *h, lua_State *L)
 {
@@ -30,81 +36,156 @@ struct server *server_new(struct host *h, lua_State *L)
     }
     s->protocol = protocol;
     s->host = h;
+    s->fd = -1;
     s->object_ref = LUA_NOREF;
     s->waiters_ref = LUA_NOREF;
     s->closed = true; /* until it listens */
-    uv_tcp_init(&h->loop, &s->listener);
-    s->listener.data = s;
+    uv_timer_init(&h->loop, &s->retry);
+    s->retry.data = s;
     s->next = h->servers;
     h->servers = s;
     return s;
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+/* Serve one accepted socket, or close it at once over --max-connections. */
+static void accept_one(struct server *s, int fd)
 {
-    struct server *s = listener->data;
     struct host *h = s->host;
-    if (status < 0) {
-        log_limited(&h->rates.accept_error, LOG_WARN, "cannot accept a connection: %s%s", uv_strerror(status),
-                    status == UV_EMFILE || status == UV_ENFILE ? " (out of file descriptors: lower "
-                                                                 "--max-connections or raise ulimit -n)" : "");
-        return;
-    }
     bool refuse = host_refuse_connection(h);
     struct conn *c = conn_new(&h->loop, &h->conns, &protocol_events, protocol_conn_size);
     if (!c) {
         if (!refuse)
             host_connection_ended(h);
-        log_limited(&h->rates.accept_error, LOG_ERROR, "out of memory accepting a connection");
+        close(fd);
+        log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
         return;
     }
     protocol_attach(c, h->L, refuse ? NULL : s);
-    int rc = conn_accept(c, listener);
+    int rc = conn_open(c, fd);
     if (rc != 0 || refuse) {
-        if (rc != 0)
-            log_limited(&h->rates.accept_error, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
+        if (rc != 0) {
+            close(fd);
+            log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
+        }
         conn_abort(c, NULL); /* no instance: nothing reaches Lua */
         return;
     }
     protocol_connection_made(c, &s->protocol);
 }
 
-/* A socket of the address's family with SO_REUSEPORT set, for the listener. */
-static int open_reuseport_socket(struct server *s, const union addr *addr)
+static void on_acceptable(uv_poll_t *poll, int status, int events);
+
+static void on_retry(uv_timer_t *timer)
+{
+    struct server *s = timer->data;
+    if (!s->closed)
+        uv_poll_start(&s->poll, UV_READABLE, on_acceptable);
+}
+
+/* Out of descriptors: stop accepting for a moment rather than spin on
+ * accept(); pending clients wait in the kernel's backlog meanwhile. */
+static void pause_accepting(struct server *s, int err)
+{
+    uv_poll_stop(&s->poll);
+    uv_timer_start(&s->retry, on_retry, ACCEPT_RETRY_MS, 0);
+    log_limited(&descriptors_rate, LOG_WARN,
+                "out of file descriptors (%s) with %zu connection(s) open: not accepting for %d ms "
+                "(raise ulimit -n, or lower --max-connections)",
+                strerror(err), s->host->conns.count, ACCEPT_RETRY_MS);
+}
+
+/* The listening socket is readable: accept a batch, then let others run. */
+static void on_acceptable(uv_poll_t *poll, int status, int events)
+{
+    struct server *s = poll->data;
+    (void)events;
+    if (status < 0) {
+        log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH && !s->closed; i++) {
+        int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accept_one(s, fd);
+        } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            pause_accepting(s, errno);
+            return;
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
+/* A listening socket: SO_REUSEADDR (a restart need not wait for TIME_WAIT),
+ * and SO_REUSEPORT when workers share the address. */
+static int open_listener(const union addr *addr, bool reuseport, int *out)
 {
     int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return uv_translate_sys_error(errno);
     int on = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+    socklen_t len = addr->sa.sa_family == AF_INET6 ? sizeof addr->in6 : sizeof addr->in;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
+        bind(fd, &addr->sa, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
         int rc = uv_translate_sys_error(errno);
         close(fd);
         return rc;
     }
-    int rc = uv_tcp_open(&s->listener, fd);
-    if (rc != 0)
-        close(fd);
-    return rc;
+    *out = fd;
+    return 0;
 }
 
 int server_listen(struct server *s, const union addr *addr, bool reuseport)
 {
-    int rc = reuseport ? open_reuseport_socket(s, addr) : 0;
-    if (rc == 0)
-        rc = uv_tcp_bind(&s->listener, &addr->sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+    int rc = open_listener(addr, reuseport, &s->fd);
+    if (rc != 0)
+        return rc;
+    uv_poll_init_socket(&s->host->loop, &s->poll, s->fd);
+    s->poll.data = s;
+    s->polling = true;
+    rc = uv_poll_start(&s->poll, UV_READABLE, on_acceptable);
     if (rc == 0)
         s->closed = false;
+    return rc;
+}
+
+int server_check_free(const union addr *addr)
+{
+    int fd;
+    int rc = open_listener(addr, false, &fd);
+    if (rc == 0)
+        close(fd);
     return rc;
 }
 
 int server_sockname(const struct server *s, union addr *out)
 {
     struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
-    return rc != 0 ? rc : addr_from_sockaddr(out, (struct sockaddr *)&ss);
+    socklen_t len = sizeof ss;
+    if (s->fd < 0)
+        return UV_EBADF;
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0)
+        return uv_translate_sys_error(errno);
+    return addr_from_sockaddr(out, (struct sockaddr *)&ss);
+}
+
+/* Close the listening socket and its handles; the struct stays. */
+static void stop_listening(struct server *s)
+{
+    if (s->polling) {
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, NULL);
+        s->polling = false;
+    }
+    if (s->fd >= 0) {
+        close(s->fd); /* no longer polled: safe to close */
+        s->fd = -1;
+    }
+    if (!uv_is_closing((uv_handle_t *)&s->retry))
+        uv_close((uv_handle_t *)&s->retry, NULL);
 }
 
 bool server_is_finished(const struct server *s)
@@ -118,8 +199,7 @@ void server_close(struct server *s)
     s->closed = true;
     if (was_open && s->on_close)
         s->on_close(s);
-    if (!uv_is_closing((uv_handle_t *)&s->listener))
-        uv_close((uv_handle_t *)&s->listener, NULL);
+    stop_listening(s);
     if (server_is_finished(s))
         server_object_notify_finished(s->host->L, s);
 }

@@ -15,7 +15,11 @@
 struct host;
 
 struct server {
-    uv_tcp_t listener;
+    int fd;              /* the listening socket, -1 when none */
+    uv_poll_t poll;      /* its readiness: accept() is ours, so running out of
+                            descriptors is seen, logged and waited out */
+    uv_timer_t retry;    /* accepting paused until it fires */
+    bool polling;
     struct host *host;
     struct protocol_class protocol;
     int object_ref;      /* the Lua server object, LUA_NOREF until first asked for */
@@ -37,12 +41,15 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);
+/* Is 'addr' free to listen on? Workers share their port with SO_REUSEPORT,
+ * which would let them join another process's group: ask first. */
+int server_check_free(const union addr *addr);
 /* Closed, and its last connection gone: what wait_closed() waits for. */
 bool server_is_finished(const struct server *s);
 
 void server_connection_added(struct server *s);
 void server_connection_removed(struct server *s);
-/* Free it (listener already closed): only from host_destroy(), after lua_close(). */
+/* Free it (closed already): only from host_destroy(), after lua_close(). */
 void server_free(struct server *s);
 
 #endif

@@ -60,7 +60,7 @@ static void on_fire(uv_timer_t *handle)
     struct timer *t = handle->data;
     struct runtime_error err;
     if (runtime_call(t->L, call_function, t, &err) != 0) {
-        log_error("timer callback failed: %s", err.traceback);
+        runtime_log_error(&err, "timer callback failed: %s", err.traceback);
         runtime_error_free(&err);
     }
     close_timer(t);

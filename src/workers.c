@@ -500,6 +500,13 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
+    /* With SO_REUSEPORT our workers could join another process's listeners. */
+    if (count > 1 && o->port != 0 && (rc = server_check_free(&g.addr)) != 0) {
+        char text[ADDR_STRLEN];
+        log_error("cannot listen on %s: %s", addr_format(&g.addr, text, sizeof text), uv_strerror(rc));
+        group_destroy(&g);
+        return EXIT_FAILURE_RUNTIME;
+    }
     int status = start_all(&g);
     if (status == EXIT_OK && reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0) {
         command_all(&g, CMD_SHUTDOWN, NULL);
