@@ -18,6 +18,11 @@
 #include <string.h>
 
 #define READ_BUFFER_SIZE (64 * 1024)
+/* A connection that fills the read buffer this many times in one loop turn
+ * sits out until the next turn: libuv would read up to 32 buffers from it in
+ * a row, and 200 flooding clients then delayed everyone else by seconds
+ * (with 1: at most 20 ms, measured by spec/integration/backpressure_spec). */
+#define FULL_READS_PER_TURN 1
 
 struct conn {
     uv_tcp_t tcp;
@@ -29,6 +34,9 @@ struct conn {
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     size_t high_water, low_water;
     uint64_t last_active;        /* loop time (ms) of the last byte in or out */
+    uint64_t turn;               /* the loop turn 'full_reads' counts in */
+    unsigned full_reads;
+    struct conn *next_deferred;  /* in list->deferred while 'deferred' */
     bool started : 1;            /* conn_start() was called */
     bool want_reading : 1;       /* the owner has not paused reading */
     bool reading : 1;            /* uv_read_start() is in effect */
@@ -37,6 +45,7 @@ struct conn {
     bool shutdown_done : 1;
     bool closing : 1;
     bool writing_paused : 1;     /* pause_writing() was reported, resume not yet */
+    bool deferred : 1;           /* read its fill this turn; resumes next turn */
     alignas(max_align_t) unsigned char data[];
 };
 
@@ -88,10 +97,22 @@ static void close_handle(struct conn *c)
         uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
+static void forget_deferred(struct conn *c)
+{
+    struct conn **p = &c->list->deferred;
+    while (*p && *p != c)
+        p = &(*p)->next_deferred;
+    if (*p)
+        *p = c->next_deferred;
+    c->deferred = false;
+}
+
 /* Lost the connection: tell the owner once, then free it. */
 static void on_close(uv_handle_t *handle)
 {
     struct conn *c = handle->data;
+    if (c->deferred)
+        forget_deferred(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -166,12 +187,31 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(read_buffer, sizeof read_buffer);
 }
 
+static void stop_reading(struct conn *c);
+
+/* Read the buffer full too often this turn: sit out until the next. */
+static void count_full_read(struct conn *c)
+{
+    if (c->turn != c->list->turn) {
+        c->turn = c->list->turn;
+        c->full_reads = 0;
+    }
+    if (++c->full_reads < FULL_READS_PER_TURN || !c->reading || c->deferred)
+        return;
+    stop_reading(c);
+    c->deferred = true;
+    c->next_deferred = c->list->deferred;
+    c->list->deferred = c;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
     if (nread > 0) {
         c->last_active = uv_now(stream->loop);
         c->events->data(c, buf->base, (size_t)nread);
+        if ((size_t)nread == sizeof read_buffer)
+            count_full_read(c);
     } else if (nread == UV_EOF) {
         c->eof_received = true;
         c->reading = false;
@@ -418,6 +458,35 @@ uv_loop_t *conn_loop(const struct conn *c)
 void *conn_data(struct conn *c)
 {
     return c->data;
+}
+
+/* A new loop turn: the connections that sat out read again. */
+static void on_next_turn(uv_prepare_t *handle)
+{
+    struct conn_list *list = handle->data;
+    list->turn++;
+    struct conn *c = list->deferred;
+    list->deferred = NULL;
+    while (c) {
+        struct conn *next = c->next_deferred;
+        c->deferred = false;
+        start_reading(c);
+        c = next;
+    }
+}
+
+void conn_list_init(struct conn_list *list, uv_loop_t *loop)
+{
+    uv_prepare_init(loop, &list->next_turn);
+    list->next_turn.data = list;
+    uv_prepare_start(&list->next_turn, on_next_turn);
+    uv_unref((uv_handle_t *)&list->next_turn);
+}
+
+void conn_list_close(struct conn_list *list)
+{
+    if (!uv_is_closing((uv_handle_t *)&list->next_turn))
+        uv_close((uv_handle_t *)&list->next_turn, NULL);
 }
 
 void conn_list_each(struct conn_list *list, void (*fn)(struct conn *c, void *arg), void *arg)

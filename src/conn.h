@@ -31,9 +31,17 @@ struct conn_list {
     struct conn *head;
     size_t count;
     size_t max_write_buffer; /* abort past this many queued bytes; 0: no cap */
+    uint64_t turn;           /* loop iterations, counted by 'next_turn' */
+    uv_prepare_t next_turn;  /* resumes the connections read enough last turn */
+    struct conn *deferred;   /* ... those connections */
 };
 
 #define CONN_DEFAULT_HIGH_WATER (64 * 1024)
+
+/* Set up the per-loop parts of a list (before any conn_new). */
+void conn_list_init(struct conn_list *list, uv_loop_t *loop);
+/* Close them (every connection is gone already). */
+void conn_list_close(struct conn_list *list);
 
 /* A new, unconnected connection with 'data_size' bytes of zeroed owner data.
  * NULL when out of memory. Once created it ends only through its lost() call. */

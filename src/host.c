@@ -99,6 +99,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
     h->accepted = &h->own_accepted;
     h->limits = *limits;
     h->conns.max_write_buffer = limits->max_write_buffer;
+    conn_list_init(&h->conns, &h->loop);
     h->L = runtime_open(lua_dir, h, limits->lua_memory, limits->script_timeout_ms);
     if (!h->L) {
         log_error("cannot start Lua: out of memory");
@@ -166,6 +167,7 @@ void host_destroy(struct host *h)
     close_handle((uv_handle_t *)&h->sigterm);
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
+    conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&h->loop) != 0)
         log_debug("the event loop still had open handles at exit");
