@@ -119,9 +119,18 @@ local function lines_of(text)
   return lines
 end
 
+-- wait.until_true, failing with what the process wrote on 'stream'.
+local function wait_for(proc, stream, fn, what)
+  local results = table.pack(pcall(wait.until_true, fn, TIMEOUT, what))
+  if not results[1] then
+    error(("%s\n--- luaecho's %s:\n%s"):format(tostring(results[2]), stream, proc[stream](proc)), 3)
+  end
+  return table.unpack(results, 2, results.n)
+end
+
 function Harness:printed(pattern)
   if pattern == nil then return lines_of(self.proc:stdout()) end
-  return wait.until_true(function()
+  return wait_for(self.proc, "stdout", function()
     local lines = lines_of(self.proc:stdout())
     for _, line in ipairs(lines) do
       if line:match(pattern) then return lines end
@@ -129,14 +138,14 @@ function Harness:printed(pattern)
     if self.proc:exited() then
       error(("luaecho exited without printing a line matching %q\n%s"):format(pattern, self.proc:describe()), 0)
     end
-  end, TIMEOUT, ("a printed line matching %q\n%s"):format(pattern, "(see the output above)"))
+  end, ("a printed line matching %q"):format(pattern))
 end
 
 function Harness:logged(pattern)
-  return wait.until_true(function()
+  return wait_for(self.proc, "stderr", function()
     local text = self.proc:stderr()
     if text:match(pattern) then return text end
-  end, TIMEOUT, ("the log to match %q"):format(pattern))
+  end, ("the log to match %q"):format(pattern))
 end
 
 function Harness.advance() end
