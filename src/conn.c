@@ -56,6 +56,23 @@ static struct log_rate write_buffer_rate;
  * the buffer before returning. */
 static _Thread_local char read_buffer[READ_BUFFER_SIZE];
 
+/* Writes made while a connection is corked are held by pointer and go out
+ * together, in one system call, when it is uncorked: a callback that writes
+ * several times (a prefix, then the data; a streams handler's chunks) costs
+ * one send. One connection per thread is corked at a time: the one whose
+ * data_received is running. */
+#define CORK_BUFS 16
+#define CORK_BYTES (256 * 1024)
+
+struct cork {
+    struct conn *conn;
+    unsigned n;
+    size_t bytes;
+    uv_buf_t bufs[CORK_BUFS];
+};
+
+static _Thread_local struct cork cork;
+
 /* A queued write owns a copy of the bytes the kernel did not take at once. */
 struct write_req {
     uv_write_t req;
@@ -127,6 +144,10 @@ static void on_close(uv_handle_t *handle)
 
 void conn_abort(struct conn *c, const char *error)
 {
+    if (cork.conn == c) { /* dropped, as the write queue is */
+        cork.n = 0;
+        cork.bytes = 0;
+    }
     if (error && !c->error && !uv_is_closing((uv_handle_t *)&c->tcp))
         c->error = strdup(error);
     close_handle(c);
@@ -274,9 +295,15 @@ bool conn_eof_written(const struct conn *c)
     return c->eof_written;
 }
 
+/* Bytes written and not yet sent: queued, or held by the cork. */
+static size_t unsent(const struct conn *c)
+{
+    return c->tcp.write_queue_size + (cork.conn == c ? cork.bytes : 0);
+}
+
 size_t conn_write_buffer_size(const struct conn *c)
 {
-    return c->closing && uv_is_closing((const uv_handle_t *)&c->tcp) ? 0 : c->tcp.write_queue_size;
+    return c->closing && uv_is_closing((const uv_handle_t *)&c->tcp) ? 0 : unsent(c);
 }
 
 /* Report crossing the high mark once, and coming back to the low mark once. */
@@ -340,15 +367,26 @@ static void check_hard_cap(struct conn *c)
     conn_abort(c, reason);
 }
 
-/* Copy what the kernel did not take and queue it behind earlier writes. */
-static void queue_write(struct conn *c, const char *base, size_t len)
+/* Copy what the kernel did not take ('skip' bytes of the buffers were
+ * sent) and queue it behind earlier writes. */
+static void queue_write(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t skip)
 {
+    size_t len = 0;
+    for (unsigned i = 0; i < n; i++)
+        len += bufs[i].len;
+    len -= skip;
     struct write_req *w = malloc(sizeof *w + len);
     if (!w) {
         conn_abort(c, "out of memory for the write buffer");
         return;
     }
-    memcpy(w->bytes, base, len);
+    char *p = w->bytes;
+    for (unsigned i = 0; i < n; i++) {
+        size_t from = skip < bufs[i].len ? skip : bufs[i].len;
+        skip -= from;
+        memcpy(p, bufs[i].base + from, bufs[i].len - from);
+        p += bufs[i].len - from;
+    }
     uv_buf_t buf = {.base = w->bytes, .len = len};
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write);
     if (rc != 0) {
@@ -360,24 +398,72 @@ static void queue_write(struct conn *c, const char *base, size_t len)
     check_hard_cap(c);
 }
 
+/* Send buffers: what the kernel takes at once is never copied. */
+static void write_bufs(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t len)
+{
+    size_t done = 0;
+    if (c->tcp.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
+        int sent = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (sent >= 0) {
+            done = (size_t)sent;
+            c->last_active = uv_now(c->tcp.loop);
+        } else if (sent != UV_EAGAIN) {
+            conn_abort(c, uv_strerror(sent));
+            return;
+        }
+    }
+    if (done < len)
+        queue_write(c, bufs, n, done);
+}
+
+/* Send what the cork holds. */
+static void flush_cork(void)
+{
+    struct conn *c = cork.conn;
+    unsigned n = cork.n;
+    size_t bytes = cork.bytes;
+    cork.n = 0;
+    cork.bytes = 0;
+    if (n > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
+        write_bufs(c, cork.bufs, n, bytes);
+}
+
+void conn_cork(struct conn *c)
+{
+    if (cork.conn == NULL)
+        cork.conn = c;
+}
+
+void conn_uncork(struct conn *c)
+{
+    if (cork.conn != c)
+        return;
+    flush_cork();
+    cork.conn = NULL;
+}
+
 int conn_write(struct conn *c, const char *base, size_t len)
 {
     if (c->closing || c->eof_written)
         return UV_EPIPE;
-    size_t done = 0;
-    if (c->tcp.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){.base = (char *)base, .len = len}, 1);
-        if (n >= 0) {
-            done = (size_t)n;
-            c->last_active = uv_now(c->tcp.loop);
-        } else if (n != UV_EAGAIN) {
-            conn_abort(c, uv_strerror(n));
-            return 0;
-        }
+    if (len == 0)
+        return CONN_WRITTEN;
+    if (cork.conn != c) {
+        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
+        return CONN_WRITTEN;
     }
-    if (done < len)
-        queue_write(c, base + done, len - done);
-    return 0;
+    /* Flow control sees only real sends: hold at most the high mark. */
+    if (cork.n == CORK_BUFS || cork.bytes + len > CORK_BYTES || cork.bytes + len > c->high_water)
+        flush_cork();
+    if (c->closing) /* the flush failed: the connection is being aborted */
+        return CONN_WRITTEN;
+    if (len > c->high_water) { /* too big to hold */
+        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
+        return CONN_WRITTEN;
+    }
+    cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len};
+    cork.bytes += len;
+    return CONN_HELD;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -418,6 +504,8 @@ int conn_write_eof(struct conn *c)
         return UV_EPIPE;
     if (c->eof_written)
         return 0;
+    if (cork.conn == c)
+        flush_cork(); /* the held writes go before the FIN */
     c->eof_written = true;
     if (!start_shutdown(c))
         conn_abort(c, "cannot half-close the connection");
@@ -428,6 +516,8 @@ void conn_close(struct conn *c)
 {
     if (c->closing)
         return;
+    if (cork.conn == c)
+        flush_cork();
     c->closing = true;
     stop_reading(c);
     /* Flush first: the shutdown completes after the last queued write. */

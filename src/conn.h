@@ -56,10 +56,16 @@ int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done,
 /* Start reading, unless the owner paused reading before. */
 void conn_start(struct conn *c);
 
-/* Queue bytes; what the kernel takes at once is never copied. Returns 0, or
- * UV_EPIPE when the connection is closing or write_eof() was called. A failed
- * write aborts the connection (the error reaches lost()). */
+/* Queue bytes; what the kernel takes at once is never copied. Returns
+ * CONN_WRITTEN (sent or copied), CONN_HELD (c is corked: the caller keeps
+ * the bytes alive until conn_uncork), or UV_EPIPE when the connection is
+ * closing or write_eof() was called. A failed write aborts the connection
+ * (the error reaches lost()). */
+enum { CONN_WRITTEN = 0, CONN_HELD = 1 };
 int conn_write(struct conn *c, const char *base, size_t len);
+/* Hold c's writes until conn_uncork(c), then send them in one call. */
+void conn_cork(struct conn *c);
+void conn_uncork(struct conn *c);
 /* Half-close our side once the queued bytes are out. */
 int conn_write_eof(struct conn *c);
 /* Flush, then close. Idempotent. */

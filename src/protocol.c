@@ -226,9 +226,12 @@ void protocol_connection_made(struct conn *c, const struct protocol_class *cls)
     conn_start(c);
 }
 
+/* data_received, with c's writes corked: they go out in one send after it. */
 static void on_data(struct conn *c, const char *base, size_t len)
 {
+    conn_cork(c);
     dispatch(c, EV_DATA, base, len);
+    transport_uncork(((struct binding *)conn_data(c))->L, c);
 }
 
 /* asyncio's rule: a true result keeps our side open; otherwise close. */

@@ -154,7 +154,7 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport)
 
 int server_check_free(const union addr *addr)
 {
-    int fd;
+    int fd = -1;
     int rc = open_listener(addr, false, &fd);
     if (rc == 0)
         close(fd);

@@ -16,6 +16,33 @@
 #include "protocol.h"
 #include "server_object.h"
 
+/* Strings written while their connection is corked: kept alive here until
+ * transport_uncork() has sent them (conn.c holds only pointers). */
+static const char anchors_key = 0;
+static _Thread_local int anchored;
+
+/* Keep the string at 'idx' alive until the next uncork. [-0, +0, m] */
+static void anchor(lua_State *L, int idx)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, ++anchored);
+    lua_pop(L, 1);
+}
+
+void transport_uncork(lua_State *L, struct conn *c)
+{
+    conn_uncork(c);
+    if (anchored == 0)
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key); /* clearing slots allocates nothing */
+    for (; anchored > 0; anchored--) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, anchored);
+    }
+    lua_pop(L, 1);
+}
+
 static struct transport *check_transport(lua_State *L)
 {
     return luaL_checkudata(L, 1, TRANSPORT_METATABLE);
@@ -37,7 +64,8 @@ static int transport_write(lua_State *L)
     struct conn *c = check_writable(L, "write");
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    conn_write(c, data, len);
+    if (conn_write(c, data, len) == CONN_HELD)
+        anchor(L, 2);
     return 0;
 }
 
@@ -57,7 +85,8 @@ static int transport_writelines(lua_State *L)
     luaL_pushresult(&b);
     size_t len;
     const char *data = lua_tolstring(L, -1, &len);
-    conn_write(c, data, len);
+    if (conn_write(c, data, len) == CONN_HELD)
+        anchor(L, -1);
     return 0;
 }
 
@@ -112,7 +141,8 @@ static int push_address(lua_State *L, const union addr *a)
 
 /* get_extra_info(name [, default]): "peername", "sockname" -> host, port;
  * "server"; "generation" (of the script serving it, for hot swap); "worker".
- * The peer is known for the transport's whole life; the others while it is open. */
+ * The peer is known for the transport's whole life; "sockname" until close()
+ * or abort(); the others until connection_lost has returned. */
 static int transport_get_extra_info(lua_State *L)
 {
     struct transport *t = check_transport(L);
@@ -122,7 +152,7 @@ static int transport_get_extra_info(lua_State *L)
     union addr a;
     if (strcmp(name, "peername") == 0 && t->peer.sa.sa_family != AF_UNSPEC)
         return push_address(L, &t->peer);
-    if (c && strcmp(name, "sockname") == 0 && conn_sockname(c, &a) == 0)
+    if (c && strcmp(name, "sockname") == 0 && !conn_is_closing(c) && conn_sockname(c, &a) == 0)
         return push_address(L, &a);
     if (c && strcmp(name, "worker") == 0) {
         lua_pushinteger(L, ((struct host *)conn_loop(c)->data)->worker_id);
@@ -183,7 +213,7 @@ static int transport_set_write_buffer_limits(lua_State *L)
     if (low > high)
         return luaL_error(L, "transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0",
                           (int)high, (int)low);
-    if (c)
+    if (c && !conn_is_closing(c))
         conn_set_write_limits(c, (size_t)high, (size_t)low);
     return 0;
 }
@@ -232,6 +262,8 @@ static const luaL_Reg transport_methods[] = {
 
 void transport_register(lua_State *L)
 {
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
     luaL_newmetatable(L, TRANSPORT_METATABLE);
     luaL_newlib(L, transport_methods);
     lua_setfield(L, -2, "__index");

@@ -21,6 +21,9 @@ struct transport {
 
 /* Create the metatable once per state. [-0, +0, e] */
 void transport_register(lua_State *L);
+/* Send what c's callback wrote while corked (conn_cork), and let go of the
+ * strings kept alive for it. Allocates nothing. [-0, +0, -] */
+void transport_uncork(lua_State *L, struct conn *c);
 /* Push a new transport for c. [-0, +1, e] */
 struct transport *transport_new(lua_State *L, struct conn *c);
 
