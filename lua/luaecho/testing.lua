@@ -702,10 +702,10 @@ function Transport.is_closing(self)
   return check_end(self, "is_closing").state ~= "open"
 end
 
--- As the README's "after close" column says: peername always answers, the
--- rest give the default once the transport is closing; but "server" (and
--- "worker") answer until connection_lost has run, as in the host: that is
--- what simple_echo.lua relies on.
+-- As the README says: peername answers for the transport's whole life,
+-- sockname until close() or abort(), and "server", "worker" and
+-- "generation" until connection_lost has returned (simple_echo.lua closes
+-- its server from there).
 function Transport.get_extra_info(self, name, default)
   local C = check_end(self, "get_extra_info")
   if type(name) ~= "string" and type(name) ~= "number" then
@@ -716,11 +716,9 @@ function Transport.get_extra_info(self, name, default)
   if C.state ~= "gone" then
     if name == "server" and C.server then return C.server.object end
     if name == "worker" then return 1 end
-  end
-  if C.state == "open" then
-    if name == "sockname" then return C.sock[1], C.sock[2] end
     if name == "generation" then return 1 end
   end
+  if C.state == "open" and name == "sockname" then return C.sock[1], C.sock[2] end
   return default
 end
 
@@ -742,7 +740,8 @@ end
 
 function Transport.get_write_buffer_size(self)
   local C = check_end(self, "get_write_buffer_size")
-  return C.state == "open" and C.buffered or 0
+  -- close() still sends what is queued; abort() dropped it.
+  return (C.state == "open" or (C.state == "closing" and not C.aborted)) and C.buffered or 0
 end
 
 function Transport.set_write_buffer_limits(self, high, low)

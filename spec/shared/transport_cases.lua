@@ -50,8 +50,10 @@ end
 
 -- What the README promises of a transport after close()/abort(): the
 -- write methods raise, the rest are no-ops or report it closed;
--- get_extra_info answers "peername" and gives the default for the rest.
+-- get_extra_info answers "peername" always, "server" and "generation"
+-- until connection_lost has returned, and gives the default for the rest.
 local function closed_transport(port, server)
+  local until_lost = server == "ok default" and "ok default" or "ok 1"
   return {
     write = "error transport:write(): transport is closed",
     writelines = "error transport:writelines(): transport is closed",
@@ -62,7 +64,7 @@ local function closed_transport(port, server)
     get_write_buffer_size = "ok 0",
     peername = "ok 127.0.0.1 " .. port,
     sockname = "ok default",
-    generation = "ok default",
+    generation = until_lost,
     server = server,
     pause_reading = "ok",
     resume_reading = "ok",
@@ -196,8 +198,11 @@ case("words an error value that is not a string as the host does", "boom.lua", f
     assert.are.equal("", p:receive_until_close())
     local prefix = p:port() .. " connection_lost "
     assert.are.same({ message }, starting(h:printed("^" .. prefix), prefix))
-    assert.matches("luaecho: error: data_received failed for 127%.0%.0%.1:" .. p:port() .. ": "
-      .. message:gsub("%p", "%%%0") .. "\n", h:logged("failed for 127%.0%.0%.1:" .. p:port()))
+    -- The log says at most one failure a second: the first one is there.
+    if command == expected[1][1] then
+      assert.matches("luaecho: error: data_received failed for 127%.0%.0%.1:" .. p:port() .. ": "
+        .. message:gsub("%p", "%%%0") .. "\n", h:logged("failed for 127%.0%.0%.1:" .. p:port()))
+    end
   end
 end)
 
@@ -374,7 +379,7 @@ case("sets write buffer limits as asyncio does: low defaults to high/4, high to 
     }, h:printed("^fraction "))
   end)
 
-case("close() sends everything queued before closing, and reports an empty buffer at once", "flow.lua",
+case("close() sends everything queued before closing, and reports what it still has to send", "flow.lua",
   function(h)
     local p = h:connect()
     p:hold()
@@ -383,7 +388,11 @@ case("close() sends everything queued before closing, and reports an empty buffe
     local written = tonumber(lines[#lines]:match("^wrote (%d+)$"))
     local data = p:receive_until_close()
     assert.are.equal(written, #data)
-    assert.are.same({ "buffer 0 closing true" }, starting(lines, "after close "))
+    local after = starting(lines, "after close ")
+    assert.are.equal(1, #after)
+    local buffered, closing = after[1]:match("^buffer (%d+) closing (%a+)$")
+    assert.are.equal("true", closing)
+    assert.is_true(tonumber(buffered) > 0, "close() with a client not reading: output still to send")
   end)
 
 case("aborts a connection whose queued output passes --max-write-buffer", "flow.lua", function(h)
