@@ -63,12 +63,18 @@ static _Thread_local char read_buffer[READ_BUFFER_SIZE];
  * data_received is running. */
 #define CORK_BUFS 16
 #define CORK_BYTES (256 * 1024)
+/* Small writes are copied into the cork (cheaper than keeping their
+ * strings alive); larger ones are held by pointer. */
+#define CORK_COPY_MAX 4096
+#define CORK_COPY_AREA (16 * 1024)
 
 struct cork {
     struct conn *conn;
     unsigned n;
     size_t bytes;
+    size_t copied; /* bytes used in 'area' */
     uv_buf_t bufs[CORK_BUFS];
+    char area[CORK_COPY_AREA];
 };
 
 static _Thread_local struct cork cork;
@@ -147,6 +153,7 @@ void conn_abort(struct conn *c, const char *error)
     if (cork.conn == c) { /* dropped, as the write queue is */
         cork.n = 0;
         cork.bytes = 0;
+        cork.copied = 0;
     }
     if (error && !c->error && !uv_is_closing((uv_handle_t *)&c->tcp))
         c->error = strdup(error);
@@ -424,6 +431,7 @@ static void flush_cork(void)
     size_t bytes = cork.bytes;
     cork.n = 0;
     cork.bytes = 0;
+    cork.copied = 0; /* write_bufs copies what the kernel does not take */
     if (n > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
         write_bufs(c, cork.bufs, n, bytes);
 }
@@ -461,8 +469,17 @@ int conn_write(struct conn *c, const char *base, size_t len)
         write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
         return CONN_WRITTEN;
     }
-    cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len};
+    if (len <= CORK_COPY_MAX && cork.copied + len > CORK_COPY_AREA)
+        flush_cork();
     cork.bytes += len;
+    if (len <= CORK_COPY_MAX) {
+        char *copy = cork.area + cork.copied;
+        memcpy(copy, base, len);
+        cork.copied += len;
+        cork.bufs[cork.n++] = (uv_buf_t){.base = copy, .len = len};
+        return CONN_WRITTEN;
+    }
+    cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len};
     return CONN_HELD;
 }
 

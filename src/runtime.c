@@ -17,16 +17,14 @@
 
 #include "log.h"
 #include "module.h"
-
-/* How often (in VM instructions) the time limit is checked. */
-#define HOOK_COUNT 10000
+#include "watchdog.h"
 
 /* What the allocator and the time-limit hook need; every thread of the
  * state finds it in its extra space (new threads copy the main one's). */
 struct limits_state {
     size_t used, limit;     /* bytes */
     uint64_t timeout_ns;    /* 0: no time limit */
-    uint64_t deadline_ns;   /* of the outermost runtime_call running, 0: none */
+    struct watchdog_slot watchdog; /* deadline_ns: of the outermost runtime_call running */
     int depth;              /* runtime_call nesting */
     bool timed_out;         /* the hook raised since the last failed call */
 };
@@ -55,20 +53,24 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* Count hook: past the deadline, raise; and keep raising at every
- * instruction, so a script that catches the error cannot carry on. */
-static void on_count(lua_State *L, lua_Debug *ar)
+/* The hook the watchdog arms on an overrunning Lua thread: past the
+ * deadline, raise, and stay armed so that every instruction raises again:
+ * a script that catches the error cannot carry on. Otherwise (the call
+ * ended before the hook ran) disarm. */
+static void on_overrun(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct limits_state *ls = limits_of(L);
-    if (ls->deadline_ns == 0 || uv_hrtime() < ls->deadline_ns) {
-        if (lua_gethookcount(L) != HOOK_COUNT) /* tripped before, in an earlier call */
-            lua_sethook(L, on_count, LUA_MASKCOUNT, HOOK_COUNT);
+    uint64_t deadline = atomic_load(&ls->watchdog.deadline_ns);
+    if (deadline == 0 || uv_hrtime() < deadline) {
+        lua_sethook(L, NULL, 0, 0);
         return;
     }
-    lua_sethook(L, on_count, LUA_MASKCOUNT, 1);
     ls->timed_out = true;
-    luaL_error(L, "script timeout: ran longer than %d ms (--script-timeout)", (int)(ls->timeout_ns / 1000000));
+    luaL_where(L, 0); /* the looping function itself (level 1 would be its caller) */
+    lua_pushfstring(L, "script timeout: ran longer than %d ms (--script-timeout)", (int)(ls->timeout_ns / 1000000));
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 static int on_panic(lua_State *L)
@@ -132,15 +134,23 @@ static void take_error(lua_State *L, int status, struct runtime_error *err)
 int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err)
 {
     struct limits_state *ls = limits_of(L);
-    if (ls->depth++ == 0 && ls->timeout_ns)
-        ls->deadline_ns = uv_hrtime() + ls->timeout_ns;
+    if (ls->depth++ == 0) {
+        watchdog_running = L;
+        if (ls->timeout_ns)
+            atomic_store(&ls->watchdog.deadline_ns, uv_hrtime() + ls->timeout_ns);
+    }
     int base = lua_gettop(L);
     lua_pushcfunction(L, msghandler); /* light C functions: */
     lua_pushcfunction(L, fn);         /* pushing them cannot fail */
     lua_pushlightuserdata(L, ud);
     int status = lua_pcall(L, 1, 0, base + 1);
-    if (--ls->depth == 0)
-        ls->deadline_ns = 0;
+    if (--ls->depth == 0) {
+        if (ls->timeout_ns)
+            atomic_store(&ls->watchdog.deadline_ns, 0);
+        if (lua_gethookmask(L))
+            lua_sethook(L, NULL, 0, 0); /* armed, and the call is over */
+        watchdog_running = NULL;
+    }
     if (status != LUA_OK)
         take_error(L, status, err);
     lua_settop(L, base);
@@ -202,6 +212,59 @@ static int line_print(lua_State *L)
     return 0;
 }
 
+/* coroutine.resume, keeping track of the Lua thread that runs, so the
+ * watchdog interrupts the coroutine that loops, not the one that resumed it.
+ * The original (upvalue 1) does the work. */
+static int tracked_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    lua_State *previous = watchdog_running;
+    watchdog_running = co;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    watchdog_running = previous;
+    if (status != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+/* What coroutine.wrap returns, tracked the same way: upvalue 1 is the
+ * original wrapped function, upvalue 2 its coroutine. */
+static int tracked_wrapped(lua_State *L)
+{
+    lua_State *previous = watchdog_running;
+    watchdog_running = lua_tothread(L, lua_upvalueindex(2));
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    watchdog_running = previous;
+    if (status != LUA_OK)
+        return lua_error(L); /* the original added the position already */
+    return lua_gettop(L);
+}
+
+static int tracked_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);    /* the original wrapper */
+    lua_getupvalue(L, -1, 1);             /* ... and its coroutine */
+    lua_pushcclosure(L, tracked_wrapped, 2);
+    return 1;
+}
+
+/* Replace coroutine[name] by a C closure over the original. [-0, +0, e] */
+static void track(lua_State *L, const char *name, lua_CFunction fn)
+{
+    lua_getglobal(L, "coroutine");
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 struct open_args {
     const char *lua_dir;
     struct host *host;
@@ -212,6 +275,8 @@ static int open_libraries(lua_State *L)
     struct open_args *args = lua_touserdata(L, 1);
     luaL_openlibs(L);
     lua_register(L, "print", line_print);
+    track(L, "resume", tracked_resume);
+    track(L, "wrap", tracked_wrap);
     set_package_path(L, args->lua_dir);
     lua_pushlightuserdata(L, args->host);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &host_key);
@@ -233,19 +298,25 @@ lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_li
     *(struct limits_state **)lua_getextraspace(L) = ls;
     lua_atpanic(L, on_panic);
     if (timeout_ms)
-        lua_sethook(L, on_count, LUA_MASKCOUNT, HOOK_COUNT);
+        watchdog_watch(&ls->watchdog, ls->timeout_ns, on_overrun);
     struct open_args args = {.lua_dir = lua_dir, .host = host};
     if (runtime_call(L, open_libraries, &args, NULL) != 0) {
         runtime_close(L);
         return NULL;
     }
     ls->limit = memory_limit; /* capped once the libraries are in: a tiny cap still starts */
+    /* Most of what a server allocates (each chunk's string) dies young: the
+     * generational collector spends less on it than the incremental one
+     * (measured: 16 KiB echoes, 10.3 -> 9.5 us of CPU per round trip). */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return L;
 }
 
 void runtime_close(lua_State *L)
 {
     struct limits_state *ls = limits_of(L);
+    if (ls->timeout_ns)
+        watchdog_unwatch(&ls->watchdog);
     lua_close(L);
     free(ls);
 }
