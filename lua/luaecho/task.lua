@@ -31,6 +31,12 @@ local NOT_HERE = "%s cannot suspend here: call it from a luaecho task"
   .. " (a streams handler, a 'luaecho run' script or luaecho.spawn),"
   .. " not from a Protocol callback, a call_later callback or a coroutine of your own"
 
+-- What task.suspend yields: a resume that returns it as its first value
+-- stopped in task.suspend, so settle() needs no coroutine.status() call.
+-- Private, so no other yield can pass for it; a function, because comparing
+-- one never calls an __eq metamethod of what a task returns.
+local function SUSPENDED() end
+
 local settle
 
 -- Resume 't' with the given values; returns once it suspends or ends.
@@ -93,9 +99,9 @@ local function fail(t, err)
   run_done_callbacks(t)
 end
 
--- Record how the resume of 't' ended: suspended (deliver a kept wake if
--- the task yielded without taking it), returned, or raised.
-function settle(t, ok, ...)
+-- How a resume of 't' ended other than in task.suspend: the task returned,
+-- raised, yielded by itself, or could not be resumed at all.
+local function settle_other(t, ok, ...)
   if status(t.co) == "dead" then
     if ok then return succeed(t, ...) end
     return fail(t, (...))
@@ -105,6 +111,17 @@ function settle(t, ok, ...)
     error("cannot resume task: " .. tostring((...)), 0)
   end
   if t.queue then return step(t, take_queued(t)) end
+end
+
+-- Record how the resume of 't' ended: suspended (deliver a kept wake if
+-- the task yielded without taking it), returned, or raised.
+function settle(t, ok, mark, ...)
+  if mark == SUSPENDED and ok then
+    t.state = "suspended"
+    if t.queue then return step(t, take_queued(t)) end
+    return
+  end
+  return settle_other(t, ok, mark, ...)
 end
 
 --- Make a task running 'fn', not started yet. Set t.on_error before
@@ -164,7 +181,7 @@ function M.suspend(what)
   local t = by_coroutine[running()]
   if not t then error(NOT_HERE:format(what or "task.suspend()"), 2) end
   if t.queue then return take_queued(t) end
-  return yield()
+  return yield(SUSPENDED)
 end
 
 --- Resume the suspended task 't' with values for its task.suspend().
