@@ -16,7 +16,7 @@ local concat = table.concat
 local error, setmetatable, tostring, type = error, setmetatable, tostring, type
 local math_type, tointeger = math.type, math.tointeger
 local task = require("luaecho.task")
-local current = task.current
+local current, notify, suspend_running = task.current, task.notify, task.suspend_running
 local errors = require("luaecho.errors")
 local log = require("luaecho.log")
 
@@ -178,10 +178,10 @@ end
 -- holds (readexactly beyond the limit), and waiting on a paused socket would
 -- hang. Callers re-check their condition in a loop, so a wake from elsewhere
 -- only costs a turn; the registration is dropped so it cannot go stale.
-local function wait(r, t, what)
+local function wait(r, t)
   r.waiter = t
   if r.paused then resume_reading(r) end
-  task.suspend(what)
+  suspend_running(t)
   if r.waiter == t then r.waiter = nil end
 end
 
@@ -190,7 +190,7 @@ local function wake_reader(r)
   local t = r.waiter
   if t then
     r.waiter = nil
-    task.wake(t)
+    notify(t)
   end
 end
 
@@ -203,7 +203,7 @@ end
 
 -- Everything until EOF.
 local function read_all(r, t)
-  while not r.eof do wait(r, t, "reader:read()") end
+  while not r.eof do wait(r, t) end
   return ended(r, take(r, r.size))
 end
 
@@ -218,7 +218,7 @@ function Reader:read(n)
   if n == 0 then return "" end
   while self.size == 0 do
     if self.eof then return ended(self, "") end
-    wait(self, t, "reader:read()")
+    wait(self, t)
   end
   return take(self, n < self.size and n or self.size)
 end
@@ -237,7 +237,7 @@ function Reader:readexactly(n)
         format("%d bytes read on a total of %d expected bytes", #partial, n),
         { partial = partial, expected = n }))
     end
-    wait(self, t, "reader:readexactly()")
+    wait(self, t)
   end
   return take(self, n)
 end
@@ -261,7 +261,7 @@ local function incomplete(r, line)
 end
 
 -- The reading loop shared by readuntil and readline ('line' true).
-local function read_until(r, t, sep, what, line)
+local function read_until(r, t, sep, line)
   local n = #sep
   while true do
     local e = find_sep(r, sep)
@@ -275,7 +275,7 @@ local function read_until(r, t, sep, what, line)
       return overrun(r, r.size - n + 1, line and r.size, "separator is not found, and the chunk exceeds the limit")
     end
     if r.eof then return incomplete(r, line) end
-    wait(r, t, what)
+    wait(r, t)
   end
 end
 
@@ -289,7 +289,7 @@ function Reader:readuntil(sep)
   if type(sep) ~= "string" or sep == "" then
     error("bad argument #1 to 'readuntil' (non-empty string expected)", 2)
   end
-  return read_until(self, t, sep, "reader:readuntil()", false)
+  return read_until(self, t, sep, false)
 end
 
 --- One line including its "\n" (a "\r\n" stays as sent); at EOF whatever is
@@ -298,7 +298,7 @@ end
 function Reader:readline()
   local t = current()
   if t == nil or self.waiter then refuse(self, "reader:readline()") end
-  return read_until(self, t, "\n", "reader:readline()", true)
+  return read_until(self, t, "\n", true)
 end
 
 --- True when the stream has ended and the buffer is empty.
@@ -306,19 +306,22 @@ function Reader:at_eof()
   return self.eof and self.size == 0
 end
 
---- Protocol side: bytes received.
-function Reader:feed_data(data)
-  if self.eof then error("reader:feed_data(): data after the end of the stream", 2) end
+-- Queue 'data' in reader 'r' and wake the task waiting on it.
+local function feed_data(r, data)
+  if r.eof then error("reader:feed_data(): data after the end of the stream", 2) end
   if data == "" then return end
-  local qt, size = self.qt + 1, self.size + #data
-  self.q[qt], self.qt, self.size = data, qt, size
-  if size > self.limit and not self.paused then pause_reading(self) end
-  local t = self.waiter
+  local qt, size = r.qt + 1, r.size + #data
+  r.q[qt], r.qt, r.size = data, qt, size
+  if size > r.limit and not r.paused then pause_reading(r) end
+  local t = r.waiter
   if t then
-    self.waiter = nil
-    task.wake(t)
+    r.waiter = nil
+    notify(t)
   end
 end
+
+--- Protocol side: bytes received.
+Reader.feed_data = feed_data
 
 --- Protocol side: the peer sent EOF.
 function Reader:feed_eof()
@@ -512,7 +515,7 @@ function Stream:connection_made(transport)
 end
 
 function Stream:data_received(data)
-  self.reader:feed_data(data)
+  feed_data(self.reader, data)
 end
 
 -- Keep our side open: the handler decides when to close (asyncio's rule).

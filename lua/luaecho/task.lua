@@ -184,6 +184,13 @@ function M.suspend(what)
   return yield(SUSPENDED)
 end
 
+--- task.suspend() for a caller that has 't', the running task, already
+-- (from task.current or task.check): the same, without looking it up again.
+function M.suspend_running(t)
+  if t.queue then return take_queued(t) end
+  return yield(SUSPENDED)
+end
+
 --- Resume the suspended task 't' with values for its task.suspend().
 -- Returns true if it ran now; false if the values were kept for its next
 -- suspend (it is running, or is the one that caused this wake) or if it has
@@ -201,6 +208,17 @@ function M.wake(t, ...)
     t.queue = q
   end
   return false
+end
+
+--- task.wake(t) with no values, without the cost of a vararg call: the
+-- wake of every chunk a streams reader receives.
+function M.notify(t)
+  if t.state == "suspended" then
+    t.state = "running"
+    settle(t, resume(t.co))
+    return true
+  end
+  return M.wake(t)
 end
 
 --- Report a failed task; replace it to report elsewhere (t.on_error, set on
