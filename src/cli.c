@@ -269,7 +269,7 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_MAX_CONNECTIONS:
         return apply_long(value, 0, 10000000, "--max-connections", "a number of connections", &o->max_connections);
     case OPT_IDLE_TIMEOUT:
-        if (!parse_seconds(value, 86400 * 365, &o->idle_timeout))
+        if (!parse_seconds(value, 86400 * 30, &o->idle_timeout)) /* ms fit in 32 bits */
             return usage_error("%s must be a number of seconds, 0 for none, not '%s'", "--idle-timeout", value);
         return 0;
     case OPT_MAX_WRITE_BUFFER:

@@ -32,11 +32,11 @@ struct conn {
     union addr peer;
     char *error;                 /* why it ended, for lost(); NULL: clean */
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
-    size_t high_water, low_water;
-    uint64_t last_active;        /* loop time (ms) of the last byte in or out */
-    uint64_t turn;               /* the loop turn 'full_reads' counts in */
-    unsigned full_reads;
+    uint32_t high_water, low_water;
+    uint32_t last_active;        /* loop time (ms, wrapping) of the last byte in or out */
+    uint32_t turn;               /* the loop turn 'full_reads' counts in (wrapping) */
     struct conn *next_deferred;  /* in list->deferred while 'deferred' */
+    uint8_t full_reads;
     bool started : 1;            /* conn_start() was called */
     bool want_reading : 1;       /* the owner has not paused reading */
     bool reading : 1;            /* uv_read_start() is in effect */
@@ -46,7 +46,7 @@ struct conn {
     bool closing : 1;
     bool writing_paused : 1;     /* pause_writing() was reported, resume not yet */
     bool deferred : 1;           /* read its fill this turn; resumes next turn */
-    alignas(max_align_t) unsigned char data[];
+    alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
 
 /* The log line when --max-write-buffer trips: process-wide, one a second. */
@@ -107,7 +107,7 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
     list->head = c;
     list->count++;
     c->want_reading = true;
-    c->last_active = uv_now(loop);
+    c->last_active = (uint32_t)uv_now(loop);
     conn_set_write_limits(c, CONN_DEFAULT_HIGH_WATER, CONN_DEFAULT_HIGH_WATER / 4);
     return c;
 }
@@ -220,8 +220,8 @@ static void stop_reading(struct conn *c);
 /* Read the buffer full too often this turn: sit out until the next. */
 static void count_full_read(struct conn *c)
 {
-    if (c->turn != c->list->turn) {
-        c->turn = c->list->turn;
+    if (c->turn != (uint32_t)c->list->turn) {
+        c->turn = (uint32_t)c->list->turn;
         c->full_reads = 0;
     }
     if (++c->full_reads < FULL_READS_PER_TURN || !c->reading || c->deferred)
@@ -236,7 +236,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
     if (nread > 0) {
-        c->last_active = uv_now(stream->loop);
+        c->last_active = (uint32_t)uv_now(stream->loop);
         c->events->data(c, buf->base, (size_t)nread);
         if ((size_t)nread == sizeof read_buffer)
             count_full_read(c);
@@ -334,8 +334,8 @@ static void check_low_water(struct conn *c)
 
 void conn_set_write_limits(struct conn *c, size_t high, size_t low)
 {
-    c->high_water = high;
-    c->low_water = low;
+    c->high_water = high > UINT32_MAX ? UINT32_MAX : (uint32_t)high; /* a mark past 4 GiB is none */
+    c->low_water = low > UINT32_MAX ? UINT32_MAX : (uint32_t)low;
     check_high_water(c);
 }
 
@@ -355,7 +355,7 @@ static void after_write(uv_write_t *req, int status)
         conn_abort(c, uv_strerror(status));
         return;
     }
-    c->last_active = uv_now(c->tcp.loop);
+    c->last_active = (uint32_t)uv_now(c->tcp.loop);
     check_low_water(c);
 }
 
@@ -413,7 +413,7 @@ static void write_bufs(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t 
         int sent = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
         if (sent >= 0) {
             done = (size_t)sent;
-            c->last_active = uv_now(c->tcp.loop);
+            c->last_active = (uint32_t)uv_now(c->tcp.loop);
         } else if (sent != UV_EAGAIN) {
             conn_abort(c, uv_strerror(sent));
             return;
@@ -610,7 +610,7 @@ void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct l
     char reason[96];
     snprintf(reason, sizeof reason, "idle timeout: no traffic for %g s (--idle-timeout)", (double)timeout_ms / 1000);
     for (struct conn *c = list->head; c; c = c->next) {
-        if (now - c->last_active < timeout_ms || uv_is_closing((uv_handle_t *)&c->tcp))
+        if ((uint32_t)now - c->last_active < timeout_ms || uv_is_closing((uv_handle_t *)&c->tcp))
             continue;
         char peer[ADDR_STRLEN];
         log_limited(rate, LOG_INFO, "closing %s: %s", addr_format(&c->peer, peer, sizeof peer), reason);

@@ -202,7 +202,7 @@ static int make_instance(lua_State *L)
         if (!lua_istable(L, -1))
             return luaL_error(L, "Protocol.new() must return a table, not %s", luaL_typename(L, -1));
     } else {
-        lua_createtable(L, 0, 2);
+        lua_createtable(L, 0, 1); /* most keep one field, their transport */
         lua_rawgeti(L, LUA_REGISTRYINDEX, cls->meta_ref);
         lua_setmetatable(L, -2);
     }
