@@ -16,7 +16,9 @@ local concat = table.concat
 local error, setmetatable, tostring, type = error, setmetatable, tostring, type
 local math_type, tointeger = math.type, math.tointeger
 local task = require("luaecho.task")
-local current, notify, suspend_running = task.current, task.notify, task.suspend_running
+local notify, suspend_running = task.notify, task.suspend_running
+-- task.current(), inlined on the path of every read and drain
+local by_coroutine, running = task.by_coroutine, coroutine.running
 local errors = require("luaecho.errors")
 local log = require("luaecho.log")
 
@@ -210,23 +212,34 @@ end
 --- Up to 'n' bytes: what is buffered, else the next chunk to arrive.
 -- 'n' nil or negative: everything until EOF. "" at EOF.
 function Reader:read(n)
-  local t = current()
+  local t = by_coroutine[running()]
   if t == nil or self.waiter then refuse(self, "reader:read()") end
   if n == nil then return read_all(self, t) end
   if math_type(n) ~= "integer" then n = count_of(n, "read") end
   if n < 0 then return read_all(self, t) end
   if n == 0 then return "" end
-  while self.size == 0 do
+  local size = self.size
+  while size == 0 do
     if self.eof then return ended(self, "") end
-    wait(self, t)
+    self.waiter = t -- wait(self, t), inlined
+    if self.paused then resume_reading(self) end
+    suspend_running(t)
+    if self.waiter == t then self.waiter = nil end
+    size = self.size
   end
-  return take(self, n < self.size and n or self.size)
+  if n < size or self.qh ~= self.qt or self.pos ~= 1 then return take(self, n < size and n or size) end
+  -- take(), for its commonest case: all there is, one whole chunk.
+  local q, h = self.q, self.qh
+  local c = q[h]
+  q[h], self.qh, self.qt, self.size, self.scan_sep = nil, 1, 0, 0, nil
+  if self.paused then resume_reading(self) end
+  return c
 end
 
 --- Exactly 'n' bytes; raises IncompleteReadError (partial, expected) if the
 -- stream ends first, the partial bytes being consumed.
 function Reader:readexactly(n)
-  local t = current()
+  local t = by_coroutine[running()]
   if t == nil or self.waiter then refuse(self, "reader:readexactly()") end
   if math_type(n) ~= "integer" then n = count_of(n, "readexactly") end
   if n < 0 then error("bad argument #1 to 'readexactly' (must not be negative)", 2) end
@@ -283,7 +296,7 @@ end
 -- Raises IncompleteReadError (partial) at EOF, LimitOverrunError (consumed)
 -- when 'sep' is not within the limit; that data stays buffered.
 function Reader:readuntil(sep)
-  local t = current()
+  local t = by_coroutine[running()]
   if t == nil or self.waiter then refuse(self, "reader:readuntil()") end
   if sep == nil then sep = "\n" end
   if type(sep) ~= "string" or sep == "" then
@@ -296,7 +309,7 @@ end
 -- left, "" when nothing is. A line longer than the limit is discarded and
 -- raises LimitOverrunError.
 function Reader:readline()
-  local t = current()
+  local t = by_coroutine[running()]
   if t == nil or self.waiter then refuse(self, "reader:readline()") end
   return read_until(self, t, "\n", true)
 end
@@ -412,8 +425,9 @@ end
 -- return at once otherwise. Raises ConnectionLost once the connection is
 -- gone, so a writing loop stops when the peer does.
 function Writer:drain()
-  local t = task.check("writer:drain()", 2)
   local s = self.state
+  if not (s.write_paused or s.lost) and by_coroutine[running()] then return end
+  local t = task.check("writer:drain()", 2)
   while true do
     if s.lost then error(connection_lost(s.lost_reason)) end
     if not s.write_paused then return end
