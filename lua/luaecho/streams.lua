@@ -209,13 +209,22 @@ local function read_all(r, t)
   return ended(r, take(r, r.size))
 end
 
+-- The count the last read() was given, as an integer: a reading loop
+-- passes the same one every time, and comparing is cheaper than math.type.
+local last_count = 0
+
 --- Up to 'n' bytes: what is buffered, else the next chunk to arrive.
 -- 'n' nil or negative: everything until EOF. "" at EOF.
 function Reader:read(n)
   local t = by_coroutine[running()]
   if t == nil or self.waiter then refuse(self, "reader:read()") end
   if n == nil then return read_all(self, t) end
-  if math_type(n) ~= "integer" then n = count_of(n, "read") end
+  if n == last_count then
+    n = last_count -- the integer itself, should 'n' be a float equal to it
+  else
+    if math_type(n) ~= "integer" then n = count_of(n, "read") end
+    last_count = n
+  end
   if n < 0 then return read_all(self, t) end
   if n == 0 then return "" end
   local size = self.size

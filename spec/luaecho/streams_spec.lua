@@ -131,6 +131,13 @@ describe("streams reader #unit", function()
       assert.are.equal("data", got)
     end)
 
+    it("takes a float count with an integral value as that integer", function()
+      local r = streams.reader()
+      r:feed_data("abcdef")
+      local t = task.spawn(function() return r:read(2), r:read(2.0), r:read(1.0), r:read(1) end)
+      assert.are.same({ n = 4, "ab", "cd", "e", "f" }, t.results)
+    end)
+
     it("names the method when the count is not an integer", function()
       local r = streams.reader()
       local t = task.spawn(function() return r:read("many") end)
