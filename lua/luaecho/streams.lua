@@ -70,7 +70,7 @@ function M.reader(transport, opts)
   return setmetatable({
     transport = transport, limit = limit_of(opts, "streams.reader"),
     q = {}, qh = 1, qt = 0, pos = 1, size = 0,
-    eof = false, err = nil, paused = false, waiter = nil,
+    eof = false, err = nil, paused = false, waiter = false, scan_sep = false,
   }, Reader)
 end
 
@@ -126,7 +126,7 @@ local function take(r, n)
     out = cut(r, n)
   end
   local size = r.size - n
-  r.size, r.scan_sep = size, nil
+  r.size, r.scan_sep = size, false
   if size == 0 then r.qh, r.qt, r.pos = 1, 0, 1 end
   if r.paused and size <= r.limit then resume_reading(r) end
   return out
@@ -184,14 +184,14 @@ local function wait(r, t)
   r.waiter = t
   if r.paused then resume_reading(r) end
   suspend_running(t)
-  if r.waiter == t then r.waiter = nil end
+  if r.waiter == t then r.waiter = false end
 end
 
 -- Wake the task waiting on 'r', if any.
 local function wake_reader(r)
   local t = r.waiter
   if t then
-    r.waiter = nil
+    r.waiter = false
     notify(t)
   end
 end
@@ -233,14 +233,14 @@ function Reader:read(n)
     self.waiter = t -- wait(self, t), inlined
     if self.paused then resume_reading(self) end
     suspend_running(t)
-    if self.waiter == t then self.waiter = nil end
+    if self.waiter == t then self.waiter = false end
     size = self.size
   end
   if n < size or self.qh ~= self.qt or self.pos ~= 1 then return take(self, n < size and n or size) end
   -- take(), for its commonest case: all there is, one whole chunk.
   local q, h = self.q, self.qh
   local c = q[h]
-  q[h], self.qh, self.qt, self.size, self.scan_sep = nil, 1, 0, 0, nil
+  q[h], self.qh, self.qt, self.size, self.scan_sep = nil, 1, 0, 0, false
   if self.paused then resume_reading(self) end
   return c
 end
@@ -337,7 +337,7 @@ local function feed_data(r, data)
   if size > r.limit and not r.paused then pause_reading(r) end
   local t = r.waiter
   if t then
-    r.waiter = nil
+    r.waiter = false
     notify(t)
   end
 end
