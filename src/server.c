@@ -106,7 +106,8 @@ static void on_acceptable(uv_poll_t *poll, int status, int events)
     for (int i = 0; i < ACCEPT_BATCH && !s->closed; i++) {
         int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            accept_one(s, fd);
+            if (!s->hand_off || !s->hand_off(s, fd))
+                accept_one(s, fd);
         } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             pause_accepting(s, errno);
             return;
@@ -150,6 +151,29 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport)
     if (rc == 0)
         s->closed = false;
     return rc;
+}
+
+bool server_reuseport_works(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    bool works = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0;
+    if (fd >= 0)
+        close(fd);
+    return works;
+}
+
+void server_adopt(struct server *s, int fd)
+{
+    if (s->closed)
+        close(fd);
+    else
+        accept_one(s, fd);
+}
+
+void server_open_without_socket(struct server *s)
+{
+    s->closed = false;
 }
 
 int server_check_free(const union addr *addr)

@@ -27,6 +27,9 @@ struct server {
     int waiters_ref;     /* functions to call once closed and idle, LUA_NOREF: none */
     void (*on_close)(struct server *s); /* told once, when it stops accepting (workers) */
     void *on_close_data;
+    /* Workers without SO_REUSEPORT: the one listener may hand an accepted
+     * socket to another worker; returns false to serve it here. */
+    bool (*hand_off)(struct server *s, int fd);
     bool closed;
     struct server *next; /* the host's list */
 };
@@ -41,6 +44,13 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);
+/* Can sockets share a port here (SO_REUSEPORT)? */
+bool server_reuseport_works(void);
+/* Serve a socket another worker accepted (the hand-off fallback). */
+void server_adopt(struct server *s, int fd);
+/* Count as accepting without a socket of its own: its connections come
+ * handed off by another worker's listener. */
+void server_open_without_socket(struct server *s);
 /* Is 'addr' free to listen on? Workers share their port with SO_REUSEPORT,
  * which would let them join another process's group: ask first. */
 int server_check_free(const union addr *addr);

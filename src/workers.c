@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -29,7 +30,14 @@
 #include "runtime.h"
 #include "server.h"
 
-enum command { CMD_CLOSE_SERVER = 1, CMD_SHUTDOWN = 2, CMD_PREPARE = 4, CMD_COMMIT = 8, CMD_DISCARD = 16 };
+enum command {
+    CMD_CLOSE_SERVER = 1,
+    CMD_SHUTDOWN = 2,
+    CMD_PREPARE = 4,
+    CMD_COMMIT = 8,
+    CMD_DISCARD = 16,
+    CMD_ADOPT = 32, /* sockets handed over (no SO_REUSEPORT) wait in 'handed' */
+};
 #define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
 
 enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
@@ -48,6 +56,8 @@ struct worker {
     struct reload_pending pending;
     /* Under group->lock: */
     unsigned commands;
+    int *handed;  /* accepted sockets handed to this worker, not yet served */
+    size_t handed_count, handed_room;
     bool started; /* start-up is over; 'status' says how it went */
     int status;
     bool alive;   /* its loop runs, so commands reach it */
@@ -70,6 +80,8 @@ struct workers {
     uv_cond_t started;
     atomic_size_t accepted;
     atomic_bool server_closed;
+    bool hand_off;   /* no SO_REUSEPORT: worker 1 listens and hands sockets round */
+    unsigned next_worker; /* worker 1's round-robin position */
     /* Under lock: */
     int running;
     int replies_expected, replies_got, failures;
@@ -146,6 +158,52 @@ static void discard_reload(struct worker *w)
     reply(w->group, true, NULL, 0, 0, false);
 }
 
+/* Serve the sockets worker 1 handed us. */
+static void adopt_handed(struct worker *w)
+{
+    uv_mutex_lock(&w->group->lock);
+    int *fds = w->handed;
+    size_t count = w->handed_count;
+    w->handed = NULL;
+    w->handed_count = w->handed_room = 0;
+    uv_mutex_unlock(&w->group->lock);
+    for (size_t i = 0; i < count; i++)
+        server_adopt(w->server, fds[i]);
+    free(fds);
+}
+
+/* Worker 1's listener without SO_REUSEPORT: pass every Nth socket on, in
+ * turn, to a running worker. False: serve it here. */
+static bool hand_off(struct server *s, int fd)
+{
+    struct worker *self = s->on_close_data;
+    struct workers *g = self->group;
+    struct worker *to = &g->list[g->next_worker++ % (unsigned)g->count];
+    if (to == self)
+        return false;
+    bool handed = false;
+    uv_mutex_lock(&g->lock);
+    if (to->alive && to->handed_count < to->handed_room) {
+        to->handed[to->handed_count++] = fd;
+        handed = true;
+    } else if (to->alive) {
+        size_t room = to->handed_room ? 2 * to->handed_room : 64;
+        int *bigger = realloc(to->handed, room * sizeof *bigger);
+        if (bigger) {
+            to->handed = bigger;
+            to->handed_room = room;
+            to->handed[to->handed_count++] = fd;
+            handed = true;
+        }
+    }
+    if (handed) {
+        to->commands |= CMD_ADOPT;
+        uv_async_send(&to->wakeup);
+    }
+    uv_mutex_unlock(&g->lock);
+    return handed;
+}
+
 /* The coordinator (or another worker) has set command bits for us. */
 static void on_wakeup(uv_async_t *handle)
 {
@@ -164,6 +222,8 @@ static void on_wakeup(uv_async_t *handle)
         commit_reload(w);
     if (commands & CMD_DISCARD)
         discard_reload(w);
+    if (commands & CMD_ADOPT)
+        adopt_handed(w);
 }
 
 /* Set command bits on every running worker but 'except', and wake it. */
@@ -187,6 +247,7 @@ static int command_all(struct workers *g, unsigned command, const struct worker 
 static void on_server_closed(struct server *s)
 {
     struct worker *w = s->on_close_data;
+    uv_unref((uv_handle_t *)&w->wakeup); /* it kept a socketless worker's loop alive */
     if (!atomic_exchange(&w->group->server_closed, true))
         command_all(w->group, CMD_CLOSE_SERVER, w);
 }
@@ -212,7 +273,13 @@ static int worker_start(struct worker *w)
         return EXIT_FAILURE_RUNTIME;
     }
     w->server = args.server;
-    int rc = server_listen(w->server, &g->addr, g->count > 1);
+    int rc = 0;
+    if (g->hand_off && w->id > 1) {
+        server_open_without_socket(w->server); /* worker 1 hands it sockets */
+        uv_ref((uv_handle_t *)&w->wakeup);
+    } else {
+        rc = server_listen(w->server, &g->addr, g->count > 1 && !g->hand_off);
+    }
     if (rc != 0) {
         char text[ADDR_STRLEN];
         log_error("cannot listen on %s: %s", addr_format(&g->addr, text, sizeof text), uv_strerror(rc));
@@ -220,6 +287,8 @@ static int worker_start(struct worker *w)
     }
     w->server->on_close = on_server_closed;
     w->server->on_close_data = w;
+    if (g->hand_off && w->id == 1)
+        w->server->hand_off = hand_off;
     if (w->id == 1)
         server_sockname(w->server, &g->addr); /* the real port, for the others */
     return EXIT_OK;
@@ -237,6 +306,11 @@ static void worker_leave(struct worker *w)
         if (w->commands & RELOAD_COMMANDS)
             g->replies_got++;
         w->commands = 0;
+        for (size_t i = 0; i < w->handed_count; i++)
+            close(w->handed[i]); /* handed over, never served: the client sees a close */
+        free(w->handed);
+        w->handed = NULL;
+        w->handed_count = w->handed_room = 0;
     }
     uv_mutex_unlock(&g->lock);
     uv_async_send(&g->replies);
@@ -500,8 +574,12 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
+    /* Without SO_REUSEPORT (or with LUAECHO_NO_REUSEPORT=1, to test it):
+     * one listener, in worker 1, hands accepted sockets round. */
+    const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
+    g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
     /* With SO_REUSEPORT our workers could join another process's listeners. */
-    if (count > 1 && o->port != 0 && (rc = server_check_free(&g.addr)) != 0) {
+    if (count > 1 && !g.hand_off && o->port != 0 && (rc = server_check_free(&g.addr)) != 0) {
         char text[ADDR_STRLEN];
         log_error("cannot listen on %s: %s", addr_format(&g.addr, text, sizeof text), uv_strerror(rc));
         group_destroy(&g);
@@ -515,7 +593,9 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
     if (status == EXIT_OK) {
         char text[ADDR_STRLEN];
         log_always("listening on %s", addr_format(&g.addr, text, sizeof text));
-        if (count > 1)
+        if (count > 1 && g.hand_off)
+            log_info("%d workers; SO_REUSEPORT unavailable: worker 1 listens and hands connections round", count);
+        else if (count > 1)
             log_info("%d workers, sharing the port (SO_REUSEPORT)", count);
         uv_run(&g.loop, UV_RUN_DEFAULT);
     }
