@@ -95,6 +95,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
     }
     h->loop.data = h;
     h->worker_id = 1;
+    h->last_to_exit = true;
     atomic_init(&h->own_accepted, 0);
     h->accepted = &h->own_accepted;
     h->limits = *limits;
@@ -159,12 +160,21 @@ static void close_handle(uv_handle_t *handle)
         uv_close(handle, NULL);
 }
 
+void host_ignore_exit_signals(void)
+{
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+}
+
 void host_destroy(struct host *h)
 {
     close_servers(h);
     conn_list_abort_all(&h->conns, "aborted: server stopped");
     close_handle((uv_handle_t *)&h->sigint);
     close_handle((uv_handle_t *)&h->sigterm);
+    if (h->last_to_exit)
+        host_ignore_exit_signals();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
     conn_list_close(&h->conns);

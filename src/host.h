@@ -39,6 +39,7 @@ struct host {
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
     bool shutting_down;
+    bool last_to_exit;           /* its teardown ends the process (not a worker's) */
 };
 
 /* Set up the loop, the Lua state (bundled Lua files in lua_dir) and the
@@ -54,6 +55,10 @@ void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still
  * open after the shutdown timeout. */
 void host_shutdown(struct host *h, const char *why);
+/* After closing the process's last SIGINT/SIGTERM/SIGHUP handle: libuv
+ * then restores the default action, and a signal arriving in the last
+ * moments would kill a process already on its way out with status 0. */
+void host_ignore_exit_signals(void);
 /* Close whatever is left, the loop, then the Lua state. */
 void host_destroy(struct host *h);
 

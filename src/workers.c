@@ -17,6 +17,7 @@
 #include "workers.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <lauxlib.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -75,6 +76,7 @@ struct workers {
     union addr addr;
     uv_loop_t loop;
     uv_async_t replies;
+    uv_signal_t sigint, sigterm;
     struct reload_trigger trigger;
     uv_mutex_t lock;
     uv_cond_t started;
@@ -260,6 +262,7 @@ static int worker_start(struct worker *w)
         return EXIT_FAILURE_RUNTIME;
     w->host_ready = true;
     w->host.worker_id = w->id;
+    w->host.last_to_exit = false; /* the coordinator's signal handles outlive it */
     w->host.accepted = &g->accepted;
     uv_async_init(&w->host.loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
@@ -516,6 +519,12 @@ static void join_all(struct workers *g)
     }
 }
 
+static void ignore_signal(uv_signal_t *handle, int signum)
+{
+    (void)handle;
+    (void)signum;
+}
+
 static int group_init(struct workers *g, const struct cli_options *o, const char *lua_dir, const char *script,
                       const struct limits *limits, int count)
 {
@@ -541,6 +550,14 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     uv_loop_init(&g->loop);
     uv_async_init(&g->loop, &g->replies, on_replies);
     g->replies.data = g;
+    /* Keep libuv's handlers for these installed until every worker is gone
+     * (the workers handle the signals; these do nothing). */
+    uv_signal_init(&g->loop, &g->sigint);
+    uv_signal_start(&g->sigint, ignore_signal, SIGINT);
+    uv_unref((uv_handle_t *)&g->sigint);
+    uv_signal_init(&g->loop, &g->sigterm);
+    uv_signal_start(&g->sigterm, ignore_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&g->sigterm);
     return 0;
 }
 
@@ -548,7 +565,12 @@ static void group_destroy(struct workers *g)
 {
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
+    if (g->sigint.loop) {
+        uv_close((uv_handle_t *)&g->sigint, NULL);
+        uv_close((uv_handle_t *)&g->sigterm, NULL);
+    }
     reload_trigger_close(&g->trigger);
+    host_ignore_exit_signals();
     uv_run(&g->loop, UV_RUN_DEFAULT);
     uv_loop_close(&g->loop);
     uv_cond_destroy(&g->started);
