@@ -44,7 +44,15 @@ int addr_from_sockaddr(union addr *a, const struct sockaddr *sa)
     return 0;
 }
 
-static int first_address(const struct addrinfo *list, union addr *out);
+/* The first IPv4 or IPv6 address of a lookup. */
+static int first_address(const struct addrinfo *list, union addr *out)
+{
+    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
+        if (addr_from_sockaddr(out, ai->ai_addr) == 0)
+            return 0;
+    }
+    return UV_EAI_NONAME;
+}
 
 int addr_resolve_blocking(uv_loop_t *loop, const char *host, int port, union addr *out)
 {
@@ -68,16 +76,6 @@ struct resolve_req {
     addr_resolved_cb done;
     void *data;
 };
-
-/* The first IPv4 or IPv6 address of a lookup. */
-static int first_address(const struct addrinfo *list, union addr *out)
-{
-    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
-        if (addr_from_sockaddr(out, ai->ai_addr) == 0)
-            return 0;
-    }
-    return UV_EAI_NONAME;
-}
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {

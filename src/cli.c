@@ -50,7 +50,8 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-void cli_print_help(void)
+/* Commands, options and limits: what they do and their defaults. */
+static void print_commands(void)
 {
     printf(
         "Usage: luaecho [serve] [OPTIONS] [SCRIPT]\n"
@@ -71,7 +72,12 @@ void cli_print_help(void)
         "  test    run busted (Lua 5.4) on your handler specs, with luaecho's Lua\n"
         "          libraries on the path: require \"luaecho.testing\" drives a\n"
         "          handler with no sockets and a virtual clock.\n"
-        "\n"
+        "\n");
+}
+
+static void print_options(void)
+{
+    printf(
         "Options:\n"
         "  -H, --host HOST             address to listen on: an IPv4 or IPv6 literal\n"
         "                              or a host name (default " DEFAULT_HOST ",\n"
@@ -87,7 +93,13 @@ void cli_print_help(void)
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
-        "\n"
+        "\n",
+        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT);
+}
+
+static void print_limits(void)
+{
+    printf(
         "Limits (0 turns one off):\n"
         "      --max-connections N     connections open at once; one more is accepted\n"
         "                              and closed at once (default, and 0: the\n"
@@ -102,7 +114,14 @@ void cli_print_help(void)
         "                              (default %d)\n"
         "      --lua-memory MB         cap on the Lua state's memory, in MiB; a\n"
         "                              callback over it fails and its connection is\n"
-        "                              aborted (default %d)\n"
+        "                              aborted (default %d)\n",
+        CLI_DESCRIPTOR_RESERVE, DEFAULT_SCRIPT_TIMEOUT, DEFAULT_LUA_MEMORY);
+}
+
+/* What a user asks next: scripts, hot swap, the log line, exit codes. */
+static void print_notes(void)
+{
+    printf(
         "  -V, --version               print the version and exit\n"
         "  -h, --help                  print this help and exit\n"
         "\n"
@@ -123,9 +142,15 @@ void cli_print_help(void)
         "closed its server and the last connection ended); 1 when the script cannot\n"
         "load or the address cannot be bound; 2 for a bad command line.\n"
         "\n"
-        "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n",
-        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT, CLI_DESCRIPTOR_RESERVE, DEFAULT_SCRIPT_TIMEOUT,
-        DEFAULT_LUA_MEMORY);
+        "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
+}
+
+void cli_print_help(void)
+{
+    print_commands();
+    print_options();
+    print_limits();
+    print_notes();
 }
 
 void cli_print_version(void)
