@@ -44,7 +44,8 @@ struct conn {
     bool eof_written : 1;        /* write_eof() was called */
     bool shutdown_done : 1;
     bool closing : 1;
-    bool writing_paused : 1;     /* pause_writing() was reported, resume not yet */
+    bool writing_paused : 1;     /* over the high mark: pause_writing() is due or was reported */
+    bool pause_due : 1;          /* ... and is still to be reported (see report_pause) */
     bool deferred : 1;           /* read its fill this turn; resumes next turn */
     alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
@@ -160,9 +161,11 @@ void conn_abort(struct conn *c, const char *error)
     close_handle(c);
 }
 
-int conn_open(struct conn *c, int fd)
+int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
 {
     int rc = uv_tcp_open(&c->tcp, fd);
+    if (peer)
+        addr_from_sockaddr(&c->peer, peer); /* a peer that reset already has no peername */
     if (rc == 0)
         connected(c);
     return rc;
@@ -173,7 +176,7 @@ static void connected(struct conn *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (c->peer.sa.sa_family == AF_UNSPEC && uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss);
     uv_tcp_nodelay(&c->tcp, 1);
 }
@@ -313,14 +316,27 @@ size_t conn_write_buffer_size(const struct conn *c)
     return c->closing && uv_is_closing((const uv_handle_t *)&c->tcp) ? 0 : unsent(c);
 }
 
-/* Report crossing the high mark once, and coming back to the low mark once. */
+/* Note crossing the high mark once; report_pause() tells the owner. Not
+ * while closing: close() flushes, and a script told to pause then could
+ * still write (asyncio never pauses a closing transport). */
 static void check_high_water(struct conn *c)
 {
-    if (!c->writing_paused && !uv_is_closing((uv_handle_t *)&c->tcp) &&
-        c->tcp.write_queue_size > c->high_water) {
+    if (!c->writing_paused && !c->closing && c->tcp.write_queue_size > c->high_water) {
         c->writing_paused = true;
-        c->events->pause_writing(c);
+        c->pause_due = true;
     }
+}
+
+/* Report a noted pause, at the end of the public call that caused it: a
+ * flush inside conn_write() crosses the mark before the write it serves is
+ * queued, and the callback may write too; its bytes must follow. */
+static void report_pause(struct conn *c)
+{
+    if (!c->pause_due)
+        return;
+    c->pause_due = false;
+    if (c->writing_paused && !c->closing)
+        c->events->pause_writing(c);
 }
 
 static void check_low_water(struct conn *c)
@@ -337,6 +353,7 @@ void conn_set_write_limits(struct conn *c, size_t high, size_t low)
     c->high_water = high > UINT32_MAX ? UINT32_MAX : (uint32_t)high; /* a mark past 4 GiB is none */
     c->low_water = low > UINT32_MAX ? UINT32_MAX : (uint32_t)low;
     check_high_water(c);
+    report_pause(c);
 }
 
 void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low)
@@ -448,26 +465,26 @@ void conn_uncork(struct conn *c)
         return;
     flush_cork();
     cork.conn = NULL;
+    report_pause(c);
 }
 
-int conn_write(struct conn *c, const char *base, size_t len)
+bool conn_write_holds(const struct conn *c, size_t len)
 {
-    if (c->closing || c->eof_written)
-        return UV_EPIPE;
-    if (len == 0)
-        return CONN_WRITTEN;
-    if (cork.conn != c) {
-        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
-        return CONN_WRITTEN;
-    }
+    return cork.conn == c && len > CORK_COPY_MAX;
+}
+
+/* Add the bytes to the cork (flushing it first when they do not fit), or
+ * send them at once when they are too big to hold. */
+static void cork_write(struct conn *c, const char *base, size_t len)
+{
     /* Flow control sees only real sends: hold at most the high mark. */
     if (cork.n == CORK_BUFS || cork.bytes + len > CORK_BYTES || cork.bytes + len > c->high_water)
         flush_cork();
-    if (c->closing) /* the flush failed: the connection is being aborted */
-        return CONN_WRITTEN;
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) /* the flush failed: aborted */
+        return;
     if (len > c->high_water) { /* too big to hold */
         write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
-        return CONN_WRITTEN;
+        return;
     }
     if (len <= CORK_COPY_MAX && cork.copied + len > CORK_COPY_AREA)
         flush_cork();
@@ -477,10 +494,23 @@ int conn_write(struct conn *c, const char *base, size_t len)
         memcpy(copy, base, len);
         cork.copied += len;
         cork.bufs[cork.n++] = (uv_buf_t){.base = copy, .len = len};
-        return CONN_WRITTEN;
+    } else {
+        cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len}; /* see conn_write_holds */
     }
-    cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len};
-    return CONN_HELD;
+}
+
+int conn_write(struct conn *c, const char *base, size_t len)
+{
+    if (c->closing || c->eof_written)
+        return UV_EPIPE;
+    if (len == 0)
+        return 0;
+    if (cork.conn == c)
+        cork_write(c, base, len);
+    else
+        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
+    report_pause(c);
+    return 0;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -521,11 +551,14 @@ int conn_write_eof(struct conn *c)
         return UV_EPIPE;
     if (c->eof_written)
         return 0;
+    c->eof_written = true; /* first: a callback run by the flush cannot write */
     if (cork.conn == c)
         flush_cork(); /* the held writes go before the FIN */
-    c->eof_written = true;
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return 0; /* the flush failed: aborted */
     if (!start_shutdown(c))
         conn_abort(c, "cannot half-close the connection");
+    report_pause(c);
     return 0;
 }
 
@@ -533,9 +566,11 @@ void conn_close(struct conn *c)
 {
     if (c->closing)
         return;
+    c->closing = true; /* first: is_closing() holds for anything the flush runs */
     if (cork.conn == c)
         flush_cork();
-    c->closing = true;
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return; /* the flush failed: aborted */
     stop_reading(c);
     /* Flush first: the shutdown completes after the last queued write. */
     if (!start_shutdown(c))

@@ -37,6 +37,7 @@ struct conn_list {
 };
 
 #define CONN_DEFAULT_HIGH_WATER (64 * 1024)
+#define CONN_MAX_WATER 4294967295 /* flow-control marks are 32-bit */
 
 /* Set up the per-loop parts of a list (before any conn_new). */
 void conn_list_init(struct conn_list *list, uv_loop_t *loop);
@@ -47,22 +48,26 @@ void conn_list_close(struct conn_list *list);
  * NULL when out of memory. Once created it ends only through its lost() call. */
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
                       size_t data_size);
-/* Adopt an accepted socket. Returns 0 or a libuv error (then abort the conn,
- * and close fd: it is not the conn's). */
-int conn_open(struct conn *c, int fd);
+/* Adopt an accepted socket; 'peer' is the address accept() gave (NULL:
+ * ask the socket). Returns 0 or a libuv error (then abort the conn, and
+ * close fd: it is not the conn's). */
+int conn_open(struct conn *c, int fd, const struct sockaddr *peer);
 /* Connect to 'addr'; 'done' gets 0 or a libuv error (then abort the conn). */
 typedef void (*conn_connected_cb)(struct conn *c, int status, void *data);
 int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data);
 /* Start reading, unless the owner paused reading before. */
 void conn_start(struct conn *c);
 
-/* Queue bytes; what the kernel takes at once is never copied. Returns
- * CONN_WRITTEN (sent or copied), CONN_HELD (c is corked: the caller keeps
- * the bytes alive until conn_uncork), or UV_EPIPE when the connection is
- * closing or write_eof() was called. A failed write aborts the connection
- * (the error reaches lost()). */
-enum { CONN_WRITTEN = 0, CONN_HELD = 1 };
+/* Queue bytes; what the kernel takes at once is never copied. Returns 0,
+ * or UV_EPIPE when the connection is closing or write_eof() was called. A
+ * failed write aborts the connection (the error reaches lost()). While c is
+ * corked, a write for which conn_write_holds() is true is held by pointer:
+ * the caller keeps the bytes alive until conn_uncork(). Flow-control events
+ * caused by a write are reported after it has been queued, as asyncio does. */
 int conn_write(struct conn *c, const char *base, size_t len);
+/* Would conn_write(c, .., len) hold the bytes by pointer? Ask before
+ * writing: a caller that cannot keep the bytes alive must not write them. */
+bool conn_write_holds(const struct conn *c, size_t len);
 /* Hold c's writes until conn_uncork(c), then send them in one call. */
 void conn_cork(struct conn *c);
 void conn_uncork(struct conn *c);

@@ -48,7 +48,7 @@ struct server *server_new(struct host *h, lua_State *L)
 }
 
 /* Serve one accepted socket, or close it at once over --max-connections. */
-static void accept_one(struct server *s, int fd)
+static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
 {
     struct host *h = s->host;
     bool refuse = host_refuse_connection(h);
@@ -61,7 +61,7 @@ static void accept_one(struct server *s, int fd)
         return;
     }
     protocol_attach(c, h->L, refuse ? NULL : s);
-    int rc = conn_open(c, fd);
+    int rc = conn_open(c, fd, peer);
     if (rc != 0 || refuse) {
         if (rc != 0) {
             close(fd);
@@ -104,10 +104,12 @@ static void on_acceptable(uv_poll_t *poll, int status, int events)
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH && !s->closed; i++) {
-        int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(s->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             if (!s->hand_off || !s->hand_off(s, fd))
-                accept_one(s, fd);
+                accept_one(s, fd, (struct sockaddr *)&peer);
         } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             pause_accepting(s, errno);
             return;
@@ -168,7 +170,7 @@ void server_adopt(struct server *s, int fd)
     if (s->closed)
         close(fd);
     else
-        accept_one(s, fd);
+        accept_one(s, fd, NULL); /* handed over: the socket knows its peer */
 }
 
 void server_open_without_socket(struct server *s)

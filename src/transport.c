@@ -21,13 +21,27 @@
 static const char anchors_key = 0;
 static _Thread_local int anchored;
 
-/* Keep the string at 'idx' alive until the next uncork. [-0, +0, m] */
+/* Keep the string at 'idx' alive until the next uncork. Raises when out of
+ * memory, so it must run before conn_write: a write either succeeds with
+ * its bytes kept alive until sent, or fails leaving nothing behind. [-0, +0, m] */
 static void anchor(lua_State *L, int idx)
 {
+    idx = lua_absindex(L, idx);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
     lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, ++anchored);
+    lua_rawseti(L, -2, anchored + 1);
+    anchored++; /* only once the slot is set: clearing it must allocate nothing */
     lua_pop(L, 1);
+}
+
+/* Write the string at 'idx', anchored first when the cork may hold it. */
+static void write_string(lua_State *L, struct conn *c, int idx)
+{
+    size_t len;
+    const char *data = lua_tolstring(L, idx, &len);
+    if (conn_write_holds(c, len))
+        anchor(L, idx);
+    conn_write(c, data, len);
 }
 
 void transport_uncork(lua_State *L, struct conn *c)
@@ -62,10 +76,8 @@ static struct conn *check_writable(lua_State *L, const char *method)
 static int transport_write(lua_State *L)
 {
     struct conn *c = check_writable(L, "write");
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    if (conn_write(c, data, len) == CONN_HELD)
-        anchor(L, 2);
+    luaL_checklstring(L, 2, NULL); /* a number becomes a string in place */
+    write_string(L, c, 2);
     return 0;
 }
 
@@ -83,10 +95,7 @@ static int transport_writelines(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    size_t len;
-    const char *data = lua_tolstring(L, -1, &len);
-    if (conn_write(c, data, len) == CONN_HELD)
-        anchor(L, -1);
+    write_string(L, c, -1);
     return 0;
 }
 
@@ -199,20 +208,32 @@ static int transport_get_write_buffer_size(lua_State *L)
     return 1;
 }
 
+/* Argument 'arg' of set_write_buffer_limits: nil (-1), or an integer mark
+ * in 0..CONN_MAX_WATER; anything else raises, as asyncio's ValueError. */
+static lua_Integer check_mark(lua_State *L, int arg, const char *name)
+{
+    if (lua_isnoneornil(L, arg))
+        return -1;
+    lua_Integer mark = luaL_checkinteger(L, arg);
+    if (mark < 0 || mark > CONN_MAX_WATER)
+        luaL_error(L, "transport:set_write_buffer_limits(): %s must be between 0 and %I bytes, not %I", name,
+                   (lua_Integer)CONN_MAX_WATER, mark);
+    return mark;
+}
+
 /* set_write_buffer_limits([high [, low]]): as asyncio, low defaults to high/4
- * and high to 4*low (64 KiB when both are absent). */
+ * and high to 4*low (64 KiB when both are absent; at most the maximum). */
 static int transport_set_write_buffer_limits(lua_State *L)
 {
     struct conn *c = check_transport(L)->conn;
-    lua_Integer high = luaL_optinteger(L, 2, -1);
-    lua_Integer low = luaL_optinteger(L, 3, -1);
+    lua_Integer high = check_mark(L, 2, "high");
+    lua_Integer low = check_mark(L, 3, "low");
     if (high < 0)
-        high = low < 0 ? CONN_DEFAULT_HIGH_WATER : 4 * low;
+        high = low < 0 ? CONN_DEFAULT_HIGH_WATER : low > CONN_MAX_WATER / 4 ? CONN_MAX_WATER : 4 * low;
     if (low < 0)
         low = high / 4;
     if (low > high)
-        return luaL_error(L, "transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0",
-                          (int)high, (int)low);
+        return luaL_error(L, "transport:set_write_buffer_limits(): high (%I) must be >= low (%I) >= 0", high, low);
     if (c && !conn_is_closing(c))
         conn_set_write_limits(c, (size_t)high, (size_t)low);
     return 0;

@@ -744,11 +744,22 @@ function Transport.get_write_buffer_size(self)
   return (C.state == "open" or (C.state == "closing" and not C.aborted)) and C.buffered or 0
 end
 
+-- A flow-control mark: nil (-1), or 0..MAX_WATER (the host's marks are 32-bit).
+local MAX_WATER = 4294967295
+local function check_mark(mark, name)
+  if mark == nil then return -1 end
+  if mark < 0 or mark > MAX_WATER then
+    error(format("transport:set_write_buffer_limits(): %s must be between 0 and %d bytes, not %d",
+      name, MAX_WATER, mark), 3)
+  end
+  return mark
+end
+
 function Transport.set_write_buffer_limits(self, high, low)
   local C = check_end(self, "set_write_buffer_limits")
-  high = opt_integer(high, 1, "set_write_buffer_limits") or -1
-  low = opt_integer(low, 2, "set_write_buffer_limits") or -1
-  if high < 0 then high = low < 0 and DEFAULT_HIGH or 4 * low end
+  high = check_mark(opt_integer(high, 1, "set_write_buffer_limits"), "high")
+  low = check_mark(opt_integer(low, 2, "set_write_buffer_limits"), "low")
+  if high < 0 then high = low < 0 and DEFAULT_HIGH or low > MAX_WATER // 4 and MAX_WATER or 4 * low end
   if low < 0 then low = high // 4 end
   if low > high then
     error(format("transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0", high, low), 2)

@@ -94,6 +94,28 @@ local function assert_probed(expected, actual)
 end
 
 ------------------------------------------------------------------------------
+-- Flow-control marks: asyncio's defaults, and a clear error for any mark
+-- outside 0..4294967295 (never an overflow of 4 * low).
+
+case("checks the range of set_write_buffer_limits' marks", "limit_values.lua", function(h)
+  h:connect()
+  local lines = h:printed("^limits done$")
+  local range = "transport:set_write_buffer_limits(): %s must be between 0 and 4294967295 bytes, not %s"
+  assert.are.same({
+    "limits nil, huge: " .. range:format("low", "9223372036854775807"),
+    "limits huge: " .. range:format("high", "9223372036854775807"),
+    "limits negative high: " .. range:format("high", "-1"),
+    "limits negative low: " .. range:format("low", "-5"),
+    "limits low above high: transport:set_write_buffer_limits(): high (10) must be >= low (20) >= 0",
+    "limits max: ok 0 4294967295",
+    "limits above max: " .. range:format("high", "4294967296"),
+    "limits low derives high: ok 2000000000 4294967295",
+    "limits float: bad argument #1 to 'set_write_buffer_limits' (number has no integer representation)",
+    "limits done",
+  }, lines)
+end)
+
+------------------------------------------------------------------------------
 -- Callbacks: order, count, arguments.
 
 case("calls connection_made, data_received per chunk, eof_received, then connection_lost(nil)", "trace.lua",
@@ -373,7 +395,8 @@ case("sets write buffer limits as asyncio does: low defaults to high/4, high to 
       "low 100 100 400",
       "both 300 200 200 300",
       "none 16384 65536",
-      "negative 16384 65536",
+      -- A negative mark is an error, as asyncio's ValueError (issue 12, defect 6).
+      "negative error transport:set_write_buffer_limits(): high must be between 0 and 4294967295 bytes, not -5",
       "low above high error transport:set_write_buffer_limits(): high (10) must be >= low (20) >= 0",
       "fraction error bad argument #1 to 'set_write_buffer_limits' (number has no integer representation)",
     }, h:printed("^fraction "))
