@@ -117,11 +117,12 @@ struct prepare_args {
     struct reload_pending *pending;
 };
 
-/* Forget the script's own modules, load it, make a class of it. Protected. */
+/* Set the script's own modules aside, load it, make a class of it. Protected. */
 static int prepare(lua_State *L)
 {
     struct prepare_args *args = lua_touserdata(L, 1);
-    runtime_forget_modules(L, args->dir);
+    args->pending->modules_ref = runtime_forget_modules(L, args->dir);
+    args->pending->modules_set_aside = true;
     runtime_load_handler_buffer(L, args->source, args->len, args->chunkname);
     args->pending->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
     lua_pop(L, 1);
@@ -133,16 +134,38 @@ static int prepare(lua_State *L)
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
                    struct reload_pending *pending, char **error)
 {
-    *pending = (struct reload_pending){0};
+    *pending = (struct reload_pending){.dir = dir, .modules_ref = LUA_NOREF};
     struct prepare_args args = {.dir = dir, .chunkname = chunkname, .source = source, .len = len, .pending = pending};
     struct runtime_error err;
     if (runtime_call(L, prepare, &args, &err) != 0) {
         *error = err.message;
         err.message = NULL;
         runtime_error_free(&err);
+        reload_discard(L, pending);
         return -1;
     }
     return 0;
+}
+
+static int restore_modules(lua_State *L)
+{
+    struct reload_pending *pending = lua_touserdata(L, 1);
+    runtime_restore_modules(L, pending->dir, pending->modules_ref);
+    return 0;
+}
+
+/* Put back the modules prepare() set aside (a failed or discarded reload
+ * leaves everything as it was). */
+static void put_modules_back(lua_State *L, struct reload_pending *pending)
+{
+    if (!pending->modules_set_aside)
+        return;
+    pending->modules_set_aside = false;
+    struct runtime_error err;
+    if (runtime_call(L, restore_modules, pending, &err) != 0) {
+        log_error("cannot restore the modules of %s after a failed reload: %s", pending->dir, err.message);
+        runtime_error_free(&err);
+    }
 }
 
 struct upgrade_count {
@@ -175,6 +198,9 @@ void reload_commit(struct host *h, struct server *s, struct reload_pending *pend
     protocol_class_release(h->L, &s->protocol);
     s->protocol = pending->protocol;
     pending->ready = false;
+    if (pending->modules_set_aside) /* the new code keeps the modules it loaded */
+        luaL_unref(h->L, LUA_REGISTRYINDEX, pending->modules_ref);
+    pending->modules_set_aside = false;
     struct upgrade_count count = {.server = s, .protocol = &s->protocol};
     if (pending->has_upgrade)
         conn_list_each(&h->conns, upgrade_one, &count);
@@ -189,4 +215,5 @@ void reload_discard(lua_State *L, struct reload_pending *pending)
     if (pending->ready)
         protocol_class_release(L, &pending->protocol);
     pending->ready = false;
+    put_modules_back(L, pending);
 }

@@ -43,13 +43,17 @@ void reload_trigger_close(struct reload_trigger *t);
 /* New code loaded by one worker, waiting for the word to commit. */
 struct reload_pending {
     struct protocol_class protocol;
+    const char *dir;   /* the script's directory, whose modules were set aside */
+    int modules_ref;   /* ... and those modules, to put back if it is discarded */
+    bool modules_set_aside;
     bool has_upgrade;
     bool ready;
 };
 
 /* Load 'source' (the script's text, named 'chunkname' in messages) into a
- * fresh environment, after forgetting the modules required from 'dir'.
- * Returns 0, or -1 and a malloc'd message in *error. */
+ * fresh environment, after setting aside the modules required from 'dir'
+ * (so the candidate loads them afresh). Returns 0, or -1 and a malloc'd
+ * message in *error; then everything is as it was, modules included. */
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
                    struct reload_pending *pending, char **error);
 /* Serve s's new connections with the pending code (generation+1), and call
@@ -57,6 +61,7 @@ int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const c
  * the open connections and those upgraded. */
 void reload_commit(struct host *h, struct server *s, struct reload_pending *pending, size_t *open,
                    size_t *upgraded);
+/* Drop the pending code and put the modules set aside back. */
 void reload_discard(lua_State *L, struct reload_pending *pending);
 
 #endif

@@ -83,16 +83,34 @@ static int on_panic(lua_State *L)
 static const char host_key = 0;
 static const char last_message_key = 0;
 
+static int call_tostring(lua_State *L)
+{
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
+/* The error object as text, without raising: its __tostring is called
+ * protected, since the error path must end its connection whatever the
+ * error value does. [-0, +1, m] */
+static const char *error_text(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+        return lua_pushstring(L, lua_tostring(L, idx));
+    if (luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL)
+        return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+        return lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return lua_pushfstring(L, "(error object is a %s value whose __tostring failed)", luaL_typename(L, idx));
+}
+
 /* Message handler: keep the bare message aside, return it with a traceback. */
 static int msghandler(lua_State *L)
 {
-    const char *msg = NULL;
-    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
-        msg = lua_tostring(L, 1);
-    else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-        msg = lua_tostring(L, -1);
-    else
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    const char *msg = error_text(L, 1);
     lua_pushstring(L, msg);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &last_message_key);
     luaL_traceback(L, L, msg, 1);
@@ -134,11 +152,12 @@ static void take_error(lua_State *L, int status, struct runtime_error *err)
 int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err)
 {
     struct limits_state *ls = limits_of(L);
-    if (ls->depth++ == 0) {
-        watchdog_running = L;
-        if (ls->timeout_ns)
-            atomic_store(&ls->watchdog.deadline_ns, uv_hrtime() + ls->timeout_ns);
-    }
+    /* L runs now, even when a coroutine called the C code that called us
+     * (a write inside coroutine.wrap that reports pause_writing). */
+    lua_State *previous = watchdog_running;
+    watchdog_running = L;
+    if (ls->depth++ == 0 && ls->timeout_ns)
+        atomic_store(&ls->watchdog.deadline_ns, uv_hrtime() + ls->timeout_ns);
     int base = lua_gettop(L);
     lua_pushcfunction(L, msghandler); /* light C functions: */
     lua_pushcfunction(L, fn);         /* pushing them cannot fail */
@@ -149,8 +168,8 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
             atomic_store(&ls->watchdog.deadline_ns, 0);
         if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0); /* armed, and the call is over */
-        watchdog_running = NULL;
     }
+    watchdog_running = previous;
     if (status != LUA_OK)
         take_error(L, status, err);
     lua_settop(L, base);
@@ -212,13 +231,11 @@ static int line_print(lua_State *L)
     return 0;
 }
 
-/* coroutine.resume, keeping track of the Lua thread that runs, so the
+/* Call upvalue 1 with the arguments while Lua code runs in 'co', so the
  * watchdog interrupts the coroutine that loops, not the one that resumed it.
- * The original (upvalue 1) does the work. */
-static int tracked_resume(lua_State *L)
+ * An error is passed on as it is (the original added the position). */
+static int call_tracking(lua_State *L, lua_State *co)
 {
-    lua_State *co = lua_tothread(L, 1);
-    luaL_argexpected(L, co != NULL, 1, "coroutine");
     lua_State *previous = watchdog_running;
     watchdog_running = co;
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -230,19 +247,20 @@ static int tracked_resume(lua_State *L)
     return lua_gettop(L);
 }
 
+/* coroutine.resume and coroutine.close (which runs the coroutine's pending
+ * __close handlers in it), tracked. */
+static int tracked_on_thread(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    return call_tracking(L, co);
+}
+
 /* What coroutine.wrap returns, tracked the same way: upvalue 1 is the
  * original wrapped function, upvalue 2 its coroutine. */
 static int tracked_wrapped(lua_State *L)
 {
-    lua_State *previous = watchdog_running;
-    watchdog_running = lua_tothread(L, lua_upvalueindex(2));
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
-    watchdog_running = previous;
-    if (status != LUA_OK)
-        return lua_error(L); /* the original added the position already */
-    return lua_gettop(L);
+    return call_tracking(L, lua_tothread(L, lua_upvalueindex(2)));
 }
 
 static int tracked_wrap(lua_State *L)
@@ -275,7 +293,8 @@ static int open_libraries(lua_State *L)
     struct open_args *args = lua_touserdata(L, 1);
     luaL_openlibs(L);
     lua_register(L, "print", line_print);
-    track(L, "resume", tracked_resume);
+    track(L, "resume", tracked_on_thread);
+    track(L, "close", tracked_on_thread);
     track(L, "wrap", tracked_wrap);
     set_package_path(L, args->lua_dir);
     lua_pushlightuserdata(L, args->host);
@@ -397,15 +416,24 @@ void runtime_add_script_dir(lua_State *L, const char *dir)
     lua_pop(L, 2);
 }
 
-/* Is module 'name' (on top) a file in 'dir'? [-0, +0, e] */
-static bool found_in(lua_State *L, const char *dir)
+/* os.exit() in a served handler: it would end every worker at once, and no
+ * connection would get connection_lost. */
+static int refused_exit(lua_State *L)
 {
-    const char *name = lua_tostring(L, -1);
+    return luaL_error(L, "os.exit() would end every worker at once, with no connection_lost: close the server "
+                         "(transport:get_extra_info(\"server\"):close()) or send the process SIGTERM");
+}
+
+/* Is module 'name' (at idx) a file in 'dir'? [-0, +0, e] */
+static bool found_in_dir(lua_State *L, int idx, const char *dir)
+{
+    idx = lua_absindex(L, idx);
+    const char *name = lua_tostring(L, idx);
     if (strncmp(name, "luaecho", 7) == 0)
         return false; /* the host's libraries are not reloaded */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchpath");
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, idx);
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
     lua_call(L, 2, 1);
     bool found = !lua_isnil(L, -1);
@@ -413,17 +441,58 @@ static bool found_in(lua_State *L, const char *dir)
     return found;
 }
 
-void runtime_forget_modules(lua_State *L, const char *dir)
+/* Move every module of 'dir' from package.loaded into the table on top
+ * (or drop it, when 'keep' is false). [-0, +0, e] */
+static void take_modules(lua_State *L, const char *dir, bool keep)
 {
+    int kept = lua_gettop(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
-        lua_pop(L, 1); /* the value */
-        if (lua_type(L, -1) == LUA_TSTRING && found_in(L, dir)) {
+        if (lua_type(L, -2) == LUA_TSTRING && found_in_dir(L, -2, dir)) {
+            if (keep) {
+                lua_pushvalue(L, -2);
+                lua_insert(L, -2);
+                lua_rawset(L, kept); /* kept[name] = module */
+            } else {
+                lua_pop(L, 1);
+            }
             lua_pushvalue(L, -1);
             lua_pushnil(L);
             lua_rawset(L, -4); /* clearing a visited key is allowed during lua_next */
+        } else {
+            lua_pop(L, 1);
         }
     }
+    lua_pop(L, 1);
+}
+
+int runtime_forget_modules(lua_State *L, const char *dir)
+{
+    lua_newtable(L);
+    take_modules(L, dir, true);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void runtime_restore_modules(lua_State *L, const char *dir, int ref)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    take_modules(L, dir, false); /* what the candidate loaded goes */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -3) != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4); /* loaded[name] = module */
+    }
+    lua_pop(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+void runtime_refuse_exit(lua_State *L)
+{
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, refused_exit);
+    lua_setfield(L, -2, "exit");
     lua_pop(L, 1);
 }

@@ -50,8 +50,15 @@ void runtime_load_handler_buffer(lua_State *L, const char *source, size_t len, c
 
 /* Let scripts in 'dir' require their own modules: dir/?.lua first. [-0, +0, e] */
 void runtime_add_script_dir(lua_State *L, const char *dir);
-/* Drop from package.loaded every module found in 'dir' (luaecho's own
- * libraries excepted), so the next require loads it afresh. [-0, +0, e] */
-void runtime_forget_modules(lua_State *L, const char *dir);
+/* Take out of package.loaded every module found in 'dir' (luaecho's own
+ * libraries excepted), so the next require loads it afresh. Returns a
+ * registry reference to what was taken, for runtime_restore_modules (or
+ * luaL_unref once the new code is in). [-0, +0, e] */
+int runtime_forget_modules(lua_State *L, const char *dir);
+/* Undo runtime_forget_modules: the modules of 'dir' loaded since go, the
+ * ones taken come back, and 'ref' is released. [-0, +0, e] */
+void runtime_restore_modules(lua_State *L, const char *dir, int ref);
+/* Make os.exit() raise a clear error (for served handlers). [-0, +0, e] */
+void runtime_refuse_exit(lua_State *L);
 
 #endif

@@ -113,6 +113,7 @@ static int load_server(lua_State *L)
 {
     struct load_args *args = lua_touserdata(L, 1);
     runtime_add_script_dir(L, args->dir);
+    runtime_refuse_exit(L);
     runtime_load_handler(L, args->path);
     args->server = server_new(args->host, L);
     return 0;
