@@ -17,6 +17,7 @@
 
 #include "addr.h"
 #include "cli.h"
+#include "exit_guard.h"
 #include "host.h"
 #include "log.h"
 #include "runtime.h"
@@ -261,6 +262,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
+    if (o.command != CLI_TEST && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
+        return EXIT_FAILURE_RUNTIME;
     switch (o.command) {
     case CLI_RUN:
         return run(&o, lua_dir);

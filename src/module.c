@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 
 #include "client.h"
+#include "exit_guard.h"
 #include "host.h"
 #include "log.h"
 #include "runtime.h"
@@ -43,8 +44,10 @@ static int core_shutdown(lua_State *L)
 {
     const char *why = luaL_checkstring(L, 1);
     struct host *h = runtime_host(L);
-    if (!h->shutting_down)
+    if (!h->shutting_down) {
         host_shutdown(h, why);
+        exit_guard_shutdown_begun("the script asked to shut down");
+    }
     return 0;
 }
 

@@ -1,0 +1,132 @@
+/*
+ * exit_guard.c - a thread that ends the process when a shutdown overruns.
+ * Its loop holds SIGINT and SIGTERM handles (libuv tells every loop that
+ * listens for a signal) and one timer: the deadline. Other threads arm the
+ * deadline through an async handle. The thread is never joined: it ends
+ * with the process.
+ */
+#include "exit_guard.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+
+static uv_loop_t loop;
+static uv_signal_t sigint, sigterm;
+static uv_timer_t deadline;
+static uv_async_t wakeup;
+static uv_thread_t thread;
+static uint64_t shutdown_timeout_ms;
+static int signals_seen; /* the guard's thread only */
+static bool started;
+
+/* The armed deadline (uv_hrtime, ns; 0: none) and why, under 'lock'. */
+static uv_mutex_t lock;
+static uint64_t due_ns;
+static char why[200];
+
+/* Arm the deadline 'ms' from now, unless an earlier one is armed. */
+static void arm(uint64_t ms, const char *reason)
+{
+    uint64_t at = uv_hrtime() + ms * 1000000;
+    uv_mutex_lock(&lock);
+    if (due_ns == 0 || at < due_ns) {
+        due_ns = at;
+        snprintf(why, sizeof why, "%s", reason);
+    }
+    uv_mutex_unlock(&lock);
+}
+
+static void on_deadline(uv_timer_t *timer)
+{
+    (void)timer;
+    uv_mutex_lock(&lock);
+    log_error("%s, and a callback is still stuck where --script-timeout cannot interrupt it (a long C call "
+              "such as string.find, or a __gc finalizer): exiting now",
+              why);
+    _exit(1);
+}
+
+/* (Re)start the timer for the armed deadline. On the guard's thread. */
+static void start_timer(void)
+{
+    uv_mutex_lock(&lock);
+    uint64_t at = due_ns;
+    uv_mutex_unlock(&lock);
+    if (at == 0)
+        return;
+    uint64_t now = uv_hrtime();
+    uv_timer_start(&deadline, on_deadline, at > now ? (at - now + 999999) / 1000000 : 0, 0);
+}
+
+static void on_wakeup(uv_async_t *handle)
+{
+    (void)handle;
+    start_timer();
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    (void)handle;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    char reason[160];
+    if (++signals_seen == 1) {
+        snprintf(reason, sizeof reason, "still running %g s after %s (--shutdown-timeout %g s, then %g s to finish)",
+                 (double)(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS) / 1000, name, (double)shutdown_timeout_ms / 1000,
+                 (double)EXIT_GUARD_GRACE_MS / 1000);
+        arm(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS, reason);
+        log_debug("%s: the process ends within %g s, whatever the scripts do", name,
+                  (double)(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS) / 1000);
+    } else {
+        snprintf(reason, sizeof reason, "still running %g s after a second %s", (double)EXIT_GUARD_GRACE_MS / 1000,
+                 name);
+        arm(EXIT_GUARD_GRACE_MS, reason);
+    }
+    start_timer();
+}
+
+static void run(void *arg)
+{
+    (void)arg;
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+int exit_guard_start(uint64_t timeout_ms)
+{
+    shutdown_timeout_ms = timeout_ms;
+    int rc = uv_mutex_init(&lock);
+    if (rc == 0)
+        rc = uv_loop_init(&loop);
+    if (rc == 0) {
+        uv_timer_init(&loop, &deadline);
+        uv_async_init(&loop, &wakeup, on_wakeup);
+        uv_signal_init(&loop, &sigint);
+        uv_signal_init(&loop, &sigterm);
+        rc = uv_signal_start(&sigint, on_signal, SIGINT);
+    }
+    if (rc == 0)
+        rc = uv_signal_start(&sigterm, on_signal, SIGTERM);
+    if (rc == 0)
+        rc = uv_thread_create(&thread, run, NULL);
+    if (rc != 0) {
+        log_error("cannot start the shutdown guard: %s", uv_strerror(rc));
+        return -1;
+    }
+    started = true;
+    return 0;
+}
+
+void exit_guard_shutdown_begun(const char *what)
+{
+    if (!started)
+        return;
+    char reason[160];
+    snprintf(reason, sizeof reason, "still running %g s after %s",
+             (double)(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS) / 1000, what);
+    arm(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS, reason);
+    uv_async_send(&wakeup);
+}

@@ -1,0 +1,30 @@
+/*
+ * exit_guard.h - the process ends on time once asked to, whatever a script
+ * does.
+ *
+ * A shutdown relies on the serving loops, and a loop can be stuck where no
+ * hook reaches: in a C function that runs for seconds (a pathological
+ * string.find), or in a __gc finalizer (Lua turns hooks off while one runs),
+ * during a callback or in lua_close() at exit. So one thread with a loop of
+ * its own listens for SIGINT and SIGTERM beside the serving loops: the first
+ * allows --shutdown-timeout plus a grace period, a second one the grace
+ * period alone. Past that, it logs what was stuck and ends the process with
+ * status 1. The serving loops still do the shutdown itself.
+ */
+#ifndef LUAECHO_EXIT_GUARD_H
+#define LUAECHO_EXIT_GUARD_H
+
+#include <stdint.h>
+
+/* For the teardown after the connections are gone (connection_lost
+ * callbacks, closing the Lua state). */
+#define EXIT_GUARD_GRACE_MS 1000
+
+/* Start the guard (once per process), before any loop handles signals.
+ * Returns 0, or -1 after logging why. */
+int exit_guard_start(uint64_t shutdown_timeout_ms);
+/* A shutdown began without a signal ('what' began it, for the log line):
+ * the same deadline as after a first signal. Any thread. */
+void exit_guard_shutdown_begun(const char *what);
+
+#endif
