@@ -177,6 +177,7 @@ void host_destroy(struct host *h)
         host_ignore_exit_signals();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
+    timer_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&h->loop) != 0)

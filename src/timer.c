@@ -29,11 +29,22 @@ struct timer {
     struct timer_box *box;
     int fn_ref;
     int box_ref;
+    struct timer *prev, *next; /* in 'open_timers' */
 };
+
+/* This thread's timers not yet closed (one loop per thread), so teardown
+ * can close those still pending: a loop closes only with no handle open. */
+static _Thread_local struct timer *open_timers;
 
 static void on_closed(uv_handle_t *handle)
 {
     struct timer *t = handle->data;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        open_timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
     t->box->timer = NULL;
     luaL_unref(t->L, LUA_REGISTRYINDEX, t->fn_ref);
     luaL_unref(t->L, LUA_REGISTRYINDEX, t->box_ref);
@@ -82,6 +93,10 @@ int timer_start(lua_State *L)
     t->handle.data = t;
     t->L = h->L; /* the main thread: never a coroutine kept for later */
     t->box = box;
+    t->next = open_timers;
+    if (open_timers)
+        open_timers->prev = t;
+    open_timers = t;
     box->timer = t;
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -137,4 +152,10 @@ static void unref_timer(uv_handle_t *handle, void *arg)
 void timer_unref_all(uv_loop_t *loop)
 {
     uv_walk(loop, unref_timer, NULL);
+}
+
+void timer_close_all(void)
+{
+    for (struct timer *t = open_timers; t; t = t->next)
+        close_timer(t); /* unlinked later, in on_closed */
 }

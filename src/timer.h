@@ -15,5 +15,8 @@ void timer_register(lua_State *L);
 int timer_start(lua_State *L);
 /* Let the loop end while Lua timers are pending (shutdown). */
 void timer_unref_all(uv_loop_t *loop);
+/* Close every timer of this thread's loop still pending (teardown): their
+ * functions are not called. */
+void timer_close_all(void);
 
 #endif
