@@ -7,6 +7,7 @@
 --   local ok, err = pcall(reader.readexactly, reader, 4)
 --   if errors.is(err, "IncompleteReadError") then print(#err.partial) end
 local pairs, setmetatable, getmetatable, type = pairs, setmetatable, getmetatable, type
+local pcall, tostring = pcall, tostring
 
 local M = {}
 
@@ -36,6 +37,14 @@ function M.is(value, kind)
     return false
   end
   return kind == nil or value.kind == kind
+end
+
+--- tostring(value) that never raises: an error path must finish its work
+-- (log, abort the connection) whatever the error value's __tostring does.
+function M.tostring(value)
+  local ok, text = pcall(tostring, value)
+  if ok and type(text) == "string" then return text end
+  return "(error object is a " .. type(value) .. " value whose __tostring failed)"
 end
 
 return M

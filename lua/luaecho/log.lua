@@ -6,7 +6,7 @@
 -- @usage
 --   local log = require("luaecho.log")
 --   log.warn("slow reader on " .. peer)
-local package, require, tostring, io = package, require, tostring, io
+local package, require, io = package, require, io
 
 local M = {}
 
@@ -40,9 +40,13 @@ end
 --- Where every line goes; specs may replace it with a function(level, msg).
 M.sink = M.default_sink
 
-function M.error(msg) M.sink("error", tostring(msg)) end
-function M.warn(msg) M.sink("warn", tostring(msg)) end
-function M.info(msg) M.sink("info", tostring(msg)) end
-function M.debug(msg) M.sink("debug", tostring(msg)) end
+-- Logging never raises, whatever 'msg' is (an error value with a
+-- failing __tostring, on the path that reports it).
+local text = require("luaecho.errors").tostring
+
+function M.error(msg) M.sink("error", text(msg)) end
+function M.warn(msg) M.sink("warn", text(msg)) end
+function M.info(msg) M.sink("info", text(msg)) end
+function M.debug(msg) M.sink("debug", text(msg)) end
 
 return M

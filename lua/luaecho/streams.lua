@@ -496,12 +496,30 @@ local function peer_name(transport)
   return host .. ":" .. tostring(port)
 end
 
--- on_error of a handler task: one log line with the handler's own traceback,
--- then abort the connection (its other tasks see ConnectionLost).
+-- Did the peer end the connection under the handler? A read raised
+-- ConnectionLost, or a write found the transport closed by the host (a
+-- reset or a broken pipe) before connection_lost could say so. Asked on
+-- the error path only: the write path stays as cheap as it is.
+local function peer_gone(protocol, err)
+  if errors.is(err, "ConnectionLost") then return true end
+  return type(err) == "string" and find(err, "transport is closed", 1, true) ~= nil
+    and not protocol.writer.closing and protocol.transport:is_closing()
+end
+
+-- on_error of a handler task: abort the connection first (its other tasks
+-- see ConnectionLost), whatever reporting the error then does; then one log
+-- line with the handler's own traceback. An error caused by the peer going
+-- away is not a script error: one debug line.
 local function handler_failed(t, err, tb)
-  local transport = t.protocol.transport
-  log.error("stream handler failed for " .. peer_name(transport) .. ": " .. tostring(err) .. "\n" .. tb)
+  local protocol = t.protocol
+  local transport = protocol.transport
+  local gone = peer_gone(protocol, err)
   transport:abort()
+  if gone then
+    log.debug("stream handler for " .. peer_name(transport) .. " ended, the peer gone: " .. errors.tostring(err))
+    return
+  end
+  log.error("stream handler failed for " .. peer_name(transport) .. ": " .. errors.tostring(err) .. "\n" .. tb)
 end
 
 -- The body of a handler task: run the script's handler, then close the

@@ -14,8 +14,11 @@ local create, resume, running = coroutine.create, coroutine.resume, coroutine.ru
 local status, yield, close = coroutine.status, coroutine.yield, coroutine.close
 local pack, unpack, remove = table.pack, table.unpack, table.remove
 local traceback = debug.traceback
-local error, xpcall, rawequal, setmetatable, tostring = error, xpcall, rawequal, setmetatable, tostring
+local error, xpcall, rawequal, setmetatable = error, xpcall, rawequal, setmetatable
 local log = require("luaecho.log")
+-- Error values become text without raising: a failing __tostring must not
+-- stop the report of a failure, nor what follows it.
+local tostring = require("luaecho.errors").tostring
 
 local M = {}
 
