@@ -491,6 +491,26 @@ describe("luaecho --workers #integration", function()
       assert.are.equal(0, proc:count("stderr", "^luaecho: reloaded "))
     end)
 
+    it("leaves every worker's modules as they were when the new script loads in only one of them", function()
+      dir = scratch_dir()
+      replace_file(dir .. "/wversion.lua", 'return "v1"\n')
+      script = replace_file(dir .. "/served.lua", read_file(fixture("lazy_version.lua")))
+      proc = server.start({ "--workers", "2", script })
+      local held = hold(proc, 2, 1)
+      for _, record in ipairs(held.all) do assert.are.equal("v1", version_of(record.conn)) end
+      -- The candidate loads the new module at once, then claims: one worker
+      -- prepares it (with wversion v2), the other fails, and both discard it.
+      replace_file(dir .. "/wversion.lua", 'return "v2"\n')
+      local claim = dir .. "/claim"
+      replace_file(claim, "")
+      local text = read_file(fixture("claim.lua")):gsub('"CLAIM"', ("%q"):format(claim))
+      replace_file(script, 'require "wversion"\n' .. text)
+      proc:signal("sighup")
+      proc:wait_output("stderr", RELOAD_FAILED:format(1))
+      assert.is_truthy(uv.fs_stat(claim .. ".taken"))
+      for _, record in ipairs(held.all) do assert.are.equal("v1", version_of(record.conn)) end
+    end)
+
     it("keeps the old code in both workers when the new script loads in only one of them", function()
       serve_v1()
       local claim = dir .. "/claim"

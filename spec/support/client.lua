@@ -75,7 +75,8 @@ end
 -- Raise for a short read, quoting (the start of) what did arrive.
 local function err_partial(why, n, parts)
   local got = table.concat(parts)
-  error(("%s after %d of %d bytes: %q"):format(why, #got, n, got:sub(1, 200)), 3)
+  local wanted = n == math.huge and "" or (" of %d"):format(n) -- huge: until the close
+  error(("%s after %d%s bytes: %q"):format(why, #got, wanted, got:sub(1, 200)), 3)
 end
 
 --- Receive exactly `n` bytes within `timeout` seconds; raises on close or
