@@ -105,16 +105,23 @@ int client_connect(lua_State *L)
     luaL_argcheck(L, port > 0 && port <= 65535, 2, "port must be 1 to 65535");
     luaL_checktype(L, 3, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TFUNCTION);
+    /* What can raise comes first: nothing of C's is allocated yet. */
+    lua_settop(L, 4);
+    int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
+    struct protocol_class protocol;
+    protocol_class_init(L, &protocol);                 /* pops the Protocol */
     struct connect_job *job = calloc(1, sizeof *job + host_len + 1);
-    if (!job)
+    if (!job) {
+        protocol_class_release(L, &protocol);
+        luaL_unref(L, LUA_REGISTRYINDEX, callback_ref);
         return luaL_error(L, "out of memory for a connection");
+    }
     memcpy(job->host_name, host, host_len + 1);
     job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
     job->host = runtime_host(L);
     job->port = (int)port;
-    lua_settop(L, 4);
-    job->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
-    protocol_class_init(L, &job->protocol);              /* pops the Protocol */
+    job->callback_ref = callback_ref;
+    job->protocol = protocol;
     int rc = addr_resolve(&job->host->loop, host, (int)port, on_resolved, job);
     if (rc != 0)
         fail(job, "cannot resolve", rc);

@@ -206,10 +206,13 @@ static int make_instance(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, cls->meta_ref);
         lua_setmetatable(L, -2);
     }
+    /* The instance is kept last: once it is, connection_lost is due, so
+     * nothing after it may raise (out of memory). */
+    struct transport *transport = transport_new(L, args->conn);
+    b->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    b->transport = transport;
     b->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->generation = cls->generation;
-    b->transport = transport_new(L, args->conn);
-    b->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 

@@ -203,15 +203,21 @@ int server_object_listen(lua_State *L)
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0 to 65535");
     luaL_checktype(L, 3, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TFUNCTION);
+    /* What can raise comes first: nothing of C's is allocated yet. */
+    lua_settop(L, 4);
+    int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int protocol_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct listen_job *job = calloc(1, sizeof *job + host_len + 1);
-    if (!job)
+    if (!job) {
+        luaL_unref(L, LUA_REGISTRYINDEX, callback_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, protocol_ref);
         return luaL_error(L, "out of memory for a server");
+    }
     memcpy(job->host_name, host, host_len + 1);
     job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
     job->port = (int)port;
-    lua_settop(L, 4);
-    job->callback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    job->protocol_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    job->callback_ref = callback_ref;
+    job->protocol_ref = protocol_ref;
     int rc = addr_resolve(&runtime_host(L)->loop, host, (int)port, on_listen_resolved, job);
     if (rc != 0)
         on_listen_resolved(job, rc, NULL);

@@ -86,22 +86,28 @@ int timer_start(lua_State *L)
     struct timer_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = (struct timer_box){0};
     luaL_setmetatable(L, TIMER_METATABLE);
+    /* What can raise comes first: nothing of C's is allocated yet. */
+    lua_pushvalue(L, 2);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    int box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct timer *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
+        luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, box_ref);
         return luaL_error(L, "out of memory for a timer");
+    }
     uv_timer_init(&h->loop, &t->handle);
     t->handle.data = t;
     t->L = h->L; /* the main thread: never a coroutine kept for later */
     t->box = box;
+    t->fn_ref = fn_ref;
+    t->box_ref = box_ref;
     t->next = open_timers;
     if (open_timers)
         open_timers->prev = t;
     open_timers = t;
     box->timer = t;
-    lua_pushvalue(L, 2);
-    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, -1);
-    t->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_update_time(&h->loop); /* count from now, not from the start of this loop turn */
     uv_timer_start(&t->handle, on_fire, (uint64_t)ceil(seconds * 1000), 0);
     if (h->shutting_down)

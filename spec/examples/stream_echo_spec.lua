@@ -45,12 +45,14 @@ describe("examples/stream_echo.lua #unit", function()
     assert.is_true(conn:reading())
   end)
 
-  it("fails with ConnectionLost when the peer resets while it reads, as the host logs it", function()
+  it("ends with ConnectionLost when the peer resets while it reads, which is not a script error", function()
     local conn = testing.connect(SCRIPT)
     conn:send("x")
     conn:reset()
     assert.are.same({ true, "connection reset by peer" }, { conn:lost() })
-    assert.are.same({ "stream handler failed for 127.0.0.1:50000: ConnectionLost: connection lost: "
-      .. "connection reset by peer" }, conn:errors())
+    -- Issue 12: a peer reset is logged at debug level, not as an error.
+    assert.are.same({}, conn:errors())
+    assert.are.same({ "stream handler for 127.0.0.1:50000 ended, the peer gone: ConnectionLost: connection lost: "
+      .. "connection reset by peer" }, testing.logs("debug"))
   end)
 end)
