@@ -9,8 +9,14 @@
 # Debian packages, so the build needs no registry but Debian's and no network
 # but the apt mirror. The build stage is thrown away: the image holds the two
 # runtime libraries, the installed binary and its Lua files.
+#
+# Where no registry can be reached, a Debian 12 image prepared locally can
+# stand in for the base of both stages:
+#   podman build --pull=never --build-arg BASE_IMAGE=localhost/my-bookworm -t luaecho .
 
-FROM debian:bookworm-slim AS build
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS build
 
 # A C toolchain without build-essential (which would add g++ and dpkg-dev):
 # the project is C only.
@@ -33,7 +39,7 @@ RUN set -eux; \
     DESTDIR=/staging cmake --install /build --prefix /usr/local --strip; \
     /staging/usr/local/bin/luaecho --version
 
-FROM debian:bookworm-slim
+FROM ${BASE_IMAGE}
 
 # Runtime libraries only. The base image keeps no pkgcache, but apt still
 # leaves the downloaded .debs, the package lists and its logs: none of that
