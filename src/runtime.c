@@ -348,63 +348,30 @@ struct host *runtime_host(lua_State *L)
     return host;
 }
 
-/* Give the chunk on top its own _ENV: globals it sets stay in it, and reading
- * falls back to the real globals. [-0, +0, e] */
-static void set_fresh_env(lua_State *L)
-{
-    lua_newtable(L);                  /* env */
-    lua_createtable(L, 0, 1);         /* env, meta */
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);          /* env */
-    if (lua_setupvalue(L, -2, 1) == NULL) /* a main chunk's first upvalue is _ENV */
-        lua_pop(L, 1);
-}
-
-/* A streams handler function(reader, writer) becomes a Protocol table. [-1, +1, e] */
-static void wrap_streams_handler(lua_State *L)
+/* Push require("luaecho.loader")[name]. [-0, +1, e] */
+static void push_loader(lua_State *L, const char *name)
 {
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "luaecho.streams");
-    lua_call(L, 1, 1);                /* handler, streams */
-    lua_getfield(L, -1, "protocol");
-    lua_rotate(L, -3, 1);             /* protocol, handler, streams */
-    lua_pop(L, 1);
-    lua_call(L, 1, 1);                /* Protocol */
+    lua_pushliteral(L, "luaecho.loader");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
 }
 
-/* Run the loaded chunk on top and turn its result into a Protocol table. [-1, +1, e] */
-static void run_handler_chunk(lua_State *L, const char *path)
-{
-    set_fresh_env(L);
-    lua_call(L, 0, 1);
-    switch (lua_type(L, -1)) {
-    case LUA_TTABLE:
-        return;
-    case LUA_TFUNCTION:
-        wrap_streams_handler(L);
-        if (lua_type(L, -1) != LUA_TTABLE)
-            luaL_error(L, "%s: luaecho.streams.protocol() did not return a table", path);
-        return;
-    default:
-        luaL_error(L, "%s: the script must return a Protocol table or a streams handler "
-                      "function(reader, writer), not %s",
-                   path, luaL_typename(L, -1));
-    }
-}
-
+/* The loader is Lua (lua/luaecho/loader.lua), shared with luaecho.testing. */
 void runtime_load_handler(lua_State *L, const char *path)
 {
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
-        lua_error(L);
-    run_handler_chunk(L, path);
+    push_loader(L, "load_file");
+    lua_pushstring(L, path);
+    lua_call(L, 1, 1);
 }
 
 void runtime_load_handler_buffer(lua_State *L, const char *source, size_t len, const char *chunkname)
 {
-    if (luaL_loadbufferx(L, source, len, chunkname, "t") != LUA_OK)
-        lua_error(L);
-    run_handler_chunk(L, chunkname[0] == '@' ? chunkname + 1 : chunkname);
+    push_loader(L, "load");
+    lua_pushlstring(L, source, len);
+    lua_pushstring(L, chunkname);
+    lua_call(L, 2, 1);
 }
 
 void runtime_add_script_dir(lua_State *L, const char *dir)
