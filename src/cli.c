@@ -14,12 +14,15 @@
 #include <string.h>
 #include <uv.h>
 
+#include "luaecho_defaults.h"
+
+/* The numbers come from lua/luaecho/defaults.lua, through the build. */
 #define DEFAULT_HOST "127.0.0.1"
-#define DEFAULT_PORT 2222
-#define DEFAULT_SHUTDOWN_TIMEOUT 5.0
-#define DEFAULT_MAX_WRITE_BUFFER (16LL * 1024 * 1024)
-#define DEFAULT_SCRIPT_TIMEOUT 1000
-#define DEFAULT_LUA_MEMORY 512
+#define DEFAULT_PORT LUAECHO_DEFAULT_PORT
+#define DEFAULT_SHUTDOWN_TIMEOUT (LUAECHO_DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000.0)
+#define DEFAULT_MAX_WRITE_BUFFER ((long long)LUAECHO_DEFAULT_MAX_WRITE_BUFFER)
+#define DEFAULT_SCRIPT_TIMEOUT LUAECHO_DEFAULT_SCRIPT_TIMEOUT_MS
+#define DEFAULT_LUA_MEMORY LUAECHO_DEFAULT_LUA_MEMORY_MIB
 
 enum {
     OPT_LOG_LEVEL = 256,
@@ -100,7 +103,7 @@ static void print_options(void)
 static void print_limits(void)
 {
     printf(
-        "Limits (0 turns one off):\n"
+        "Limits (0 turns one off; --max-connections can only be lowered):\n"
         "      --max-connections N     connections open at once; one more is accepted\n"
         "                              and closed at once (default, and 0: the\n"
         "                              descriptor limit, ulimit -n, less %d)\n"

@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 
+#include "luaecho_defaults.h"
+
 #include "log.h"
 
 enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_HELP, CLI_VERSION };
@@ -31,7 +33,7 @@ struct cli_options {
 
 /* Descriptors kept back from --max-connections' default for the host's own
  * use (stdio, the loop, signals, the listener, files a script opens). */
-#define CLI_DESCRIPTOR_RESERVE 32
+#define CLI_DESCRIPTOR_RESERVE LUAECHO_DEFAULT_DESCRIPTOR_RESERVE
 
 /* Exit codes, as the README documents them. */
 enum { EXIT_OK = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2 };

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define READ_BUFFER_SIZE (64 * 1024)
+#define READ_BUFFER_SIZE LUAECHO_DEFAULT_READ_CHUNK
 /* A connection that fills the read buffer this many times in one loop turn
  * sits out until the next turn: libuv would read up to 32 buffers from it in
  * a row, and 200 flooding clients then delayed everyone else by seconds

@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "luaecho_defaults.h"
 
 struct conn;
 
@@ -36,8 +37,8 @@ struct conn_list {
     struct conn *deferred;   /* ... those connections */
 };
 
-#define CONN_DEFAULT_HIGH_WATER (64 * 1024)
-#define CONN_MAX_WATER 4294967295 /* flow-control marks are 32-bit */
+#define CONN_DEFAULT_HIGH_WATER LUAECHO_DEFAULT_HIGH_WATER
+#define CONN_MAX_WATER LUAECHO_DEFAULT_MAX_WATER /* flow-control marks are 32-bit */
 
 /* Set up the per-loop parts of a list (before any conn_new). */
 void conn_list_init(struct conn_list *list, uv_loop_t *loop);
