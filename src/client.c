@@ -12,14 +12,14 @@
 
 #include "addr.h"
 #include "conn.h"
-#include "host.h"
+#include "context.h"
 #include "log.h"
 #include "protocol.h"
 #include "runtime.h"
 
 struct connect_job {
     lua_State *L;
-    struct host *host;
+    struct loop_context *ctx;
     struct protocol_class protocol;
     int callback_ref;
     int port;
@@ -84,7 +84,7 @@ static void on_resolved(void *data, int status, const union addr *addr)
         fail(job, "cannot resolve", status);
         return;
     }
-    struct conn *c = conn_new(&job->host->loop, &job->host->conns, &protocol_events, protocol_conn_size);
+    struct conn *c = conn_new(job->ctx->loop, job->ctx->conns, &protocol_events, protocol_conn_size);
     if (!c) {
         fail(job, "cannot connect to", UV_ENOMEM);
         return;
@@ -117,12 +117,12 @@ int client_connect(lua_State *L)
         return luaL_error(L, "out of memory for a connection");
     }
     memcpy(job->host_name, host, host_len + 1);
-    job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
-    job->host = runtime_host(L);
+    job->ctx = runtime_context(L);
+    job->L = job->ctx->L; /* the main thread: never a coroutine kept for later */
     job->port = (int)port;
     job->callback_ref = callback_ref;
     job->protocol = protocol;
-    int rc = addr_resolve(&job->host->loop, host, (int)port, on_resolved, job);
+    int rc = addr_resolve(job->ctx->loop, host, (int)port, on_resolved, job);
     if (rc != 0)
         fail(job, "cannot resolve", rc);
     return 0;

@@ -617,8 +617,9 @@ static void on_next_turn(uv_prepare_t *handle)
     }
 }
 
-void conn_list_init(struct conn_list *list, uv_loop_t *loop)
+void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer)
 {
+    list->max_write_buffer = max_write_buffer;
     uv_prepare_init(loop, &list->next_turn);
     list->next_turn.data = list;
     uv_prepare_start(&list->next_turn, on_next_turn);

@@ -40,8 +40,9 @@ struct conn_list {
 #define CONN_DEFAULT_HIGH_WATER LUAECHO_DEFAULT_HIGH_WATER
 #define CONN_MAX_WATER LUAECHO_DEFAULT_MAX_WATER /* flow-control marks are 32-bit */
 
-/* Set up the per-loop parts of a list (before any conn_new). */
-void conn_list_init(struct conn_list *list, uv_loop_t *loop);
+/* Set up the per-loop parts of a list (before any conn_new); abort a
+ * connection with more than 'max_write_buffer' bytes queued (0: no cap). */
+void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer);
 /* Close them (every connection is gone already). */
 void conn_list_close(struct conn_list *list);
 

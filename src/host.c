@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "module.h"
 #include "runtime.h"
 #include "server.h"
 #include "timer.h"
@@ -20,7 +21,7 @@ static void on_signal(uv_signal_t *handle, int signum)
 {
     struct host *h = handle->data;
     const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
-    if (!h->shutting_down) {
+    if (!h->ctx.shutting_down) {
         host_shutdown(h, name);
         return;
     }
@@ -36,8 +37,8 @@ static void start_signal(struct host *h, uv_signal_t *sig, int signum)
     uv_unref((uv_handle_t *)sig);
 }
 
-/* Process-wide: at most one line a second per kind, whichever worker logs. */
-static struct log_rate max_connections_rate, idle_rate;
+/* Process-wide: at most one line a second, whichever worker logs. */
+static struct log_rate idle_rate;
 
 /* Close idle connections; runs a few times per timeout period. */
 static void on_idle_sweep(uv_timer_t *timer)
@@ -59,23 +60,6 @@ static void start_idle_sweep(struct host *h)
     uv_unref((uv_handle_t *)&h->idle_sweep);
 }
 
-bool host_refuse_connection(struct host *h)
-{
-    size_t open = atomic_fetch_add(h->accepted, 1);
-    if (h->limits.max_connections == 0 || open < h->limits.max_connections)
-        return false;
-    atomic_fetch_sub(h->accepted, 1);
-    log_limited(&max_connections_rate, LOG_WARN,
-                "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
-                h->limits.max_connections);
-    return true;
-}
-
-void host_connection_ended(struct host *h)
-{
-    atomic_fetch_sub(h->accepted, 1);
-}
-
 /* libuv keeps one descriptor in reserve per loop, opened with its first
  * stream. Open it now, so the count of open descriptors is the same from
  * start-up on (specs compare it before and after connections). */
@@ -85,7 +69,13 @@ static void open_libuv_reserve(struct host *h)
     uv_close((uv_handle_t *)&h->reserve_probe, NULL);
 }
 
-int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
+static void shutdown_hook(struct loop_context *ctx, const char *why)
+{
+    host_shutdown(ctx->loop->data, why);
+}
+
+int host_init(struct host *h, const char *lua_dir, const struct limits *limits, int worker_id,
+              atomic_size_t *accepted)
 {
     memset(h, 0, sizeof *h);
     int rc = uv_loop_init(&h->loop);
@@ -94,14 +84,21 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits)
         return -1;
     }
     h->loop.data = h;
-    h->worker_id = 1;
     h->last_to_exit = true;
     atomic_init(&h->own_accepted, 0);
-    h->accepted = &h->own_accepted;
     h->limits = *limits;
-    h->conns.max_write_buffer = limits->max_write_buffer;
-    conn_list_init(&h->conns, &h->loop);
-    h->L = runtime_open(lua_dir, h, limits->lua_memory, limits->script_timeout_ms);
+    conn_list_init(&h->conns, &h->loop, limits->max_write_buffer);
+    h->ctx = (struct loop_context){
+        .loop = &h->loop,
+        .worker_id = worker_id,
+        .conns = &h->conns,
+        .servers = &h->servers,
+        .accepted = accepted ? accepted : &h->own_accepted,
+        .max_connections = limits->max_connections,
+        .shutdown = shutdown_hook,
+    };
+    h->L = runtime_open(lua_dir, &h->ctx, limits->lua_memory, limits->script_timeout_ms, module_preload);
+    h->ctx.L = h->L;
     if (!h->L) {
         log_error("cannot start Lua: out of memory");
         uv_loop_close(&h->loop);
@@ -130,24 +127,18 @@ static void on_shutdown_timeout(uv_timer_t *timer)
     conn_list_abort_all(&h->conns, "aborted: shutdown timeout");
 }
 
-static void close_servers(struct host *h)
-{
-    for (struct server *s = h->servers; s; s = s->next)
-        server_close(s);
-}
-
 /* Workers all shut down on the same signal: say so once per process. */
 static atomic_bool shutdown_logged;
 
 void host_shutdown(struct host *h, const char *why)
 {
-    h->shutting_down = true;
+    h->ctx.shutting_down = true;
     if (!atomic_exchange(&shutdown_logged, true))
         log_info("shutting down (%s)", why);
     if (h->conns.count > 0)
         log_debug("closing %zu open connection(s); they have %g s to finish", h->conns.count,
                  (double)h->limits.shutdown_timeout_ms / 1000);
-    close_servers(h);
+    server_close_all(&h->servers);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
     uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->limits.shutdown_timeout_ms, 0);
@@ -169,7 +160,7 @@ void host_ignore_exit_signals(void)
 
 void host_destroy(struct host *h)
 {
-    close_servers(h);
+    server_close_all(&h->servers);
     conn_list_abort_all(&h->conns, "aborted: server stopped");
     close_handle((uv_handle_t *)&h->sigint);
     close_handle((uv_handle_t *)&h->sigterm);
@@ -183,9 +174,5 @@ void host_destroy(struct host *h)
     if (uv_loop_close(&h->loop) != 0)
         log_debug("the event loop still had open handles at exit");
     runtime_close(h->L);
-    while (h->servers) {
-        struct server *next = h->servers->next;
-        server_free(h->servers);
-        h->servers = next;
-    }
+    server_free_all(&h->servers);
 }

@@ -12,8 +12,8 @@
 #include <uv.h>
 
 #include "conn.h"
-
-struct server;
+#include "context.h"
+#include "server.h"
 
 /* Every limit, each with a flag (see cli.c for the defaults). 0: off. */
 struct limits {
@@ -28,28 +28,24 @@ struct limits {
 struct host {
     uv_loop_t loop;
     lua_State *L;
-    int worker_id;               /* 1..N with --workers, else 1 */
-    atomic_size_t *accepted;     /* accepted connections open, process-wide */
-    atomic_size_t own_accepted;  /* ... when no group shares one */
+    struct loop_context ctx;     /* what the files below read; written here only */
+    atomic_size_t own_accepted;  /* accepted connections open, when no group shares a count */
     struct conn_list conns;
-    struct server *servers;
+    struct server_list servers;
     struct limits limits;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
-    bool shutting_down;
     bool last_to_exit;           /* its teardown ends the process (not a worker's) */
 };
 
 /* Set up the loop, the Lua state (bundled Lua files in lua_dir) and the
- * signal handlers. Returns 0, or -1 after logging why. */
-int host_init(struct host *h, const char *lua_dir, const struct limits *limits);
-/* Count one more accepted connection, or refuse it (and log the refusal)
- * when it would pass --max-connections, which counts the whole process. */
-bool host_refuse_connection(struct host *h);
-/* An accepted connection (not refused) has ended. */
-void host_connection_ended(struct host *h);
+ * signal handlers. 'worker_id' and 'accepted' (the process-wide count of
+ * accepted connections; NULL: the host's own) go into its context.
+ * Returns 0, or -1 after logging why. */
+int host_init(struct host *h, const char *lua_dir, const struct limits *limits, int worker_id,
+              atomic_size_t *accepted);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

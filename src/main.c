@@ -145,7 +145,7 @@ static int run(const struct cli_options *o, const char *lua_dir)
     find_script(o->script, lua_dir, script, sizeof script);
     struct host h;
     struct limits limits = limits_from(o);
-    if (host_init(&h, lua_dir, &limits) != 0)
+    if (host_init(&h, lua_dir, &limits, 1, NULL) != 0)
         return EXIT_FAILURE_RUNTIME;
     struct run_args args = {.path = script, .argc = o->script_argc, .argv = o->script_argv};
     struct runtime_error err;
@@ -160,7 +160,7 @@ static int run(const struct cli_options *o, const char *lua_dir)
             args.status = "failed";
         if (strcmp(args.status, "failed") == 0)
             rc = EXIT_FAILURE_RUNTIME;
-        else if (strcmp(args.status, "pending") == 0 && !h.shutting_down) {
+        else if (strcmp(args.status, "pending") == 0 && !h.ctx.shutting_down) {
             log_error("%s never finished: it waits for something that can no longer happen", script);
             rc = EXIT_FAILURE_RUNTIME;
         }

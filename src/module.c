@@ -8,8 +8,8 @@
 #include <lauxlib.h>
 
 #include "client.h"
+#include "context.h"
 #include "exit_guard.h"
-#include "host.h"
 #include "log.h"
 #include "runtime.h"
 #include "server_object.h"
@@ -43,9 +43,9 @@ static int core_now(lua_State *L)
 static int core_shutdown(lua_State *L)
 {
     const char *why = luaL_checkstring(L, 1);
-    struct host *h = runtime_host(L);
-    if (!h->shutting_down) {
-        host_shutdown(h, why);
+    struct loop_context *ctx = runtime_context(L);
+    if (!ctx->shutting_down) {
+        ctx->shutdown(ctx, why);
         exit_guard_shutdown_begun("the script asked to shut down");
     }
     return 0;
@@ -72,7 +72,7 @@ static int open_core(lua_State *L)
     return 1;
 }
 
-void module_preload(lua_State *L)
+int module_preload(lua_State *L)
 {
     transport_register(L);
     server_object_register(L);
@@ -81,4 +81,5 @@ void module_preload(lua_State *L)
     lua_pushcfunction(L, open_core);
     lua_setfield(L, -2, "luaecho.core");
     lua_pop(L, 1);
+    return 0;
 }

@@ -6,7 +6,8 @@
 
 #include <lua.h>
 
-/* Register luaecho.core in package.preload and the host's metatables. [-0, +0, e] */
-void module_preload(lua_State *L);
+/* Register luaecho.core in package.preload and the host's metatables.
+ * A lua_CFunction, for runtime_open(). [-0, +0, e] */
+int module_preload(lua_State *L);
 
 #endif

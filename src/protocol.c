@@ -12,17 +12,16 @@
 
 #include "log.h"
 #include "runtime.h"
-#include "server.h"
 #include "transport.h"
 
 /* What each connection keeps for Lua, in its conn_data() area. */
 struct binding {
     lua_State *L;
-    struct server *server;
+    const struct protocol_owner *owner;
     struct transport *transport;
     int instance_ref;
     int transport_ref;
-    int generation;
+    struct transport_info info; /* generation, server: what the transport reports */
 };
 
 const size_t protocol_conn_size = sizeof(struct binding);
@@ -60,12 +59,11 @@ void protocol_class_release(lua_State *L, struct protocol_class *cls)
     cls->meta_ref = cls->table_ref = LUA_NOREF;
 }
 
-void protocol_attach(struct conn *c, lua_State *L, struct server *server)
+void protocol_attach(struct conn *c, lua_State *L, const struct protocol_owner *owner)
 {
     struct binding *b = conn_data(c);
-    *b = (struct binding){.L = L, .server = server, .instance_ref = LUA_NOREF, .transport_ref = LUA_NOREF};
-    if (server)
-        server_connection_added(server);
+    *b = (struct binding){.L = L, .owner = owner, .instance_ref = LUA_NOREF, .transport_ref = LUA_NOREF,
+                          .info = {.server_ref = owner ? owner->server_ref : LUA_NOREF}};
 }
 
 void protocol_push(lua_State *L, struct conn *c)
@@ -75,14 +73,9 @@ void protocol_push(lua_State *L, struct conn *c)
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->instance_ref);
 }
 
-struct server *protocol_server(struct conn *c)
+const struct protocol_owner *protocol_owner(struct conn *c)
 {
-    return ((struct binding *)conn_data(c))->server;
-}
-
-int protocol_generation(struct conn *c)
-{
-    return ((struct binding *)conn_data(c))->generation;
+    return ((struct binding *)conn_data(c))->owner;
 }
 
 struct upgrade_args {
@@ -115,12 +108,12 @@ bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
     if (runtime_call(b->L, call_upgrade, &args, &err) != 0) {
         char peer[ADDR_STRLEN];
         runtime_log_error(&err, "upgrade failed for %s, which keeps generation %d: %s",
-                          addr_format(conn_peer(c), peer, sizeof peer), b->generation, err.traceback);
+                          addr_format(conn_peer(c), peer, sizeof peer), b->info.generation, err.traceback);
         runtime_error_free(&err);
         return false;
     }
     if (args.upgraded)
-        b->generation = cls->generation;
+        b->info.generation = cls->generation;
     return args.upgraded;
 }
 
@@ -208,11 +201,11 @@ static int make_instance(lua_State *L)
     }
     /* The instance is kept last: once it is, connection_lost is due, so
      * nothing after it may raise (out of memory). */
-    struct transport *transport = transport_new(L, args->conn);
+    struct transport *transport = transport_new(L, args->conn, &b->info);
     b->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->transport = transport;
     b->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    b->generation = cls->generation;
+    b->info.generation = cls->generation;
     return 0;
 }
 
@@ -259,13 +252,15 @@ static void on_lost(struct conn *c, const char *error)
 {
     struct binding *b = conn_data(c);
     dispatch(c, EV_LOST, error, 0);
-    if (b->transport)
+    if (b->transport) { /* it may outlive us in a Lua table */
         b->transport->conn = NULL;
+        b->transport->info = NULL;
+    }
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->transport_ref);
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->instance_ref);
     b->instance_ref = b->transport_ref = LUA_NOREF;
-    if (b->server)
-        server_connection_removed(b->server);
+    if (b->owner)
+        b->owner->lost(b->owner->data);
 }
 
 const struct conn_events protocol_events = {

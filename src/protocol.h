@@ -12,7 +12,13 @@
 
 #include "conn.h"
 
-struct server;
+/* Who made a connection (a server that accepted it), told when it ends:
+ * given from above, so this layer never calls up. */
+struct protocol_owner {
+    int server_ref;                  /* its Lua object, for get_extra_info("server") */
+    void (*lost)(void *data);        /* after connection_lost has returned */
+    void *data;
+};
 
 /* A Protocol table and the metatable its instances get when it has no new(). */
 struct protocol_class {
@@ -30,18 +36,16 @@ void protocol_class_release(lua_State *L, struct protocol_class *cls);
 extern const struct conn_events protocol_events;
 extern const size_t protocol_conn_size;
 
-/* Bind a new connection to L (and the server that accepted it, or NULL),
- * before anything else happens to it. */
-void protocol_attach(struct conn *c, lua_State *L, struct server *server);
+/* Bind a new connection to L (and its owner, or NULL: a client connection
+ * or a refused one), before anything else happens to it. */
+void protocol_attach(struct conn *c, lua_State *L, const struct protocol_owner *owner);
 /* The connection is up: create the instance, call connection_made(transport),
  * then start reading (unless the instance paused reading or closed). */
 void protocol_connection_made(struct conn *c, const struct protocol_class *cls);
 /* Push c's transport and protocol instance (nil, nil once gone). [-0, +2, -] */
 void protocol_push(lua_State *L, struct conn *c);
-/* The server that accepted c, or NULL. */
-struct server *protocol_server(struct conn *c);
-/* The generation of the code serving c. */
-int protocol_generation(struct conn *c);
+/* The owner c was attached with, or NULL. */
+const struct protocol_owner *protocol_owner(struct conn *c);
 /* Hand c's live instance to the new class: call cls.upgrade(instance) when the
  * Protocol defines it. A failure is logged and c keeps its old code.
  * Returns true when upgraded. */

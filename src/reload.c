@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host.h"
+#include "context.h"
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
@@ -177,7 +177,7 @@ struct upgrade_count {
 static void upgrade_one(struct conn *c, void *arg)
 {
     struct upgrade_count *count = arg;
-    if (protocol_server(c) != count->server || conn_is_closing(c))
+    if (protocol_owner(c) != &count->server->owner || conn_is_closing(c))
         return;
     count->open++;
     if (protocol_upgrade(c, count->protocol))
@@ -187,25 +187,24 @@ static void upgrade_one(struct conn *c, void *arg)
 static void count_open(struct conn *c, void *arg)
 {
     struct upgrade_count *count = arg;
-    if (protocol_server(c) == count->server && !conn_is_closing(c))
+    if (protocol_owner(c) == &count->server->owner && !conn_is_closing(c))
         count->open++;
 }
 
-void reload_commit(struct host *h, struct server *s, struct reload_pending *pending, size_t *open,
+void reload_commit(struct server *s, struct reload_pending *pending, size_t *open,
                    size_t *upgraded)
 {
-    pending->protocol.generation = s->protocol.generation + 1;
-    protocol_class_release(h->L, &s->protocol);
-    s->protocol = pending->protocol;
+    lua_State *L = s->ctx->L;
+    server_set_protocol(s, &pending->protocol);
     pending->ready = false;
     if (pending->modules_set_aside) /* the new code keeps the modules it loaded */
-        luaL_unref(h->L, LUA_REGISTRYINDEX, pending->modules_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, pending->modules_ref);
     pending->modules_set_aside = false;
     struct upgrade_count count = {.server = s, .protocol = &s->protocol};
     if (pending->has_upgrade)
-        conn_list_each(&h->conns, upgrade_one, &count);
+        conn_list_each(s->ctx->conns, upgrade_one, &count);
     else
-        conn_list_each(&h->conns, count_open, &count);
+        conn_list_each(s->ctx->conns, count_open, &count);
     *open = count.open;
     *upgraded = count.upgraded;
 }

@@ -15,7 +15,6 @@
 
 #include "protocol.h"
 
-struct host;
 struct server;
 
 typedef void (*reload_fire_cb)(void *data, const char *why);
@@ -59,7 +58,7 @@ int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const c
 /* Serve s's new connections with the pending code (generation+1), and call
  * its upgrade(instance) for s's open connections when it has one. Counts
  * the open connections and those upgraded. */
-void reload_commit(struct host *h, struct server *s, struct reload_pending *pending, size_t *open,
+void reload_commit(struct server *s, struct reload_pending *pending, size_t *open,
                    size_t *upgraded);
 /* Drop the pending code and put the modules set aside back. */
 void reload_discard(lua_State *L, struct reload_pending *pending);

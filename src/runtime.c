@@ -16,7 +16,6 @@
 #include <uv.h>
 
 #include "log.h"
-#include "module.h"
 #include "watchdog.h"
 
 /* What the allocator and the time-limit hook need; every thread of the
@@ -80,7 +79,7 @@ static int on_panic(lua_State *L)
 }
 
 /* Registry keys: addresses of static variables, never strings. */
-static const char host_key = 0;
+static const char context_key = 0;
 static const char last_message_key = 0;
 
 static int call_tostring(lua_State *L)
@@ -285,7 +284,8 @@ static void track(lua_State *L, const char *name, lua_CFunction fn)
 
 struct open_args {
     const char *lua_dir;
-    struct host *host;
+    struct loop_context *ctx;
+    lua_CFunction preload;
 };
 
 static int open_libraries(lua_State *L)
@@ -297,13 +297,15 @@ static int open_libraries(lua_State *L)
     track(L, "close", tracked_on_thread);
     track(L, "wrap", tracked_wrap);
     set_package_path(L, args->lua_dir);
-    lua_pushlightuserdata(L, args->host);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_key);
-    module_preload(L);
+    lua_pushlightuserdata(L, args->ctx);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &context_key);
+    lua_pushcfunction(L, args->preload);
+    lua_call(L, 0, 0);
     return 0;
 }
 
-lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_limit, uint64_t timeout_ms)
+lua_State *runtime_open(const char *lua_dir, struct loop_context *ctx, size_t memory_limit, uint64_t timeout_ms,
+                        lua_CFunction preload)
 {
     struct limits_state *ls = calloc(1, sizeof *ls);
     if (!ls)
@@ -318,7 +320,7 @@ lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_li
     lua_atpanic(L, on_panic);
     if (timeout_ms)
         watchdog_watch(&ls->watchdog, ls->timeout_ns, on_overrun);
-    struct open_args args = {.lua_dir = lua_dir, .host = host};
+    struct open_args args = {.lua_dir = lua_dir, .ctx = ctx, .preload = preload};
     if (runtime_call(L, open_libraries, &args, NULL) != 0) {
         runtime_close(L);
         return NULL;
@@ -340,12 +342,12 @@ void runtime_close(lua_State *L)
     free(ls);
 }
 
-struct host *runtime_host(lua_State *L)
+struct loop_context *runtime_context(lua_State *L)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
-    struct host *host = lua_touserdata(L, -1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &context_key);
+    struct loop_context *ctx = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return host;
+    return ctx;
 }
 
 /* Push require("luaecho.loader")[name]. [-0, +1, e] */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct host;
+struct loop_context;
 
 /* A failed call: the bare message (what connection_lost() gets) and the
  * message with its traceback (what the log gets). Both malloc'd. */
@@ -20,15 +20,16 @@ struct runtime_error {
     char *traceback;
 };
 
-/* Open a Lua state with the standard libraries, package.path pointing at the
- * bundled Lua files in 'lua_dir', and the luaecho.core module preloaded.
- * 'memory_limit' caps what it may allocate (bytes, 0: no cap);
- * 'timeout_ms' interrupts a runtime_call that runs longer (0: never).
- * NULL when out of memory. */
-lua_State *runtime_open(const char *lua_dir, struct host *host, size_t memory_limit, uint64_t timeout_ms);
+/* Open a Lua state with the standard libraries and package.path pointing at
+ * the bundled Lua files in 'lua_dir', then call 'preload' (given from above:
+ * it preloads luaecho.core) in it. 'memory_limit' caps what it may allocate
+ * (bytes, 0: no cap); 'timeout_ms' interrupts a runtime_call that runs
+ * longer (0: never). NULL when out of memory. */
+lua_State *runtime_open(const char *lua_dir, struct loop_context *ctx, size_t memory_limit, uint64_t timeout_ms,
+                        lua_CFunction preload);
 void runtime_close(lua_State *L);
-/* The host that opened L. */
-struct host *runtime_host(lua_State *L);
+/* The context of the loop L runs on, as given to runtime_open. */
+struct loop_context *runtime_context(lua_State *L);
 
 /* The one way in: call fn(ud) under lua_pcall with a traceback handler.
  * Returns 0, or -1 and fills 'err' (when not NULL; free with

@@ -1,8 +1,10 @@
 /*
  * server.c - one listening TCP socket.
- * Accepted connections join the host's list (so shutdown reaches them) and
- * are bound to this server's Protocol. The struct lives until the host is
- * destroyed, so the Lua server object may outlive close().
+ * Accepted connections join the loop's list (so shutdown reaches them) and
+ * are bound to this server's Protocol. The process-wide count of accepted
+ * connections (--max-connections) goes up here at accept and comes down
+ * here when one ends. The struct lives until teardown, so the Lua server
+ * object may outlive close().
  */
 #define _GNU_SOURCE /* SO_REUSEPORT, SOCK_NONBLOCK */
 #include "server.h"
@@ -14,18 +16,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "host.h"
+#include "conn.h"
 #include "log.h"
-#include "server_object.h"
 
 #define LISTEN_BACKLOG 1024
 #define ACCEPT_BATCH 64     /* accepts per wake-up, so other work runs too */
 #define ACCEPT_RETRY_MS 100 /* pause after running out of descriptors */
 
 /* Process-wide: at most one line a second per kind, whichever worker logs. */
-static struct log_rate accept_rate, descriptors_rate;
+static struct log_rate accept_rate, descriptors_rate, max_connections_rate;
 
-struct server *server_new(struct host *h, lua_State *L)
+static void connection_lost(void *data);
+
+struct server *server_new(struct loop_context *ctx, lua_State *L)
 {
     struct protocol_class protocol;
     protocol_class_init(L, &protocol); /* may raise: nothing allocated yet */
@@ -35,34 +38,95 @@ struct server *server_new(struct host *h, lua_State *L)
         luaL_error(L, "out of memory creating a server");
     }
     s->protocol = protocol;
-    s->host = h;
+    s->ctx = ctx;
     s->fd = -1;
-    s->object_ref = LUA_NOREF;
-    s->waiters_ref = LUA_NOREF;
+    s->owner = (struct protocol_owner){.server_ref = LUA_NOREF, .lost = connection_lost, .data = s};
     s->closed = true; /* until it listens */
-    uv_timer_init(&h->loop, &s->retry);
+    uv_timer_init(ctx->loop, &s->retry);
     s->retry.data = s;
-    s->next = h->servers;
-    h->servers = s;
+    s->next = ctx->servers->head;
+    ctx->servers->head = s;
     return s;
+}
+
+void server_set_object(struct server *s, int ref)
+{
+    s->owner.server_ref = ref;
+}
+
+void server_set_protocol(struct server *s, const struct protocol_class *cls)
+{
+    int generation = s->protocol.generation + 1;
+    protocol_class_release(s->ctx->L, &s->protocol);
+    s->protocol = *cls;
+    s->protocol.generation = generation;
+}
+
+void server_set_on_close(struct server *s, void (*fn)(struct server *s, void *data), void *data)
+{
+    s->on_close = fn;
+    s->on_close_data = data;
+}
+
+void server_set_on_finished(struct server *s, void (*fn)(struct server *s, void *data), void *data)
+{
+    s->on_finished = fn;
+    s->on_finished_data = data;
+}
+
+void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, void *data), void *data)
+{
+    s->hand_off = fn;
+    s->hand_off_data = data;
+}
+
+/* Count one more accepted connection, or refuse it (and log the refusal)
+ * when it would pass --max-connections, which counts the whole process. */
+static bool admit(struct loop_context *ctx)
+{
+    size_t open = atomic_fetch_add(ctx->accepted, 1);
+    if (ctx->max_connections == 0 || open < ctx->max_connections)
+        return true;
+    atomic_fetch_sub(ctx->accepted, 1);
+    log_limited(&max_connections_rate, LOG_WARN,
+                "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
+                ctx->max_connections);
+    return false;
+}
+
+static void notify_if_finished(struct server *s)
+{
+    if (server_is_finished(s) && s->on_finished)
+        s->on_finished(s, s->on_finished_data);
+}
+
+/* One of its connections has ended (connection_lost has returned). */
+static void connection_lost(void *data)
+{
+    struct server *s = data;
+    s->connections--;
+    atomic_fetch_sub(s->ctx->accepted, 1);
+    notify_if_finished(s);
 }
 
 /* Serve one accepted socket, or close it at once over --max-connections. */
 static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
 {
-    struct host *h = s->host;
-    bool refuse = host_refuse_connection(h);
-    struct conn *c = conn_new(&h->loop, &h->conns, &protocol_events, protocol_conn_size);
+    struct loop_context *ctx = s->ctx;
+    bool admitted = admit(ctx);
+    struct conn *c = conn_new(ctx->loop, ctx->conns, &protocol_events, protocol_conn_size);
     if (!c) {
-        if (!refuse)
-            host_connection_ended(h);
+        if (admitted)
+            atomic_fetch_sub(ctx->accepted, 1);
         close(fd);
         log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
         return;
     }
-    protocol_attach(c, h->L, refuse ? NULL : s);
+    protocol_attach(c, ctx->L, admitted ? &s->owner : NULL); /* counted from here on */
+    if (admitted)
+        s->connections++;
     int rc = conn_open(c, fd, peer);
-    if (rc != 0 || refuse) {
+    if (rc != 0 || !admitted) {
         if (rc != 0) {
             close(fd);
             log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
@@ -91,7 +155,7 @@ static void pause_accepting(struct server *s, int err)
     log_limited(&descriptors_rate, LOG_WARN,
                 "out of file descriptors (%s) with %zu connection(s) open: not accepting for %d ms "
                 "(raise ulimit -n, or lower --max-connections)",
-                strerror(err), s->host->conns.count, ACCEPT_RETRY_MS);
+                strerror(err), s->ctx->conns->count, ACCEPT_RETRY_MS);
 }
 
 /* The listening socket is readable: accept a batch, then let others run. */
@@ -108,7 +172,7 @@ static void on_acceptable(uv_poll_t *poll, int status, int events)
         socklen_t peer_len = sizeof peer;
         int fd = accept4(s->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            if (!s->hand_off || !s->hand_off(s, fd))
+            if (!s->hand_off || !s->hand_off(s, fd, s->hand_off_data))
                 accept_one(s, fd, (struct sockaddr *)&peer);
         } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             pause_accepting(s, errno);
@@ -146,7 +210,7 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport)
     int rc = open_listener(addr, reuseport, &s->fd);
     if (rc != 0)
         return rc;
-    uv_poll_init_socket(&s->host->loop, &s->poll, s->fd);
+    uv_poll_init_socket(s->ctx->loop, &s->poll, s->fd);
     s->poll.data = s;
     s->polling = true;
     rc = uv_poll_start(&s->poll, UV_READABLE, on_acceptable);
@@ -224,26 +288,22 @@ void server_close(struct server *s)
     bool was_open = !s->closed;
     s->closed = true;
     if (was_open && s->on_close)
-        s->on_close(s);
+        s->on_close(s, s->on_close_data);
     stop_listening(s);
-    if (server_is_finished(s))
-        server_object_notify_finished(s->host->L, s);
+    notify_if_finished(s);
 }
 
-void server_connection_added(struct server *s)
+void server_close_all(struct server_list *list)
 {
-    s->connections++;
+    for (struct server *s = list->head; s; s = s->next)
+        server_close(s);
 }
 
-void server_connection_removed(struct server *s)
+void server_free_all(struct server_list *list)
 {
-    s->connections--;
-    host_connection_ended(s->host);
-    if (server_is_finished(s))
-        server_object_notify_finished(s->host->L, s);
-}
-
-void server_free(struct server *s)
-{
-    free(s);
+    while (list->head) {
+        struct server *next = list->head->next;
+        free(list->head);
+        list->head = next;
+    }
 }

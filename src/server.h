@@ -10,9 +10,14 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "context.h"
 #include "protocol.h"
 
-struct host;
+/* The servers of one loop (the context points at it), so shutdown reaches
+ * them all. */
+struct server_list {
+    struct server *head;
+};
 
 struct server {
     int fd;              /* the listening socket, -1 when none */
@@ -20,23 +25,37 @@ struct server {
                             descriptors is seen, logged and waited out */
     uv_timer_t retry;    /* accepting paused until it fires */
     bool polling;
-    struct host *host;
+    struct loop_context *ctx;
     struct protocol_class protocol;
-    int object_ref;      /* the Lua server object, LUA_NOREF until first asked for */
+    struct protocol_owner owner; /* what its connections are attached with */
     size_t connections;  /* open connections it accepted */
-    int waiters_ref;     /* functions to call once closed and idle, LUA_NOREF: none */
-    void (*on_close)(struct server *s); /* told once, when it stops accepting (workers) */
+    /* Hooks given from above, through the setters below: */
+    void (*on_close)(struct server *s, void *data); /* once, when it stops accepting */
     void *on_close_data;
-    /* Workers without SO_REUSEPORT: the one listener may hand an accepted
-     * socket to another worker; returns false to serve it here. */
-    bool (*hand_off)(struct server *s, int fd);
+    void (*on_finished)(struct server *s, void *data); /* closed and idle (wait_closed) */
+    void *on_finished_data;
+    bool (*hand_off)(struct server *s, int fd, void *data); /* see server_set_hand_off */
+    void *hand_off_data;
     bool closed;
-    struct server *next; /* the host's list */
+    struct server *next; /* in ctx->servers */
 };
 
-/* A server for the Protocol table on top of the stack, owned by the host
- * until host_destroy(). [-1, +0, e] */
-struct server *server_new(struct host *h, lua_State *L);
+/* A server for the Protocol table on top of the stack, in ctx's list until
+ * server_free_all(). Its Lua object comes from server_object_new(). [-1, +0, e] */
+struct server *server_new(struct loop_context *ctx, lua_State *L);
+/* Set the registry reference of its Lua object (server_object.c's), which
+ * its connections report as get_extra_info("server"). */
+void server_set_object(struct server *s, int ref);
+/* Serve new connections with 'cls' from now on (a hot swap), one
+ * generation after the class it replaces, which is released. */
+void server_set_protocol(struct server *s, const struct protocol_class *cls);
+/* Call fn(s, data) once, when it stops accepting (workers close all theirs). */
+void server_set_on_close(struct server *s, void (*fn)(struct server *s, void *data), void *data);
+/* Call fn(s, data) whenever it is closed and its last connection is gone. */
+void server_set_on_finished(struct server *s, void (*fn)(struct server *s, void *data), void *data);
+/* Workers without SO_REUSEPORT: the one listener may hand an accepted socket
+ * to another worker; fn returns false to serve it here. */
+void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, void *data), void *data);
 /* Bind and listen. With 'reuseport', other sockets (other workers') may
  * listen on the same address and the kernel spreads connections among them.
  * Returns 0 or a libuv error. */
@@ -57,9 +76,9 @@ int server_check_free(const union addr *addr);
 /* Closed, and its last connection gone: what wait_closed() waits for. */
 bool server_is_finished(const struct server *s);
 
-void server_connection_added(struct server *s);
-void server_connection_removed(struct server *s);
-/* Free it (closed already): only from host_destroy(), after lua_close(). */
-void server_free(struct server *s);
+/* Close every server of the list (shutdown). */
+void server_close_all(struct server_list *list);
+/* Free them all (closed already): only at teardown, after lua_close(). */
+void server_free_all(struct server_list *list);
 
 #endif

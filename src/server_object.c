@@ -11,13 +11,14 @@
 #include <string.h>
 
 #include "addr.h"
-#include "host.h"
+#include "context.h"
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
 
 struct server_box {
     struct server *server;
+    int waiters_ref; /* functions to call once closed and idle, LUA_NOREF: none */
 };
 
 static struct server *check_server(lua_State *L)
@@ -69,18 +70,18 @@ static int server_object_tostring(lua_State *L)
 
 int server_object_on_finished(lua_State *L)
 {
-    struct server *s = check_server(L);
+    struct server_box *box = luaL_checkudata(L, 1, SERVER_METATABLE);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (server_is_finished(s)) {
+    if (server_is_finished(box->server)) {
         lua_settop(L, 2);
         lua_call(L, 0, 0);
         return 0;
     }
-    if (s->waiters_ref == LUA_NOREF) {
+    if (box->waiters_ref == LUA_NOREF) {
         lua_newtable(L);
-        s->waiters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        box->waiters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->waiters_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->waiters_ref);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     return 0;
@@ -89,10 +90,10 @@ int server_object_on_finished(lua_State *L)
 /* Call and forget every waiter (they wake tasks; they do not fail). */
 static int notify_waiters(lua_State *L)
 {
-    struct server *s = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->waiters_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, s->waiters_ref);
-    s->waiters_ref = LUA_NOREF;
+    struct server_box *box = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, box->waiters_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, box->waiters_ref);
+    box->waiters_ref = LUA_NOREF;
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
@@ -101,12 +102,14 @@ static int notify_waiters(lua_State *L)
     return 0;
 }
 
-void server_object_notify_finished(lua_State *L, struct server *s)
+/* The server is closed and idle: wake what waits for it (server.c's hook). */
+static void on_finished(struct server *s, void *data)
 {
-    if (s->waiters_ref == LUA_NOREF)
+    struct server_box *box = data;
+    if (box->waiters_ref == LUA_NOREF)
         return;
     struct runtime_error err;
-    if (runtime_call(L, notify_waiters, s, &err) != 0) {
+    if (runtime_call(s->ctx->L, notify_waiters, box, &err) != 0) {
         log_error("wait_closed failed: %s", err.traceback);
         runtime_error_free(&err);
     }
@@ -129,17 +132,19 @@ void server_object_register(lua_State *L)
     lua_pop(L, 1);
 }
 
-void server_object_push(lua_State *L, struct server *s)
+void server_object_new(lua_State *L, struct server *s)
 {
-    if (s->object_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->object_ref);
-        return;
-    }
     struct server_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->server = s;
+    *box = (struct server_box){.server = s, .waiters_ref = LUA_NOREF};
     luaL_setmetatable(L, SERVER_METATABLE);
-    lua_pushvalue(L, -1);
-    s->object_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    server_set_object(s, luaL_ref(L, LUA_REGISTRYINDEX)); /* kept for the server's life */
+    server_set_on_finished(s, on_finished, box);
+}
+
+/* Push the Lua object of s. [-0, +1, -] */
+static void push_object(lua_State *L, struct server *s)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->owner.server_ref);
 }
 
 /* A listen waiting for its name lookup; holds the Protocol and the callback. */
@@ -165,7 +170,8 @@ static int listen_and_deliver(lua_State *L)
         return 0;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, job->protocol_ref);
-    struct server *s = server_new(runtime_host(L), L);
+    struct server *s = server_new(runtime_context(L), L);
+    server_object_new(L, s);
     int rc = server_listen(s, job->addr, false);
     if (rc != 0) {
         char text[ADDR_STRLEN];
@@ -173,7 +179,7 @@ static int listen_and_deliver(lua_State *L)
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s: %s", addr_format(job->addr, text, sizeof text), uv_strerror(rc));
     } else {
-        server_object_push(L, s);
+        push_object(L, s);
         lua_pushnil(L);
     }
     lua_call(L, 2, 0);
@@ -214,11 +220,11 @@ int server_object_listen(lua_State *L)
         return luaL_error(L, "out of memory for a server");
     }
     memcpy(job->host_name, host, host_len + 1);
-    job->L = runtime_host(L)->L; /* the main thread: never a coroutine kept for later */
+    job->L = runtime_context(L)->L; /* the main thread: never a coroutine kept for later */
     job->port = (int)port;
     job->callback_ref = callback_ref;
     job->protocol_ref = protocol_ref;
-    int rc = addr_resolve(&runtime_host(L)->loop, host, (int)port, on_listen_resolved, job);
+    int rc = addr_resolve(runtime_context(L)->loop, host, (int)port, on_listen_resolved, job);
     if (rc != 0)
         on_listen_resolved(job, rc, NULL);
     return 0;

@@ -12,14 +12,13 @@ struct server;
 
 /* Create the metatable once per state. [-0, +0, e] */
 void server_object_register(lua_State *L);
-/* Push the one Lua object of server s, creating it on first use. [-0, +1, e] */
-void server_object_push(lua_State *L, struct server *s);
+/* Make the one Lua object of server s, right after server_new(): its
+ * connections report it as get_extra_info("server"). [-0, +0, e] */
+void server_object_new(lua_State *L, struct server *s);
 
 /* core.on_server_finished(server, fn): call fn() once the server is closed
  * and its last connection gone (at once if it already is). [-2, +0, e] */
 int server_object_on_finished(lua_State *L);
-/* Call and forget the functions waiting for s to finish. [-0, +0, -] */
-void server_object_notify_finished(lua_State *L, struct server *s);
 
 /* core.listen(host, port, Protocol, callback): resolve host without blocking,
  * bind and listen, then callback(server) or callback(nil, message). [-4, +0, e] */

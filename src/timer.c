@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "host.h"
+#include "context.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -82,7 +82,7 @@ int timer_start(lua_State *L)
     double seconds = luaL_checknumber(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, isfinite(seconds) && seconds >= 0 && seconds < 1e9, 1, "seconds must be a number >= 0");
-    struct host *h = runtime_host(L);
+    struct loop_context *ctx = runtime_context(L);
     struct timer_box *box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = (struct timer_box){0};
     luaL_setmetatable(L, TIMER_METATABLE);
@@ -97,9 +97,9 @@ int timer_start(lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, box_ref);
         return luaL_error(L, "out of memory for a timer");
     }
-    uv_timer_init(&h->loop, &t->handle);
+    uv_timer_init(ctx->loop, &t->handle);
     t->handle.data = t;
-    t->L = h->L; /* the main thread: never a coroutine kept for later */
+    t->L = ctx->L; /* the main thread: never a coroutine kept for later */
     t->box = box;
     t->fn_ref = fn_ref;
     t->box_ref = box_ref;
@@ -108,9 +108,9 @@ int timer_start(lua_State *L)
         open_timers->prev = t;
     open_timers = t;
     box->timer = t;
-    uv_update_time(&h->loop); /* count from now, not from the start of this loop turn */
+    uv_update_time(ctx->loop); /* count from now, not from the start of this loop turn */
     uv_timer_start(&t->handle, on_fire, (uint64_t)ceil(seconds * 1000), 0);
-    if (h->shutting_down)
+    if (ctx->shutting_down)
         uv_unref((uv_handle_t *)&t->handle);
     return 1;
 }

@@ -12,9 +12,8 @@
 
 #include "addr.h"
 #include "conn.h"
-#include "host.h"
-#include "protocol.h"
-#include "server_object.h"
+#include "context.h"
+#include "runtime.h"
 
 /* Strings written while their connection is corked: kept alive here until
  * transport_uncork() has sent them (conn.c holds only pointers). */
@@ -164,15 +163,15 @@ static int transport_get_extra_info(lua_State *L)
     if (c && strcmp(name, "sockname") == 0 && !conn_is_closing(c) && conn_sockname(c, &a) == 0)
         return push_address(L, &a);
     if (c && strcmp(name, "worker") == 0) {
-        lua_pushinteger(L, ((struct host *)conn_loop(c)->data)->worker_id);
+        lua_pushinteger(L, runtime_context(L)->worker_id);
         return 1;
     }
-    if (c && strcmp(name, "generation") == 0) {
-        lua_pushinteger(L, protocol_generation(c));
+    if (t->info && strcmp(name, "generation") == 0) {
+        lua_pushinteger(L, t->info->generation);
         return 1;
     }
-    if (c && strcmp(name, "server") == 0 && protocol_server(c)) {
-        server_object_push(L, protocol_server(c));
+    if (t->info && strcmp(name, "server") == 0 && t->info->server_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->info->server_ref);
         return 1;
     }
     return 1;
@@ -293,10 +292,11 @@ void transport_register(lua_State *L)
     lua_pop(L, 1);
 }
 
-struct transport *transport_new(lua_State *L, struct conn *c)
+struct transport *transport_new(lua_State *L, struct conn *c, const struct transport_info *info)
 {
     struct transport *t = lua_newuserdatauv(L, sizeof *t, 0);
     t->conn = c;
+    t->info = info;
     t->peer = *conn_peer(c);
     luaL_setmetatable(L, TRANSPORT_METATABLE);
     return t;

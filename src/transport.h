@@ -12,10 +12,19 @@ struct conn;
 
 #define TRANSPORT_METATABLE "luaecho.transport"
 
+/* What get_extra_info() answers beyond addresses: kept up to date by the
+ * protocol layer above, which owns it, and read here. */
+struct transport_info {
+    int generation; /* of the script serving the connection (hot swap) */
+    int server_ref; /* the Lua server object that accepted it; LUA_NOREF: none */
+};
+
 /* The box Lua holds. 'conn' is cleared when the connection is freed, so a
- * transport kept in a Lua table afterwards is harmless. */
+ * transport kept in a Lua table afterwards is harmless; 'info' too, once
+ * connection_lost has returned. */
 struct transport {
     struct conn *conn;
+    const struct transport_info *info;
     union addr peer; /* kept: connection_lost and later code may still ask */
 };
 
@@ -24,7 +33,7 @@ void transport_register(lua_State *L);
 /* Send what c's callback wrote while corked (conn_cork), and let go of the
  * strings kept alive for it. Allocates nothing. [-0, +0, -] */
 void transport_uncork(lua_State *L, struct conn *c);
-/* Push a new transport for c. [-0, +1, e] */
-struct transport *transport_new(lua_State *L, struct conn *c);
+/* Push a new transport for c, answering get_extra_info() from 'info'. [-0, +1, e] */
+struct transport *transport_new(lua_State *L, struct conn *c, const struct transport_info *info);
 
 #endif

@@ -30,6 +30,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "server.h"
+#include "server_object.h"
 
 enum command {
     CMD_CLOSE_SERVER = 1,
@@ -115,7 +116,8 @@ static int load_server(lua_State *L)
     runtime_add_script_dir(L, args->dir);
     runtime_refuse_exit(L);
     runtime_load_handler(L, args->path);
-    args->server = server_new(args->host, L);
+    args->server = server_new(&args->host->ctx, L);
+    server_object_new(L, args->server);
     return 0;
 }
 
@@ -151,7 +153,7 @@ static void commit_reload(struct worker *w)
     size_t open = 0, upgraded = 0;
     bool has_upgrade = w->pending.has_upgrade;
     if (w->pending.ready)
-        reload_commit(&w->host, w->server, &w->pending, &open, &upgraded);
+        reload_commit(w->server, &w->pending, &open, &upgraded);
     reply(w->group, true, NULL, open, upgraded, has_upgrade);
 }
 
@@ -177,9 +179,10 @@ static void adopt_handed(struct worker *w)
 
 /* Worker 1's listener without SO_REUSEPORT: pass every Nth socket on, in
  * turn, to a running worker. False: serve it here. */
-static bool hand_off(struct server *s, int fd)
+static bool hand_off(struct server *s, int fd, void *data)
 {
-    struct worker *self = s->on_close_data;
+    (void)s;
+    struct worker *self = data;
     struct workers *g = self->group;
     struct worker *to = &g->list[g->next_worker++ % (unsigned)g->count];
     if (to == self)
@@ -215,7 +218,7 @@ static void on_wakeup(uv_async_t *handle)
     unsigned commands = w->commands;
     w->commands = 0;
     uv_mutex_unlock(&w->group->lock);
-    if ((commands & CMD_SHUTDOWN) && !w->host.shutting_down)
+    if ((commands & CMD_SHUTDOWN) && !w->host.ctx.shutting_down)
         host_shutdown(&w->host, "another worker failed to start");
     if (commands & CMD_CLOSE_SERVER)
         server_close(w->server);
@@ -247,9 +250,10 @@ static int command_all(struct workers *g, unsigned command, const struct worker 
 }
 
 /* A server closed in one worker (by a script, or on shutdown) closes in all. */
-static void on_server_closed(struct server *s)
+static void on_server_closed(struct server *s, void *data)
 {
-    struct worker *w = s->on_close_data;
+    (void)s;
+    struct worker *w = data;
     uv_unref((uv_handle_t *)&w->wakeup); /* it kept a socketless worker's loop alive */
     if (!atomic_exchange(&w->group->server_closed, true))
         command_all(w->group, CMD_CLOSE_SERVER, w);
@@ -259,12 +263,10 @@ static void on_server_closed(struct server *s)
 static int worker_start(struct worker *w)
 {
     struct workers *g = w->group;
-    if (host_init(&w->host, g->lua_dir, &g->limits) != 0)
+    if (host_init(&w->host, g->lua_dir, &g->limits, w->id, &g->accepted) != 0)
         return EXIT_FAILURE_RUNTIME;
     w->host_ready = true;
-    w->host.worker_id = w->id;
     w->host.last_to_exit = false; /* the coordinator's signal handles outlive it */
-    w->host.accepted = &g->accepted;
     uv_async_init(&w->host.loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_unref((uv_handle_t *)&w->wakeup);
@@ -289,10 +291,9 @@ static int worker_start(struct worker *w)
         log_error("cannot listen on %s: %s", addr_format(&g->addr, text, sizeof text), uv_strerror(rc));
         return EXIT_FAILURE_RUNTIME;
     }
-    w->server->on_close = on_server_closed;
-    w->server->on_close_data = w;
+    server_set_on_close(w->server, on_server_closed, w);
     if (g->hand_off && w->id == 1)
-        w->server->hand_off = hand_off;
+        server_set_hand_off(w->server, hand_off, w);
     if (w->id == 1)
         server_sockname(w->server, &g->addr); /* the real port, for the others */
     return EXIT_OK;
