@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "context.h"
+#include "failure.h"
 #include "log.h"
 #include "protocol.h"
 #include "runtime.h"
@@ -48,10 +49,8 @@ static int deliver(lua_State *L)
 static void finish(struct connect_job *job)
 {
     struct runtime_error err;
-    if (runtime_call(job->L, deliver, job, &err) != 0) {
-        log_error("connect callback failed: %s", err.traceback);
-        runtime_error_free(&err);
-    }
+    if (runtime_call(job->L, deliver, job, &err) != 0)
+        failure_report(&err, &(struct failure){.callback = "connect callback"});
     protocol_class_release(job->L, &job->protocol);
     luaL_unref(job->L, LUA_REGISTRYINDEX, job->callback_ref);
     free(job);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "log_window.h"
 #include "module.h"
 #include "runtime.h"
 #include "server.h"
@@ -45,6 +46,21 @@ static void on_idle_sweep(uv_timer_t *timer)
 {
     struct host *h = timer->data;
     conn_list_expire_idle(&h->conns, h->limits.idle_timeout_ms, &idle_rate);
+}
+
+static void on_log_summaries(uv_timer_t *timer)
+{
+    (void)timer;
+    log_window_flush(false);
+}
+
+/* Repeated failures are summed up when their window ends, even if nothing
+ * new comes: checked every second. */
+static void start_log_summaries(struct host *h)
+{
+    uv_timer_init(&h->loop, &h->log_summaries);
+    uv_timer_start(&h->log_summaries, on_log_summaries, 1000, 1000);
+    uv_unref((uv_handle_t *)&h->log_summaries);
 }
 
 static void start_idle_sweep(struct host *h)
@@ -110,6 +126,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
     start_signal(h, &h->sigint, SIGINT);
     start_signal(h, &h->sigterm, SIGTERM);
     start_idle_sweep(h);
+    start_log_summaries(h);
     return 0;
 }
 
@@ -168,6 +185,7 @@ void host_destroy(struct host *h)
         host_ignore_exit_signals();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
+    close_handle((uv_handle_t *)&h->log_summaries);
     timer_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);
@@ -175,4 +193,6 @@ void host_destroy(struct host *h)
         log_debug("the event loop still had open handles at exit");
     runtime_close(h->L);
     server_free_all(&h->servers);
+    if (h->last_to_exit)
+        log_window_flush(true);
 }

@@ -36,6 +36,7 @@ struct host {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
+    uv_timer_t log_summaries;    /* writes the counts of repeated failures (log_window.h) */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
     bool last_to_exit;           /* its teardown ends the process (not a worker's) */
 };

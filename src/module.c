@@ -10,6 +10,7 @@
 #include "client.h"
 #include "context.h"
 #include "exit_guard.h"
+#include "failure.h"
 #include "log.h"
 #include "runtime.h"
 #include "server_object.h"
@@ -17,16 +18,15 @@
 #include "transport.h"
 
 /* core.log(level, message): a host log line, at "error", "warn", "info" or
- * "debug". Errors (a failing streams handler or task) are rate-limited like
- * the host's own: at most one line a second. */
+ * "debug". Errors (a failing streams handler or task) follow the host's
+ * error policy (failure.c). */
 static int core_log(lua_State *L)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
-    static struct log_rate error_rate;
     int level = luaL_checkoption(L, 1, NULL, levels);
     const char *message = luaL_checkstring(L, 2);
     if (level == LOG_ERROR)
-        log_limited(&error_rate, LOG_ERROR, "%s", message);
+        failure_log_lua(message);
     else
         log_msg((enum log_level)level, "%s", message);
     return 0;

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <stdbool.h>
 
+#include "failure.h"
 #include "log.h"
 #include "runtime.h"
 #include "transport.h"
@@ -106,10 +107,9 @@ bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
     struct upgrade_args args = {.conn = c, .cls = cls};
     struct runtime_error err;
     if (runtime_call(b->L, call_upgrade, &args, &err) != 0) {
-        char peer[ADDR_STRLEN];
-        runtime_log_error(&err, "upgrade failed for %s, which keeps generation %d: %s",
-                          addr_format(conn_peer(c), peer, sizeof peer), b->info.generation, err.traceback);
-        runtime_error_free(&err);
+        char note[64];
+        snprintf(note, sizeof note, ", which keeps generation %d", b->info.generation);
+        failure_report(&err, &(struct failure){.callback = "upgrade", .conn = c, .keep = true, .note = note});
         return false;
     }
     if (args.upgraded)
@@ -153,14 +153,6 @@ static int call_method(lua_State *L)
     return 0;
 }
 
-/* Log a failed method with its peer and traceback; abort the connection. */
-static void fail(struct conn *c, const char *what, struct runtime_error *err)
-{
-    char peer[ADDR_STRLEN];
-    runtime_log_error(err, "%s failed for %s: %s", what, addr_format(conn_peer(c), peer, sizeof peer), err->traceback);
-    conn_abort(c, err->message);
-    runtime_error_free(err);
-}
 
 /* Call one method of c's instance; its result as a boolean. */
 static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t len)
@@ -171,7 +163,7 @@ static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t
     struct call call = {.conn = c, .event = event, .bytes = bytes, .len = len};
     struct runtime_error err;
     if (runtime_call(b->L, call_method, &call, &err) != 0) {
-        fail(c, method_names[event], &err);
+        failure_report(&err, &(struct failure){.callback = method_names[event], .conn = c});
         return false;
     }
     return call.result;
@@ -215,7 +207,7 @@ void protocol_connection_made(struct conn *c, const struct protocol_class *cls)
     struct made_args args = {.conn = c, .cls = cls};
     struct runtime_error err;
     if (runtime_call(b->L, make_instance, &args, &err) != 0) {
-        fail(c, "creating the protocol instance", &err);
+        failure_report(&err, &(struct failure){.callback = "creating the protocol instance", .conn = c});
         return;
     }
     dispatch(c, EV_MADE, NULL, 0);

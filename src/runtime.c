@@ -8,7 +8,6 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,20 +172,6 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
         take_error(L, status, err);
     lua_settop(L, base);
     return status == LUA_OK ? 0 : -1;
-}
-
-void runtime_log_error(const struct runtime_error *err, const char *fmt, ...)
-{
-    static struct log_rate script_rate, timeout_rate, memory_rate;
-    struct log_rate *rate = err->kind == RUNTIME_ERROR_TIMEOUT  ? &timeout_rate
-                            : err->kind == RUNTIME_ERROR_MEMORY ? &memory_rate
-                                                                : &script_rate;
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    log_limited(rate, LOG_ERROR, "%s", line);
 }
 
 void runtime_error_free(struct runtime_error *err)

@@ -36,10 +36,7 @@ struct loop_context *runtime_context(lua_State *L);
  * runtime_error_free). The stack is as it was. [-0, +0, -] */
 int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error *err);
 void runtime_error_free(struct runtime_error *err);
-/* Log a failed call at most once a second per kind of failure (script
- * error, --script-timeout, --lua-memory), process-wide: a script failing on
- * every connection must not flood the log. */
-void runtime_log_error(const struct runtime_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What a failure leads to is failure.c's to decide. */
 
 /* Load a handler script and run it in a fresh environment. On success push
  * the Protocol table it returned (a streams function is wrapped into one by

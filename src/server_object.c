@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "context.h"
+#include "failure.h"
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
@@ -109,10 +110,8 @@ static void on_finished(struct server *s, void *data)
     if (box->waiters_ref == LUA_NOREF)
         return;
     struct runtime_error err;
-    if (runtime_call(s->ctx->L, notify_waiters, box, &err) != 0) {
-        log_error("wait_closed failed: %s", err.traceback);
-        runtime_error_free(&err);
-    }
+    if (runtime_call(s->ctx->L, notify_waiters, box, &err) != 0)
+        failure_report(&err, &(struct failure){.callback = "wait_closed"});
 }
 
 static const luaL_Reg server_methods[] = {
@@ -192,10 +191,8 @@ static void on_listen_resolved(void *data, int status, const union addr *addr)
     job->status = status;
     job->addr = addr;
     struct runtime_error err;
-    if (runtime_call(job->L, listen_and_deliver, job, &err) != 0) {
-        log_error("listen callback failed: %s", err.traceback);
-        runtime_error_free(&err);
-    }
+    if (runtime_call(job->L, listen_and_deliver, job, &err) != 0)
+        failure_report(&err, &(struct failure){.callback = "listen callback"});
     luaL_unref(job->L, LUA_REGISTRYINDEX, job->protocol_ref);
     luaL_unref(job->L, LUA_REGISTRYINDEX, job->callback_ref);
     free(job);

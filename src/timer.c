@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "context.h"
+#include "failure.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -70,10 +71,8 @@ static void on_fire(uv_timer_t *handle)
 {
     struct timer *t = handle->data;
     struct runtime_error err;
-    if (runtime_call(t->L, call_function, t, &err) != 0) {
-        runtime_log_error(&err, "timer callback failed: %s", err.traceback);
-        runtime_error_free(&err);
-    }
+    if (runtime_call(t->L, call_function, t, &err) != 0)
+        failure_report(&err, &(struct failure){.callback = "timer callback"});
     close_timer(t);
 }
 

@@ -27,6 +27,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "log_window.h"
 #include "reload.h"
 #include "runtime.h"
 #include "server.h"
@@ -573,6 +574,7 @@ static void group_destroy(struct workers *g)
     }
     reload_trigger_close(&g->trigger);
     host_ignore_exit_signals();
+    log_window_flush(true); /* every worker has ended: the counts still open */
     uv_run(&g->loop, UV_RUN_DEFAULT);
     uv_loop_close(&g->loop);
     uv_cond_destroy(&g->started);

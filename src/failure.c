@@ -1,0 +1,78 @@
+/*
+ * failure.c - the error policy: one log line per kind of failure (with
+ * its traceback), a count of the repeats, and the connection aborted.
+ */
+#include "failure.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+#include "log_window.h"
+
+static const char *const kind_names[] = {
+    [RUNTIME_ERROR_SCRIPT] = "error",
+    [RUNTIME_ERROR_TIMEOUT] = "timeout",
+    [RUNTIME_ERROR_MEMORY] = "memory",
+};
+
+/* The script's "file.lua:LINE" in 'message' (the first one), or "". Peers
+ * ("127.0.0.1:5000:") are not places: a place names a .lua file. */
+static void place_of(const char *message, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (const char *p = strstr(message, ".lua:"); p; p = strstr(p + 1, ".lua:")) {
+        const char *digits = p + 5, *end = digits;
+        while (isdigit((unsigned char)*end))
+            end++;
+        if (end == digits || *end != ':')
+            continue;
+        const char *start = p;
+        while (start > message && !isspace((unsigned char)start[-1]) && start[-1] != '\'')
+            start--;
+        snprintf(out, size, "%.*s", (int)(end - start), start);
+        return;
+    }
+}
+
+/* Where a failure came from, for its key: the script's file:line, or for
+ * an error without one, the start of its message (digits dropped: ports
+ * and counts differ between repeats of one failure). */
+static void origin_of(const char *message, char *out, size_t size)
+{
+    place_of(message, out, size);
+    if (out[0] != '\0')
+        return;
+    size_t n = 0;
+    for (const char *p = message; *p && *p != '\n' && n + 1 < size && n < 60; p++) {
+        if (!isdigit((unsigned char)*p))
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+void failure_report(struct runtime_error *err, const struct failure *where)
+{
+    char peer[ADDR_STRLEN] = "", place[160], key[200], line[8192];
+    if (where->conn)
+        addr_format(conn_peer(where->conn), peer, sizeof peer);
+    origin_of(err->message, place, sizeof place);
+    snprintf(key, sizeof key, "%s|%s|%s", kind_names[err->kind], where->callback, place);
+    snprintf(line, sizeof line, "%s failed%s%s%s: %s", where->callback, where->conn ? " for " : "", peer,
+             where->note ? where->note : "", err->traceback);
+    log_window(key, LOG_ERROR, line);
+    if (where->conn && !where->keep)
+        conn_abort(where->conn, err->message);
+    runtime_error_free(err);
+}
+
+void failure_log_lua(const char *message)
+{
+    char place[160], key[200];
+    origin_of(message, place, sizeof place);
+    const char *peer = strstr(message, " for "); /* "stream handler failed for PEER: ..." */
+    size_t what = peer ? (size_t)(peer - message) : strcspn(message, ":\n");
+    snprintf(key, sizeof key, "lua|%.*s|%s", (int)(what < 60 ? what : 60), message, place);
+    log_window(key, LOG_ERROR, message);
+}

@@ -1,0 +1,113 @@
+/*
+ * log_window.c - one line, then a count, per kind of repeated failure.
+ * A small table of open windows under one mutex: failures are rare next to
+ * traffic, and a flood of one kind touches one entry. When the table is
+ * full, the oldest window is summed up early to make room.
+ */
+#include "log_window.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define WINDOWS 64
+#define KEY_MAX 200
+#define FIRST_LINE_MAX 300
+
+struct window {
+    bool open;
+    enum log_level level;
+    uint64_t started_ms;
+    unsigned repeats;
+    char key[KEY_MAX];
+    char first_line[FIRST_LINE_MAX]; /* what the summary repeats */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct window windows[WINDOWS];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Close w, writing how many repeats it held back, if any. Under lock. */
+static void close_window(struct window *w, uint64_t now)
+{
+    if (w->repeats > 0)
+        log_msg(w->level, "%s (and %u more like it in the last %g s)", w->first_line, w->repeats,
+                (double)((now - w->started_ms + 500) / 1000));
+    w->open = false;
+}
+
+/* The open window for 'key', or NULL. Under lock. */
+static struct window *find(const char *key)
+{
+    for (int i = 0; i < WINDOWS; i++) {
+        if (windows[i].open && strcmp(windows[i].key, key) == 0)
+            return &windows[i];
+    }
+    return NULL;
+}
+
+/* A free entry, summing up the oldest window when none is. Under lock. */
+static struct window *claim(uint64_t now)
+{
+    struct window *oldest = &windows[0];
+    for (int i = 0; i < WINDOWS; i++) {
+        if (!windows[i].open)
+            return &windows[i];
+        if (windows[i].started_ms < oldest->started_ms)
+            oldest = &windows[i];
+    }
+    close_window(oldest, now);
+    return oldest;
+}
+
+static void copy_first_line(char *out, const char *message)
+{
+    size_t len = strcspn(message, "\n");
+    if (len >= FIRST_LINE_MAX)
+        len = FIRST_LINE_MAX - 1;
+    memcpy(out, message, len);
+    out[len] = '\0';
+}
+
+void log_window(const char *key, enum log_level level, const char *message)
+{
+    if (!log_enabled(level))
+        return;
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&lock);
+    struct window *w = find(key);
+    if (w && now - w->started_ms >= LOG_WINDOW_MS) {
+        close_window(w, now);
+        w = NULL;
+    }
+    if (w) {
+        w->repeats++;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    w = claim(now);
+    *w = (struct window){.open = true, .level = level, .started_ms = now};
+    snprintf(w->key, sizeof w->key, "%s", key);
+    copy_first_line(w->first_line, message);
+    log_msg(level, "%s", message); /* under the lock: its summary cannot come first */
+    pthread_mutex_unlock(&lock);
+}
+
+void log_window_flush(bool all)
+{
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < WINDOWS; i++) {
+        if (windows[i].open && (all || now - windows[i].started_ms >= LOG_WINDOW_MS))
+            close_window(&windows[i], now);
+    }
+    pthread_mutex_unlock(&lock);
+}
