@@ -12,6 +12,11 @@
 -- luaecho.loader, the host's own loader), the host's default limits come
 -- from luaecho.defaults, and a failing callback is logged, aborts its
 -- connection and reaches connection_lost(err), as in the host.
+-- An error luaecho would log (a failed callback, streams handler, task,
+-- timer or program) also fails the spec, with its traceback, the next
+-- time the spec talks to the fake (send, output, advance, run...). A spec
+-- that provokes errors on purpose says so first: testing.expect_errors();
+-- conn:errors() and testing.logs() then show them.
 -- This file is the public face; the fake host lives in luaecho.testing.*
 -- (world, args, report, clock, conn, transport, server, core, scripts,
 -- peer, runner), which never require this file.
@@ -161,8 +166,17 @@ function M.verbose(on)
   report.verbose = on ~= false
 end
 
+--- This spec provokes errors on purpose: until testing.reset(), an error
+-- luaecho logs (a failed callback, streams handler, task, timer or
+-- program) is only recorded, for conn:errors() and testing.logs(), and no
+-- longer fails the spec. Call it before the code that fails.
+function M.expect_errors()
+  W.expect_errors = true
+  W.unexpected = {}
+end
+
 --- Start afresh: clock at 0, no timers, servers, connections, logs or
--- printed lines; package.path as before any
+-- printed lines, errors unexpected again; package.path as before any
 -- script was loaded. Call it before each spec: before_each(testing.reset).
 function M.reset()
   scripts.remove_dirs()

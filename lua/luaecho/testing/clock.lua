@@ -1,7 +1,8 @@
 --- luaecho.testing's loop: work posted for a later loop turn, timers on a
 -- virtual clock (in milliseconds), and settle(), which runs what is due
 -- now. Every function the spec calls settles before and after it acts, so
--- the spec always sees the fake host at rest.
+-- the spec always sees the fake host at rest; settle() then raises the
+-- first error the spec does not expect (see luaecho.testing.report).
 -- Relies on luaecho.testing.world and .report.
 -- @usage
 --   local clock = require "luaecho.testing.clock"
@@ -132,13 +133,15 @@ end
 
 local settling = false
 
---- Run what is due now. Does nothing when called from inside a settle.
+--- Run what is due now, then raise the first error the spec does not
+-- expect. Does nothing when called from inside a settle.
 function M.settle()
   if settling then return end
   settling = true
   local ok, err = xpcall(run_due, internal)
   settling = false
   if not ok then error(err, 0) end
+  report.raise_unexpected()
 end
 
 --- Move the clock on to virtual millisecond 'target', firing what falls

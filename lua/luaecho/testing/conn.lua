@@ -70,10 +70,10 @@ end
 -- Returns the result's truth.
 local function invoke(C, name, ...)
   local inst = C.instance
-  local f = inst[name]
-  if f == nil then return false end
+  local method = inst[name]
+  if method == nil then return false end
   C.events[#C.events + 1] = name
-  return f(inst, ...) and true or false
+  return method(inst, ...) and true or false
 end
 
 -- A protocol call failed: logged with the peer and the traceback, and the

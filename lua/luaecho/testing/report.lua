@@ -2,6 +2,9 @@
 -- log lines, charged to whoever runs (a connection, a server, a program);
 -- its prints; its errors, worded as the host's message handler words them.
 -- call_as() is the one way the fake runs handler code.
+-- An error-level line also waits in W.unexpected until the spec next
+-- talks to the fake (luaecho.testing.clock's settle raises it), unless
+-- the spec said testing.expect_errors().
 -- Relies on luaecho.testing.world.
 -- @usage
 --   local report = require "luaecho.testing.report"
@@ -10,8 +13,9 @@
 local world = require "luaecho.testing.world"
 local concat, pack, unpack = table.concat, table.pack, table.unpack
 local format, sub, find, gmatch = string.format, string.sub, string.find, string.gmatch
-local traceback, getmetatable_raw = debug.traceback, debug.getmetatable
-local pcall, xpcall, select, tostring, type, rawset, rawget = pcall, xpcall, select, tostring, type, rawset, rawget
+local traceback, getmetatable_raw, getinfo = debug.traceback, debug.getmetatable, debug.getinfo
+local error, pcall, xpcall, select, tostring, type, rawset, rawget =
+  error, pcall, xpcall, select, tostring, type, rawset, rawget
 local io, G = io, _G
 
 local W = world.W
@@ -36,6 +40,7 @@ function M.log(owner, level, msg)
   world.record(owner, "logs", { level = level, message = msg })
   if level == "error" then
     world.record(owner, "errors", headline(msg))
+    if not W.expect_errors then W.unexpected[#W.unexpected + 1] = msg end
   end
   if M.verbose then io.stderr:write(M.LOG_PREFIX[level], msg, "\n") end
 end
@@ -55,6 +60,42 @@ function M.log_limited(owner, kind, level, msg)
   if rate.held > 0 then msg = format("%s (%d more like this since the last such line)", msg, rate.held) end
   rate.last, rate.held = W.now, 0
   M.log(owner, level, msg)
+end
+
+local UNEXPECTED = "luaecho.testing: an error the spec does not expect (testing.expect_errors() "
+  .. "declares them):\n"
+
+-- The level, as error() in raise_unexpected takes it, of the spec's own
+-- call into the fake: the first Lua function outside luaecho.testing.
+local function spec_level()
+  local level = 3
+  while true do
+    local info = getinfo(level, "S")
+    if info == nil then return 0 end
+    if info.what ~= "C" and not find(info.source, "luaecho/testing[/.]") then return level - 1 end
+    level = level + 1
+  end
+end
+
+-- The message of a logged error, its traceback cut where the fake host's
+-- own frames begin: what is left is the handler's part (the whole of it
+-- stays in testing.logs()).
+local function handler_part(msg)
+  local i = find(msg, "\n[^\n]*luaecho/testing/[^\n]*", 1)
+  if i == nil then return msg end
+  local head = sub(msg, 1, i - 1):gsub("\n\t%[C%]: in function 'xpcall'$", "")
+  return head .. "\n\t(luaecho.testing's frames: see testing.logs())"
+end
+
+--- Raise the first error logged since the spec last talked to the fake,
+-- with its traceback, unless the spec expects errors; the message says
+-- where the spec was. Raised once.
+function M.raise_unexpected()
+  local first, n = W.unexpected[1], #W.unexpected
+  if first == nil then return end
+  W.unexpected = {}
+  local more = n > 1 and format("\n(and %d more error(s) after it: see testing.logs())", n - 1) or ""
+  error(UNEXPECTED .. handler_part(first) .. more, spec_level())
 end
 
 -- print() while handler code runs: each line goes to whoever runs.

@@ -31,6 +31,8 @@ local function fresh()
     owner = nil,            -- whose code runs now: a connection, server or program record
     shutting_down = false,
     added_paths = {},       -- package.path prefixes the scripts' directories added
+    expect_errors = false,  -- testing.expect_errors(): logged errors do not fail the spec
+    unexpected = {},        -- errors logged since the spec last heard of them
   }
 end
 
