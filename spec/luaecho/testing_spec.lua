@@ -473,6 +473,57 @@ describe("luaecho.testing #unit", function()
     end)
   end)
 
+  describe("what it takes from the host", function()
+    local defaults = require "luaecho.defaults"
+
+    it("takes the default limits from luaecho.defaults", function()
+      local conn = testing.connect({})
+      assert.are.same({ defaults.high_water // 4, defaults.high_water },
+        { conn:transport():get_write_buffer_limits() })
+      local seen = {}
+      conn = testing.connect(recorder(seen))
+      conn:send(("x"):rep(defaults.read_chunk + 1), defaults.read_chunk + 100)
+      assert.are.same({ defaults.read_chunk, 1 }, { #seen[2] - #"data_received ", #seen[3] - #"data_received " })
+    end)
+
+    it("loads handler scripts through luaecho.loader, the host's loader", function()
+      local loader = require "luaecho.loader"
+      local load_file = loader.load_file
+      local asked
+      loader.load_file = function(path)
+        asked = path
+        return load_file(path)
+      end
+      local ok, err = pcall(testing.load, "examples/plain_echo.lua")
+      loader.load_file = load_file
+      assert.is_true(ok, err)
+      assert.matches("lua/examples/plain_echo%.lua$", asked)
+    end)
+
+    it("is in parts that never require the public face, nor each other in a circle", function()
+      local dir = package.searchpath("luaecho.testing.world", package.path):match("^(.*)/world%.lua$")
+      local needs = {}
+      for _, part in ipairs({ "world", "args", "report", "clock", "conn", "transport", "server", "scripts", "core",
+        "peer", "runner" }) do
+        local text = assert(io.open(dir .. "/" .. part .. ".lua")):read("a"):gsub("\n%-%-[^\n]*", "")
+        needs[part] = {}
+        for name in text:gmatch('require "luaecho%.testing%.?([%w_]*)"') do
+          assert.are_not.equal("", name, part .. ".lua requires the public face")
+          needs[part][#needs[part] + 1] = name
+        end
+      end
+      local state = {}
+      local function visit(part, path)
+        assert.are_not.equal("visiting", state[part], "a require circle: " .. path)
+        if state[part] == "done" then return end
+        state[part] = "visiting"
+        for _, name in ipairs(needs[part]) do visit(name, path .. " -> " .. name) end
+        state[part] = "done"
+      end
+      for part in pairs(needs) do visit(part, part) end
+    end)
+  end)
+
   describe("reset", function()
     it("starts afresh: clock, timers, servers, logs and peer ports", function()
       luaecho.call_later(1, function() error("must not fire") end)

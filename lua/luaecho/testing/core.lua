@@ -81,11 +81,18 @@ local function check_address_args(fname, host, port, protocol, callback, min_por
   return host, port
 end
 
+-- The address 'host' stands for, or nil and the host's message.
+local function resolve(host, port)
+  local addr = server.resolve(host)
+  if addr == nil then return nil, format("cannot resolve %s port %d: unknown node or service", host, port) end
+  return addr
+end
+
 -- Connect a client end running 'Protocol' to the server listening at
 -- addr:port. Returns the client end, or nil and why.
 local function connect_pair(owner, host, port, Protocol)
-  local addr = server.resolve(host)
-  if addr == nil then return nil, format("cannot resolve %s port %d: unknown node or service", host, port) end
+  local addr, why = resolve(host, port)
+  if addr == nil then return nil, why end
   local S = server.listener(addr, port)
   if S == nil or W.shutting_down then
     return nil, format("cannot connect to %s port %d: connection refused", host, port)
@@ -112,8 +119,8 @@ end
 
 -- Listen at host:port for core.listen: the server object, or nil and why.
 local function listen(owner, host, port, Protocol)
-  local addr = server.resolve(host)
-  if addr == nil then return nil, format("cannot resolve %s port %d: unknown node or service", host, port) end
+  local addr, why = resolve(host, port)
+  if addr == nil then return nil, why end
   local S, err = server.new(Protocol, addr, port, {}, owner, nil)
   return S and S.object, err
 end
