@@ -488,13 +488,9 @@ end
 local Stream = {}
 Stream.__index = Stream
 
--- "host:port" of the peer, "[v6]:port" for IPv6, for log lines.
-local function peer_name(transport)
-  local host, port = transport:get_extra_info("peername")
-  if host == nil then return "unknown peer" end
-  if find(host, ":", 1, true) then host = "[" .. host .. "]" end
-  return host .. ":" .. tostring(port)
-end
+-- "host:port" of the peer, "[v6]:port" for IPv6, for log lines: the
+-- formatter luaecho.testing's fake host uses too.
+local peer_name = require("luaecho.address").peer
 
 -- Did the peer end the connection under the handler? A read raised
 -- ConnectionLost, or a write found the transport closed by the host (a

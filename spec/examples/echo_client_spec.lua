@@ -57,6 +57,7 @@ describe("examples/echo_client.lua #unit", function()
   end)
 
   it("fails with a ConnectionError when nothing listens, as an uncaught exception", function()
+    testing.expect_errors()
     local client = testing.run(SCRIPT)
     assert.are.equal("failed", client:status())
     assert.are.equal("ConnectionError: cannot connect to localhost port 2222: connection refused", client:error())

@@ -53,6 +53,7 @@ describe("examples/stream_server.lua #unit", function()
   end)
 
   it("fails when its port is taken", function()
+    testing.expect_errors()
     testing.serve(function() end, { port = 2222 })
     local server = testing.run(SCRIPT)
     assert.are.equal("failed", server:status())

@@ -782,6 +782,7 @@ describe("luaecho.testing's fake transport #unit", function()
   end)
 
   it("logs a failing callback with the peer, aborts, and passes the error to connection_lost", function()
+    testing.expect_errors()
     local lost
     local conn = testing.connect({
       data_received = function() error("bad input", 0) end,

@@ -186,6 +186,7 @@ describe("luaecho.testing #unit", function()
     end)
 
     it("records a failed callback as the host logs it, and passes the message to connection_lost", function()
+      testing.expect_errors()
       local lost
       local conn = testing.connect({
         data_received = function() error("no thanks") end,
@@ -285,6 +286,7 @@ describe("luaecho.testing #unit", function()
     end)
 
     it("logs a failing timer callback and fires the others", function()
+      testing.expect_errors()
       local fired = false
       luaecho.call_later(1, function() error("tick failed") end)
       luaecho.call_later(1, function() fired = true end)
@@ -410,11 +412,115 @@ describe("luaecho.testing #unit", function()
     end)
 
     it("reports a program that fails as luaecho run does, and shuts down", function()
+      testing.expect_errors()
       local server = testing.serve({})
       local program = testing.run(function() error(errors.new("ServerError", "no luck")) end)
       assert.are.same({ "failed", "ServerError: no luck" }, { program:status(), (program:error()) })
       assert.is_true(errors.is(select(2, program:error()), "ServerError"))
       assert.is_false(server:serving())
+    end)
+  end)
+
+  describe("an error the spec does not expect", function()
+    -- Call fn(...) and return the error it raises (failing if it returns).
+    local function raised(fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok, "expected an error")
+      return err
+    end
+
+    it("fails the spec's next call into the fake with the error and its traceback", function()
+      local conn = testing.connect({ data_received = function() error("boom") end })
+      local err = raised(conn.send, conn, "x")
+      assert.matches("^spec/luaecho/testing_spec%.lua:%d+: luaecho%.testing: an error the spec does not expect "
+        .. "%(testing%.expect_errors%(%) declares them%):\ndata_received failed for 127%.0%.0%.1:50000: "
+        .. "spec/luaecho/testing_spec%.lua:%d+: boom\nstack traceback:\n", err)
+      local line = err:match("testing_spec%.lua:(%d+): boom")
+      assert.matches("\n\tspec/luaecho/testing_spec.lua:" .. line .. ": in ", err, 1, true) -- the handler's frame
+    end)
+
+    it("raises it once, and conn:errors() still lists it", function()
+      local conn = testing.connect({ data_received = function() error("boom", 0) end })
+      raised(conn.send, conn, "x")
+      assert.are.same({ "data_received failed for 127.0.0.1:50000: boom" }, conn:errors())
+    end)
+
+    it("fails the spec for a streams handler, a timer or a program as well", function()
+      local conn = testing.connect(function(reader) error("handler broke on " .. reader:readline(), 0) end)
+      assert.matches("stream handler failed for 127.0.0.1:50000: handler broke on hi\n\nstack traceback:",
+        raised(conn.send, conn, "hi\n"), 1, true)
+      luaecho.call_later(1, function() error("tick failed", 0) end)
+      assert.matches("timer callback failed: tick failed\nstack traceback:", raised(testing.advance, 1), 1, true)
+      assert.matches("not today\nstack traceback:", raised(testing.run, function() error("not today", 0) end),
+        1, true)
+    end)
+
+    it("fails the spec when the error came from the spec's own call on the transport", function()
+      local conn = testing.connect({ pause_writing = function() error("no pause", 0) end }, { hold_output = true })
+      conn:transport():set_write_buffer_limits(1)
+      conn:transport():write("xy")                    -- pause_writing runs, and fails, here
+      assert.matches("pause_writing failed for 127.0.0.1:50000: no pause", raised(conn.output, conn), 1, true)
+    end)
+
+    it("only records errors the spec expects, until the next reset", function()
+      testing.expect_errors()
+      local conn = testing.connect({ data_received = function() error("boom", 0) end })
+      conn:send("x")
+      assert.are.same({ true, { "data_received failed for 127.0.0.1:50000: boom" } }, { conn:aborted(), conn:errors() })
+      testing.reset()
+      conn = testing.connect({ data_received = function() error("boom", 0) end })
+      raised(conn.send, conn, "x")
+    end)
+  end)
+
+  describe("what it takes from the host", function()
+    local defaults = require "luaecho.defaults"
+
+    it("takes the default limits from luaecho.defaults", function()
+      local conn = testing.connect({})
+      assert.are.same({ defaults.high_water // 4, defaults.high_water },
+        { conn:transport():get_write_buffer_limits() })
+      local seen = {}
+      conn = testing.connect(recorder(seen))
+      conn:send(("x"):rep(defaults.read_chunk + 1), defaults.read_chunk + 100)
+      assert.are.same({ defaults.read_chunk, 1 }, { #seen[2] - #"data_received ", #seen[3] - #"data_received " })
+    end)
+
+    it("loads handler scripts through luaecho.loader, the host's loader", function()
+      local loader = require "luaecho.loader"
+      local load_file = loader.load_file
+      local asked
+      loader.load_file = function(path)
+        asked = path
+        return load_file(path)
+      end
+      local ok, err = pcall(testing.load, "examples/plain_echo.lua")
+      loader.load_file = load_file
+      assert.is_true(ok, err)
+      assert.matches("lua/examples/plain_echo%.lua$", asked)
+    end)
+
+    it("is in parts that never require the public face, nor each other in a circle", function()
+      local dir = package.searchpath("luaecho.testing.world", package.path):match("^(.*)/world%.lua$")
+      local needs = {}
+      for _, part in ipairs({ "world", "args", "report", "clock", "conn", "transport", "server", "scripts", "core",
+        "peer", "runner" }) do
+        local text = assert(io.open(dir .. "/" .. part .. ".lua")):read("a"):gsub("\n%-%-[^\n]*", "")
+        needs[part] = {}
+        for name in text:gmatch('require "luaecho%.testing%.?([%w_]*)"') do
+          assert.are_not.equal("", name, part .. ".lua requires the public face")
+          needs[part][#needs[part] + 1] = name
+        end
+      end
+      local state = {}
+      local function visit(part, path)
+        assert.are_not.equal("visiting", state[part], "a require circle: " .. path)
+        if state[part] == "done" then return end
+        state[part] = "visiting"
+        for _, name in ipairs(needs[part]) do visit(name, path .. " -> " .. name) end
+        state[part] = "done"
+      end
+      for part in pairs(needs) do visit(part, part) end
     end)
   end)
 

@@ -79,7 +79,12 @@ function Harness:refused()
 end
 
 describe("the transport contract, on luaecho.testing's fake host #unit", function()
-  before_each(testing.reset)
+  -- The cases check the log themselves, as they must against the real
+  -- binary: an error a case provokes is the case's business.
+  before_each(function()
+    testing.reset()
+    testing.expect_errors()
+  end)
 
   for _, c in ipairs(cases) do
     it(c.name, function()
