@@ -18,7 +18,8 @@ describe("failed callbacks in the log #integration", function()
     local second = client.connect(proc.host, proc.port)
     assert.are.equal("hello\n", second:receive_exactly(6))
     second:close()
-    proc:wait_output("stderr", "connection_lost failed for 127%.0%.0%.1:%d+: [^\n]*two_faults%.lua:%d+: connection_lost fails")
+    proc:wait_output("stderr",
+      "connection_lost failed for 127%.0%.0%.1:%d+: [^\n]*two_faults%.lua:%d+: connection_lost fails")
     assert.matches("connection_made failed for 127%.0%.0%.1:%d+: [^\n]*two_faults%.lua:%d+: connection_made fails",
       proc:stderr())
   end)
@@ -38,8 +39,8 @@ describe("failed callbacks in the log #integration", function()
     assert.are.equal(1, proc:count("stderr", "^luaecho: error: data_received failed"))
     proc:signal("sigterm")
     assert.are.equal(0, (proc:wait_exit(5)))
-    assert.matches("luaecho: error: data_received failed for 127%.0%.0%.1:%d+: [^\n]*boom%.lua:%d+: boom seen in 4 bytes "
-      .. "%(and 29 more like it in the last %d+ s%)\n", proc:stderr())
+    assert.matches("luaecho: error: data_received failed for 127%.0%.0%.1:%d+: [^\n]*boom%.lua:%d+: "
+      .. "boom seen in 4 bytes %(and 29 more like it in the last %d+ s%)\n", proc:stderr())
   end)
 
   it("counts the rest when the 10 s window ends, with nothing new coming #soak", function()
