@@ -12,6 +12,7 @@
  */
 #include "conn.h"
 
+#include <assert.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,10 +114,24 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
     return c;
 }
 
-/* The single road to uv_close(). */
+/* The rules of the state machine, asserted (debug builds) at the end of
+ * every public call and callback, as libuv's stream.c does. */
+static void check_state(const struct conn *c)
+{
+    (void)c;
+    assert(!c->reading || (c->started && c->want_reading && !c->closing && !c->eof_received));
+    assert(!c->deferred || !c->reading);
+    assert(!uv_is_closing((const uv_handle_t *)&c->tcp) || c->closing);
+    assert(!c->shutdown_req || c->eof_written || c->closing);
+    assert(!c->pause_due || c->writing_paused);
+    assert(cork.conn != c || (cork.n <= CORK_BUFS && cork.copied <= CORK_COPY_AREA));
+}
+
+/* The single road to uv_close() (which stops reading too). */
 static void close_handle(struct conn *c)
 {
     c->closing = true;
+    c->reading = false;
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -135,6 +150,7 @@ static void forget_deferred(struct conn *c)
 static void on_close(uv_handle_t *handle)
 {
     struct conn *c = handle->data;
+    assert(c->closing && !c->reading && !c->shutdown_req);
     if (c->deferred)
         forget_deferred(c);
     if (c->prev)
@@ -159,6 +175,7 @@ void conn_abort(struct conn *c, const char *error)
     if (error && !c->error && !uv_is_closing((uv_handle_t *)&c->tcp))
         c->error = strdup(error);
     close_handle(c);
+    check_state(c);
 }
 
 int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
@@ -251,6 +268,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     } else if (nread < 0) {
         conn_abort(c, uv_strerror((int)nread));
     }
+    check_state(c);
 }
 
 static void start_reading(struct conn *c)
@@ -276,18 +294,21 @@ void conn_start(struct conn *c)
 {
     c->started = true;
     start_reading(c);
+    check_state(c);
 }
 
 void conn_pause_reading(struct conn *c)
 {
     c->want_reading = false;
     stop_reading(c);
+    check_state(c);
 }
 
 void conn_resume_reading(struct conn *c)
 {
     c->want_reading = true;
     start_reading(c);
+    check_state(c);
 }
 
 bool conn_is_reading(const struct conn *c)
@@ -354,6 +375,7 @@ void conn_set_write_limits(struct conn *c, size_t high, size_t low)
     c->low_water = low > UINT32_MAX ? UINT32_MAX : (uint32_t)low;
     check_high_water(c);
     report_pause(c);
+    check_state(c);
 }
 
 void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low)
@@ -374,6 +396,7 @@ static void after_write(uv_write_t *req, int status)
     }
     c->last_active = (uint32_t)uv_now(c->tcp.loop);
     check_low_water(c);
+    check_state(c);
 }
 
 /* For scripts that ignore pause_writing(): past the list's cap, give up. */
@@ -510,6 +533,7 @@ int conn_write(struct conn *c, const char *base, size_t len)
     else
         write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
     report_pause(c);
+    check_state(c);
     return 0;
 }
 
@@ -559,6 +583,7 @@ int conn_write_eof(struct conn *c)
     if (!start_shutdown(c))
         conn_abort(c, "cannot half-close the connection");
     report_pause(c);
+    check_state(c);
     return 0;
 }
 
@@ -575,6 +600,7 @@ void conn_close(struct conn *c)
     /* Flush first: the shutdown completes after the last queued write. */
     if (!start_shutdown(c))
         close_handle(c);
+    check_state(c);
 }
 
 const union addr *conn_peer(const struct conn *c)

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +170,9 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
     }
     watchdog_running = previous;
     if (status != LUA_OK)
-        take_error(L, status, err);
-    lua_settop(L, base);
+        take_error(L, status, err); /* pops the error */
+    lua_pop(L, 1);                  /* the message handler */
+    assert(lua_gettop(L) == base);  /* checked in debug builds, never hidden by a settop */
     return status == LUA_OK ? 0 : -1;
 }
 
