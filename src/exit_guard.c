@@ -5,8 +5,10 @@
  * deadline through an async handle. The thread is never joined: it ends
  * with the process.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "exit_guard.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,13 +23,17 @@ static uv_timer_t deadline;
 static uv_async_t wakeup;
 static uv_thread_t thread;
 static uint64_t shutdown_timeout_ms;
-static int signals_seen; /* the guard's thread only */
 static bool started;
 
-/* The armed deadline (uv_hrtime, ns; 0: none) and why, under 'lock'. */
+/* Under 'lock': the armed deadline (uv_hrtime, ns; 0: none) and why; the
+ * signals seen, and who they are relayed to. */
 static uv_mutex_t lock;
 static uint64_t due_ns;
 static char why[200];
+static int signals_seen;
+static const char *last_signal;
+static exit_guard_relay relay;
+static void *relay_data;
 
 /* Arm the deadline 'ms' from now, unless an earlier one is armed. */
 static void arm(uint64_t ms, const char *reason)
@@ -69,12 +75,36 @@ static void on_wakeup(uv_async_t *handle)
     start_timer();
 }
 
+/* Count the signal and pass it on. Returns the count. */
+static int relay_signal(const char *name)
+{
+    uv_mutex_lock(&lock);
+    int count = ++signals_seen;
+    last_signal = name;
+    if (relay)
+        relay(name, count, relay_data);
+    uv_mutex_unlock(&lock);
+    return count;
+}
+
+void exit_guard_listen(exit_guard_relay fn, void *data)
+{
+    if (!started)
+        return;
+    uv_mutex_lock(&lock);
+    relay = fn;
+    relay_data = data;
+    if (fn && signals_seen > 0)
+        fn(last_signal, signals_seen, data);
+    uv_mutex_unlock(&lock);
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
     (void)handle;
     const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
     char reason[160];
-    if (++signals_seen == 1) {
+    if (relay_signal(name) == 1) {
         snprintf(reason, sizeof reason, "still running %g s after %s (--shutdown-timeout %g s, then %g s to finish)",
                  (double)(shutdown_timeout_ms + EXIT_GUARD_GRACE_MS) / 1000, name, (double)shutdown_timeout_ms / 1000,
                  (double)EXIT_GUARD_GRACE_MS / 1000);
@@ -92,6 +122,7 @@ static void on_signal(uv_signal_t *handle, int signum)
 static void run(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "exit-guard");
     uv_run(&loop, UV_RUN_DEFAULT);
 }
 

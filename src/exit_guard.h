@@ -9,7 +9,12 @@
  * its own listens for SIGINT and SIGTERM beside the serving loops: the first
  * allows --shutdown-timeout plus a grace period, a second one the grace
  * period alone. Past that, it logs what was stuck and ends the process with
- * status 1. The serving loops still do the shutdown itself.
+ * status 1.
+ *
+ * It is also the one receiver of SIGINT and SIGTERM: started first, it
+ * relays every signal to the loop that shuts down (the coordinator of the
+ * workers, or the host of `luaecho run`), so none is lost, even one that
+ * comes before that loop is ready. The loops still do the shutdown itself.
  */
 #ifndef LUAECHO_EXIT_GUARD_H
 #define LUAECHO_EXIT_GUARD_H
@@ -23,6 +28,12 @@
 /* Start the guard (once per process), before any loop handles signals.
  * Returns 0, or -1 after logging why. */
 int exit_guard_start(uint64_t shutdown_timeout_ms);
+/* Call relay(name, count, data) for every SIGINT/SIGTERM ("SIGINT", 1 for
+ * the first, 2 and on for the next), from the guard's thread: relay only
+ * wakes a loop (uv_async_send). Signals that came before are relayed at
+ * once, from the caller's thread. One listener; NULL stops relaying. */
+typedef void (*exit_guard_relay)(const char *name, int count, void *data);
+void exit_guard_listen(exit_guard_relay relay, void *data);
 /* A shutdown began without a signal ('what' began it, for the log line):
  * the same deadline as after a first signal. Any thread. */
 void exit_guard_shutdown_begun(const char *what);

@@ -12,30 +12,48 @@
 #include <string.h>
 
 #include "log.h"
+#include "exit_guard.h"
 #include "log_window.h"
 #include "module.h"
 #include "runtime.h"
 #include "server.h"
 #include "timer.h"
 
-static void on_signal(uv_signal_t *handle, int signum)
+void host_signal(struct host *h, const char *name, int count)
 {
-    struct host *h = handle->data;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
-    if (!h->ctx.shutting_down) {
+    if (count == 1 && !h->ctx.shutting_down) {
         host_shutdown(h, name);
         return;
     }
+    if (count == 1)
+        return;
     log_warn("%s again: aborting %zu open connection(s) now", name, h->conns.count);
     conn_list_abort_all(&h->conns, "aborted: server shutting down");
 }
 
-static void start_signal(struct host *h, uv_signal_t *sig, int signum)
+/* The guard's relay (its thread): note the signal, wake our loop. */
+static void relay_signal(const char *name, int count, void *data)
 {
-    uv_signal_init(&h->loop, sig);
-    sig->data = h;
-    uv_signal_start(sig, on_signal, signum);
-    uv_unref((uv_handle_t *)sig);
+    struct host *h = data;
+    atomic_store(&h->signal_name, name);
+    atomic_store(&h->signal_count, count);
+    uv_async_send(&h->signals);
+}
+
+static void on_signals(uv_async_t *handle)
+{
+    struct host *h = handle->data;
+    int count = atomic_load(&h->signal_count);
+    for (; h->signals_handled < count; h->signals_handled++)
+        host_signal(h, atomic_load(&h->signal_name), h->signals_handled + 1);
+}
+
+void host_listen_for_signals(struct host *h)
+{
+    uv_async_init(&h->loop, &h->signals, on_signals);
+    h->signals.data = h;
+    uv_unref((uv_handle_t *)&h->signals);
+    exit_guard_listen(relay_signal, h);
 }
 
 /* Process-wide: at most one line a second, whichever worker logs. */
@@ -46,21 +64,6 @@ static void on_idle_sweep(uv_timer_t *timer)
 {
     struct host *h = timer->data;
     conn_list_expire_idle(&h->conns, h->limits.idle_timeout_ms, &idle_rate);
-}
-
-static void on_log_summaries(uv_timer_t *timer)
-{
-    (void)timer;
-    log_window_flush(false);
-}
-
-/* Repeated failures are summed up when their window ends, even if nothing
- * new comes: checked every second. */
-static void start_log_summaries(struct host *h)
-{
-    uv_timer_init(&h->loop, &h->log_summaries);
-    uv_timer_start(&h->log_summaries, on_log_summaries, 1000, 1000);
-    uv_unref((uv_handle_t *)&h->log_summaries);
 }
 
 static void start_idle_sweep(struct host *h)
@@ -123,10 +126,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
     open_libuv_reserve(h);
     uv_timer_init(&h->loop, &h->shutdown_timer);
     h->shutdown_timer.data = h;
-    start_signal(h, &h->sigint, SIGINT);
-    start_signal(h, &h->sigterm, SIGTERM);
     start_idle_sweep(h);
-    start_log_summaries(h);
     return 0;
 }
 
@@ -179,13 +179,14 @@ void host_destroy(struct host *h)
 {
     server_close_all(&h->servers);
     conn_list_abort_all(&h->conns, "aborted: server stopped");
-    close_handle((uv_handle_t *)&h->sigint);
-    close_handle((uv_handle_t *)&h->sigterm);
+    if (h->signals.loop) {
+        exit_guard_listen(NULL, NULL);
+        close_handle((uv_handle_t *)&h->signals);
+    }
     if (h->last_to_exit)
         host_ignore_exit_signals();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
-    close_handle((uv_handle_t *)&h->log_summaries);
     timer_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);

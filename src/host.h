@@ -33,10 +33,12 @@ struct host {
     struct conn_list conns;
     struct server_list servers;
     struct limits limits;
-    uv_signal_t sigint, sigterm;
+    uv_async_t signals;          /* SIGINT/SIGTERM relayed by the exit guard (luaecho run) */
+    const char *_Atomic signal_name;
+    _Atomic int signal_count;    /* relayed so far */
+    int signals_handled;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
-    uv_timer_t log_summaries;    /* writes the counts of repeated failures (log_window.h) */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
     bool last_to_exit;           /* its teardown ends the process (not a worker's) */
 };
@@ -47,6 +49,13 @@ struct host {
  * Returns 0, or -1 after logging why. */
 int host_init(struct host *h, const char *lua_dir, const struct limits *limits, int worker_id,
               atomic_size_t *accepted);
+/* Shut down on the first SIGINT/SIGTERM (relayed by the exit guard, which
+ * hears them all, from process start), abort every connection on the
+ * next. For the host that owns the process (luaecho run); the workers'
+ * hosts hear them from their coordinator through host_signal(). */
+void host_listen_for_signals(struct host *h);
+/* The 'count'th signal 'name' reached this host. */
+void host_signal(struct host *h, const char *name, int count);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

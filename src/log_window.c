@@ -2,8 +2,11 @@
  * log_window.c - one line, then a count, per kind of repeated failure.
  * A small table of open windows under one mutex: failures are rare next to
  * traffic, and a flood of one kind touches one entry. When the table is
- * full, the oldest window is summed up early to make room.
+ * full, the oldest window is summed up early to make room. A thread of its
+ * own, started at the first repeat, writes each summary when its window
+ * ends and otherwise sleeps: no loop wakes up for it.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "log_window.h"
 
 #include <pthread.h>
@@ -27,6 +30,9 @@ struct window {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct window windows[WINDOWS];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_cond_t repeated; /* a window got its first repeat */
+static bool summarizing;        /* the thread runs */
 
 static uint64_t now_ms(void)
 {
@@ -68,6 +74,8 @@ static struct window *claim(uint64_t now)
     return oldest;
 }
 
+static void summarize_later(void);
+
 static void copy_first_line(char *out, const char *message)
 {
     size_t len = strcspn(message, "\n");
@@ -89,7 +97,8 @@ void log_window(const char *key, enum log_level level, const char *message)
         w = NULL;
     }
     if (w) {
-        w->repeats++;
+        if (w->repeats++ == 0)
+            summarize_later();
         pthread_mutex_unlock(&lock);
         return;
     }
@@ -101,13 +110,69 @@ void log_window(const char *key, enum log_level level, const char *message)
     pthread_mutex_unlock(&lock);
 }
 
+/* Close the windows that have ended (all of them with 'all'); returns when
+ * the next one with repeats ends (0: none). Under lock. */
+static uint64_t close_ended(bool all, uint64_t now)
+{
+    uint64_t next = 0;
+    for (int i = 0; i < WINDOWS; i++) {
+        struct window *w = &windows[i];
+        if (!w->open)
+            continue;
+        uint64_t end = w->started_ms + LOG_WINDOW_MS;
+        if (all || now >= end)
+            close_window(w, now);
+        else if (w->repeats > 0 && (next == 0 || end < next))
+            next = end;
+    }
+    return next;
+}
+
 void log_window_flush(bool all)
 {
-    uint64_t now = now_ms();
     pthread_mutex_lock(&lock);
-    for (int i = 0; i < WINDOWS; i++) {
-        if (windows[i].open && (all || now - windows[i].started_ms >= LOG_WINDOW_MS))
-            close_window(&windows[i], now);
-    }
+    close_ended(all, now_ms());
     pthread_mutex_unlock(&lock);
+}
+
+/* The summarizing thread: sleep until the next window with repeats ends. */
+static void *summarize(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "log-window");
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        uint64_t next = close_ended(false, now_ms());
+        if (next == 0) {
+            pthread_cond_wait(&repeated, &lock);
+            continue;
+        }
+        struct timespec at = {.tv_sec = (time_t)(next / 1000), .tv_nsec = (long)(next % 1000) * 1000000};
+        pthread_cond_timedwait(&repeated, &lock, &at);
+    }
+    return NULL;
+}
+
+static void init_once(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the clock now_ms() reads */
+    pthread_cond_init(&repeated, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* A window has repeats to sum up: make sure the thread will. Under lock. */
+static void summarize_later(void)
+{
+    pthread_once(&once, init_once);
+    if (!summarizing) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        summarizing = pthread_create(&thread, &attr, summarize, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_cond_signal(&repeated);
 }

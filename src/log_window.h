@@ -23,7 +23,7 @@
 /* Log 'message' (may span lines) under 'key', or count it. */
 void log_window(const char *key, enum log_level level, const char *message);
 /* Write the summary line of every window that has ended (or all of them,
- * with 'all', at exit). The loops call it every second. */
+ * with 'all': at exit). Its own thread does it when a window ends. */
 void log_window_flush(bool all);
 
 #endif

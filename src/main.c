@@ -147,6 +147,7 @@ static int run(const struct cli_options *o, const char *lua_dir)
     struct limits limits = limits_from(o);
     if (host_init(&h, lua_dir, &limits, 1, NULL) != 0)
         return EXIT_FAILURE_RUNTIME;
+    host_listen_for_signals(&h);
     struct run_args args = {.path = script, .argc = o->script_argc, .argv = o->script_argv};
     struct runtime_error err;
     int rc = EXIT_OK;

@@ -51,6 +51,7 @@ void protocol_class_init(lua_State *L, struct protocol_class *cls)
     cls->meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     cls->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     cls->generation = 1;
+    cls->checked = false;
 }
 
 void protocol_class_release(lua_State *L, struct protocol_class *cls)
@@ -173,13 +174,39 @@ static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t
  * and the transport, and keep both referenced. */
 struct made_args {
     struct conn *conn;
-    const struct protocol_class *cls;
+    struct protocol_class *cls;
 };
+
+/* Does the instance on top answer any Protocol method? [-0, +0, e] */
+static bool answers_any_method(lua_State *L)
+{
+    for (size_t i = 0; i < sizeof method_names / sizeof *method_names; i++) {
+        bool found = lua_getfield(L, -1, method_names[i]) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* A Protocol whose instances answer no method serves nothing, silently:
+ * say so once per class (its first instance), with the usual cause. */
+static void check_first_instance(lua_State *L, struct protocol_class *cls)
+{
+    if (cls->checked)
+        return;
+    cls->checked = true;
+    if (!answers_any_method(L))
+        log_warn("a protocol instance answers none of the Protocol's methods (connection_made, data_received, "
+                 "eof_received, pause_writing, resume_writing, connection_lost), so no callback runs for its "
+                 "connections: if Protocol.new() builds the instance, give it the Protocol as its metatable, "
+                 "e.g. return setmetatable({}, {__index = Protocol}) (said once per load of the script)");
+}
 
 static int make_instance(lua_State *L)
 {
     struct made_args *args = lua_touserdata(L, 1);
-    const struct protocol_class *cls = args->cls;
+    struct protocol_class *cls = args->cls;
     struct binding *b = conn_data(args->conn);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cls->table_ref);
     if (lua_getfield(L, -1, "new") != LUA_TNIL) {
@@ -191,6 +218,7 @@ static int make_instance(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, cls->meta_ref);
         lua_setmetatable(L, -2);
     }
+    check_first_instance(L, cls);
     /* The instance is kept last: once it is, connection_lost is due, so
      * nothing after it may raise (out of memory). */
     struct transport *transport = transport_new(L, args->conn, &b->info);
@@ -201,7 +229,7 @@ static int make_instance(lua_State *L)
     return 0;
 }
 
-void protocol_connection_made(struct conn *c, const struct protocol_class *cls)
+void protocol_connection_made(struct conn *c, struct protocol_class *cls)
 {
     struct binding *b = conn_data(c);
     struct made_args args = {.conn = c, .cls = cls};

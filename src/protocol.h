@@ -25,6 +25,7 @@ struct protocol_class {
     int table_ref;
     int meta_ref;
     int generation; /* which load of the script it came from (hot swap) */
+    bool checked;   /* its first instance was checked for answering any method */
 };
 
 /* Make a class of the Protocol table on top of the stack. [-1, +0, e] */
@@ -41,7 +42,7 @@ extern const size_t protocol_conn_size;
 void protocol_attach(struct conn *c, lua_State *L, const struct protocol_owner *owner);
 /* The connection is up: create the instance, call connection_made(transport),
  * then start reading (unless the instance paused reading or closed). */
-void protocol_connection_made(struct conn *c, const struct protocol_class *cls);
+void protocol_connection_made(struct conn *c, struct protocol_class *cls);
 /* Push c's transport and protocol instance (nil, nil once gone). [-0, +2, -] */
 void protocol_push(lua_State *L, struct conn *c);
 /* The owner c was attached with, or NULL. */

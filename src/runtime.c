@@ -156,7 +156,7 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
     lua_State *previous = watchdog_running;
     watchdog_running = L;
     if (ls->depth++ == 0 && ls->timeout_ns)
-        atomic_store(&ls->watchdog.deadline_ns, uv_hrtime() + ls->timeout_ns);
+        watchdog_call_started(&ls->watchdog, uv_hrtime() + ls->timeout_ns);
     int base = lua_gettop(L);
     lua_pushcfunction(L, msghandler); /* light C functions: */
     lua_pushcfunction(L, fn);         /* pushing them cannot fail */
@@ -164,7 +164,7 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
     int status = lua_pcall(L, 1, 0, base + 1);
     if (--ls->depth == 0) {
         if (ls->timeout_ns)
-            atomic_store(&ls->watchdog.deadline_ns, 0);
+            watchdog_call_ended(&ls->watchdog);
         if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0); /* armed, and the call is over */
     }

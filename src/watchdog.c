@@ -7,6 +7,7 @@
  * from a signal handler. SIGURG is ignored by default, so a stray one is
  * harmless; SA_RESTART keeps system calls from failing with EINTR.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "watchdog.h"
 
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #define SIGNAL SIGURG
 
 _Thread_local lua_State *watchdog_running;
+_Atomic bool watchdog_sleeping;
 
 static lua_Hook armed_hook;
 static uv_mutex_t lock;
@@ -34,25 +36,51 @@ static void on_signal(int signum)
         lua_sethook(L, armed_hook, LUA_MASKCOUNT, 1);
 }
 
-/* Signal every loop thread whose current call has overrun. Under lock. */
-static void check_slots(void)
+/* Signal every loop thread whose current call has overrun; returns true
+ * when a call runs or started since the last look ('seen' sums the
+ * counts). Under lock. */
+static bool check_slots(uint64_t *seen)
 {
-    uint64_t now = uv_hrtime();
+    uint64_t now = uv_hrtime(), calls = 0;
+    bool running = false;
     for (struct watchdog_slot *s = slots; s; s = s->next) {
         uint64_t deadline = atomic_load(&s->deadline_ns);
         if (deadline != 0 && now > deadline)
             pthread_kill(s->thread, SIGNAL);
+        running = running || deadline != 0;
+        calls += atomic_load_explicit(&s->calls, memory_order_relaxed);
     }
+    bool active = running || calls != *seen;
+    *seen = calls;
+    return active;
 }
 
+/* Look every period while calls come; after a period with none, sleep
+ * until one starts. 'sleeping' is set before the last look, and a call
+ * sets its deadline before reading it: one of the two always sees the
+ * other, so an overrunning call is never missed. */
 static void watch(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "watchdog"); /* for top -H, and the specs */
+    uint64_t seen = 0;
     uv_mutex_lock(&lock);
     while (slots) {
         uv_cond_timedwait(&changed, &lock, period_ns);
-        check_slots();
+        if (check_slots(&seen))
+            continue;
+        atomic_store(&watchdog_sleeping, true);
+        if (!check_slots(&seen) && slots)
+            uv_cond_wait(&changed, &lock);
+        atomic_store(&watchdog_sleeping, false);
     }
+    uv_mutex_unlock(&lock);
+}
+
+void watchdog_wake(void)
+{
+    uv_mutex_lock(&lock);
+    uv_cond_signal(&changed);
     uv_mutex_unlock(&lock);
 }
 
@@ -74,6 +102,7 @@ void watchdog_watch(struct watchdog_slot *slot, uint64_t timeout_ns, lua_Hook ho
     slot->thread = uv_thread_self();
     slot->timeout_ns = timeout_ns;
     atomic_init(&slot->deadline_ns, 0);
+    atomic_init(&slot->calls, 0);
     uv_mutex_lock(&lock);
     armed_hook = hook;
     /* Check a few times per period of the shortest timeout: an overrun is

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "exit_guard.h"
 #include "log.h"
 #include "log_window.h"
 #include "reload.h"
@@ -40,6 +41,7 @@ enum command {
     CMD_COMMIT = 8,
     CMD_DISCARD = 16,
     CMD_ADOPT = 32, /* sockets handed over (no SO_REUSEPORT) wait in 'handed' */
+    CMD_ABORT = 64, /* a second signal: abort every connection */
 };
 #define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
 
@@ -78,7 +80,10 @@ struct workers {
     union addr addr;
     uv_loop_t loop;
     uv_async_t replies;
-    uv_signal_t sigint, sigterm;
+    uv_async_t signals;   /* SIGINT/SIGTERM, relayed by the exit guard */
+    const char *_Atomic signal_name;
+    _Atomic int signal_count;
+    int signals_handled;
     struct reload_trigger trigger;
     uv_mutex_t lock;
     uv_cond_t started;
@@ -87,6 +92,7 @@ struct workers {
     bool hand_off;   /* no SO_REUSEPORT: worker 1 listens and hands sockets round */
     unsigned next_worker; /* worker 1's round-robin position */
     /* Under lock: */
+    const char *shutdown_why; /* set once a shutdown was asked for: workers that start later follow */
     int running;
     int replies_expected, replies_got, failures;
     char *first_error;
@@ -211,6 +217,14 @@ static bool hand_off(struct server *s, int fd, void *data)
     return handed;
 }
 
+static const char *shutdown_reason(struct workers *g)
+{
+    uv_mutex_lock(&g->lock);
+    const char *why = g->shutdown_why;
+    uv_mutex_unlock(&g->lock);
+    return why;
+}
+
 /* The coordinator (or another worker) has set command bits for us. */
 static void on_wakeup(uv_async_t *handle)
 {
@@ -220,7 +234,9 @@ static void on_wakeup(uv_async_t *handle)
     w->commands = 0;
     uv_mutex_unlock(&w->group->lock);
     if ((commands & CMD_SHUTDOWN) && !w->host.ctx.shutting_down)
-        host_shutdown(&w->host, "another worker failed to start");
+        host_shutdown(&w->host, shutdown_reason(w->group));
+    if (commands & CMD_ABORT)
+        host_signal(&w->host, atomic_load(&w->group->signal_name), 2);
     if (commands & CMD_CLOSE_SERVER)
         server_close(w->server);
     if (commands & CMD_PREPARE)
@@ -248,6 +264,16 @@ static int command_all(struct workers *g, unsigned command, const struct worker 
     }
     uv_mutex_unlock(&g->lock);
     return sent;
+}
+
+/* Shut every worker down, those starting later too, saying 'why' once. */
+static void shutdown_all(struct workers *g, const char *why)
+{
+    uv_mutex_lock(&g->lock);
+    if (!g->shutdown_why)
+        g->shutdown_why = why;
+    uv_mutex_unlock(&g->lock);
+    command_all(g, CMD_SHUTDOWN, NULL);
 }
 
 /* A server closed in one worker (by a script, or on shutdown) closes in all. */
@@ -333,8 +359,11 @@ static void worker_main(void *arg)
     w->alive = status == EXIT_OK;
     if (w->alive)
         g->running++;
+    const char *why = g->shutdown_why; /* asked for before we could hear it */
     uv_cond_broadcast(&g->started);
     uv_mutex_unlock(&g->lock);
+    if (status == EXIT_OK && why)
+        host_shutdown(&w->host, why);
     if (status == EXIT_OK)
         host_run(&w->host);
     worker_leave(w);
@@ -507,7 +536,7 @@ static int start_all(struct workers *g)
 {
     for (int i = 0; i < g->count; i++) {
         if (start_worker(g, &g->list[i]) != EXIT_OK) {
-            command_all(g, CMD_SHUTDOWN, NULL);
+            shutdown_all(g, "another worker failed to start");
             return EXIT_FAILURE_RUNTIME;
         }
     }
@@ -522,10 +551,26 @@ static void join_all(struct workers *g)
     }
 }
 
-static void ignore_signal(uv_signal_t *handle, int signum)
+/* The guard's relay (its thread): note the signal, wake the coordinator. */
+static void relay_signal(const char *name, int count, void *data)
 {
-    (void)handle;
-    (void)signum;
+    struct workers *g = data;
+    atomic_store(&g->signal_name, name);
+    atomic_store(&g->signal_count, count);
+    uv_async_send(&g->signals);
+}
+
+/* The first signal shuts every worker down; the next ones abort. */
+static void on_signals(uv_async_t *handle)
+{
+    struct workers *g = handle->data;
+    int count = atomic_load(&g->signal_count);
+    for (; g->signals_handled < count; g->signals_handled++) {
+        if (g->signals_handled == 0)
+            shutdown_all(g, atomic_load(&g->signal_name));
+        else
+            command_all(g, CMD_ABORT, NULL);
+    }
 }
 
 static int group_init(struct workers *g, const struct cli_options *o, const char *lua_dir, const char *script,
@@ -553,14 +598,10 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     uv_loop_init(&g->loop);
     uv_async_init(&g->loop, &g->replies, on_replies);
     g->replies.data = g;
-    /* Keep libuv's handlers for these installed until every worker is gone
-     * (the workers handle the signals; these do nothing). */
-    uv_signal_init(&g->loop, &g->sigint);
-    uv_signal_start(&g->sigint, ignore_signal, SIGINT);
-    uv_unref((uv_handle_t *)&g->sigint);
-    uv_signal_init(&g->loop, &g->sigterm);
-    uv_signal_start(&g->sigterm, ignore_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&g->sigterm);
+    uv_async_init(&g->loop, &g->signals, on_signals);
+    g->signals.data = g;
+    uv_unref((uv_handle_t *)&g->signals);
+    exit_guard_listen(relay_signal, g);
     return 0;
 }
 
@@ -568,9 +609,9 @@ static void group_destroy(struct workers *g)
 {
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
-    if (g->sigint.loop) {
-        uv_close((uv_handle_t *)&g->sigint, NULL);
-        uv_close((uv_handle_t *)&g->sigterm, NULL);
+    if (g->signals.loop) {
+        exit_guard_listen(NULL, NULL);
+        uv_close((uv_handle_t *)&g->signals, NULL);
     }
     reload_trigger_close(&g->trigger);
     host_ignore_exit_signals();
@@ -613,7 +654,7 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
     }
     int status = start_all(&g);
     if (status == EXIT_OK && reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0) {
-        command_all(&g, CMD_SHUTDOWN, NULL);
+        shutdown_all(&g, "the reload trigger could not start");
         status = EXIT_FAILURE_RUNTIME;
     }
     if (status == EXIT_OK) {

@@ -101,7 +101,8 @@ local main_status = "pending"
 function M._run_main(chunk, ...)
   task.spawn(function(...)
     local ok, err = xpcall(chunk, function(e) return traceback(tostring(e), 2) end, ...)
-    if ok then
+    if ok then err = M._handler_hint(err) end
+    if err == nil then
       main_status = "ok"
     else
       main_status = "failed"
@@ -109,6 +110,26 @@ function M._run_main(chunk, ...)
       core.shutdown("the script failed")
     end
   end, ...)
+end
+
+local PROTOCOL_METHODS = { "connection_made", "data_received", "eof_received", "connection_lost" }
+
+--- What to say when a `luaecho run` program returned a handler (a Protocol
+-- table or a streams function): it was meant to be served, and running it
+-- did nothing. nil for anything else a program may return.
+function M._handler_hint(result)
+  local what
+  if type(result) == "function" then
+    what = "a streams handler function(reader, writer)"
+  elseif type(result) == "table" then
+    for _, name in ipairs(PROTOCOL_METHODS) do
+      if rawget(result, name) ~= nil then what = "a Protocol table" end
+    end
+  end
+  if what == nil then return nil end
+  local script = arg and arg[0] or "the script"
+  return ("%s returned %s: it is a handler, which luaecho serves; serve it with 'luaecho %s' "
+    .. "('luaecho run' runs programs)"):format(script, what, script)
 end
 
 function M._main_status()
