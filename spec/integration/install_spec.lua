@@ -4,6 +4,7 @@
 -- other specs set, is unset here: the binary must find its files itself.
 local server = require "support.server"
 local client = require "support.client"
+local files = require "support.files"
 
 local build = os.getenv("LUAECHO_BUILD_DIR") or "build"
 local NO_OVERRIDE = { LUAECHO_LUA_DIR = false }
@@ -28,15 +29,14 @@ describe("an installed luaecho #integration", function()
   local prefix
 
   setup(function()
-    prefix = os.tmpname()
-    os.remove(prefix)
+    prefix = files.scratch("install").dir
     assert.is_true(os.execute(("cmake --install %q --prefix %q >/dev/null"):format(build, prefix)))
   end)
 
   teardown(function()
     client.close_all()
     server.stop_all()
-    os.execute(("rm -rf %q"):format(prefix))
+    files.remove_scratches()
   end)
 
   it("lays out bin/luaecho and share/luaecho/ with the bundled scripts", function()
@@ -47,13 +47,10 @@ describe("an installed luaecho #integration", function()
   end)
 
   it("loads its Lua libraries from share/luaecho, not from the source tree", function()
-    local script = os.tmpname()
-    local file = assert(io.open(script, "w"))
-    file:write('print(package.searchpath("luaecho.streams", package.path))\n')
-    file:close()
+    local script = files.scratch("install-script"):write("searchpath.lua",
+      'print(package.searchpath("luaecho.streams", package.path))\n')
     with_binary(prefix .. "/bin/luaecho", function()
       local code, out, err = server.run({ "run", script }, { cwd = "/", env = NO_OVERRIDE })
-      os.remove(script)
       assert.are.equal(0, code, err)
       assert.are.equal(prefix .. "/bin/../share/luaecho/luaecho/streams.lua\n", out)
     end)

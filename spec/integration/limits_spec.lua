@@ -7,6 +7,7 @@
 local socket = require "socket"
 local server = require "support.server"
 local client = require "support.client"
+local text = require "support.text"
 local wait = require "support.wait"
 local stats = require "support.proc_stats"
 
@@ -16,11 +17,11 @@ local function fixture(name)
   return server.fixture("limits/" .. name)
 end
 
--- Send `text` on `conn` and expect it back unchanged (the fixtures echo).
-local function assert_echoes(conn, text)
-  text = text or "ping\n"
-  conn:send_all(text)
-  assert.are.equal(text, conn:receive_exactly(#text))
+-- Send `message` on `conn` and expect it back unchanged (the fixtures echo).
+local function assert_echoes(conn, message)
+  message = message or "ping\n"
+  conn:send_all(message)
+  assert.are.equal(message, conn:receive_exactly(#message))
 end
 
 -- A new connection is served: what it sends comes back.
@@ -43,11 +44,11 @@ local function port_of(conn)
   return port
 end
 
--- The host's own log lines (not traceback lines) containing `text`.
-local function host_lines(proc, text)
+-- The host's own log lines (not traceback lines) containing `needle`.
+local function host_lines(proc, needle)
   local lines = {}
   for line in proc:stderr():gmatch("[^\n]+") do
-    if line:sub(1, 9) == "luaecho: " and line:find(text, 1, true) then lines[#lines + 1] = line end
+    if line:sub(1, 9) == "luaecho: " and line:find(needle, 1, true) then lines[#lines + 1] = line end
   end
   return lines
 end
@@ -55,13 +56,13 @@ end
 -- A limit tripped over `seconds` logged at least one line about it, and no
 -- two lines less than a second apart: at most floor(seconds) + 1 of them.
 -- The host's clock counts whole milliseconds, hence a little slack.
-local function assert_rate_limited(proc, text, seconds, trips)
-  local lines = host_lines(proc, text)
+local function assert_rate_limited(proc, needle, seconds, trips)
+  local lines = host_lines(proc, needle)
   local allowed = math.floor(seconds + 0.01) + 1
-  assert.is_true(#lines >= 1, "no log line containing " .. text .. "\n" .. proc:stderr())
+  assert.is_true(#lines >= 1, "no log line containing " .. needle .. "\n" .. proc:stderr())
   assert.is_true(#lines <= allowed,
     ("%d trips in %.2f s logged %d lines containing %q; at most %d allowed (one a second):\n%s"):format(
-      trips, seconds, #lines, text, allowed, table.concat(lines, "\n", 1, math.min(#lines, 10))))
+      trips, seconds, #lines, needle, allowed, table.concat(lines, "\n", 1, math.min(#lines, 10))))
 end
 
 -- Lines on stdout starting with "lost ".
@@ -411,7 +412,7 @@ describe("limits #integration", function()
       other:send_all("waiting\n")
       assert_closed_by_server(runaway, 10)
       assert.are.equal("waiting\n", other:receive_exactly(8, 10))
-      proc:wait_output("stderr", "luaecho: error: [^\n]*" .. REASON:format(200):gsub("%p", "%%%0"))
+      proc:wait_output("stderr", "luaecho: error: [^\n]*" .. text.literal(REASON:format(200)))
       assert_serves(proc)
     end)
 
@@ -514,8 +515,7 @@ local function usage_failure(args, culprit, env)
   local what = "luaecho " .. table.concat(args, " ", 1, #args):gsub("\n", "\\n")
     .. (env and (" with LUAECHO_PORT=" .. env.LUAECHO_PORT) or "")
   if not ok then return what .. ": " .. tostring(code) end
-  local lines = {}
-  for line in err:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  local lines = text.lines(err)
   local first = lines[1] or ""
   if code ~= 2 then return ("%s: exit %s\n%s"):format(what, tostring(code), err) end
   if out ~= "" then return ("%s: wrote to stdout: %q"):format(what, out) end
@@ -569,8 +569,7 @@ describe("limits on the command line #integration", function()
   it("gives every option's default in --help", function()
     local code, help = server.run({ "--help" })
     assert.are.equal(0, code)
-    local lines = {}
-    for line in help:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+    local lines = text.lines(help)
     for _, case in ipairs(HELP_DEFAULTS) do
       local flag, default = case[1], case[2]
       -- The option's entry: its line and the indented lines under it, up
