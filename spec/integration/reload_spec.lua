@@ -155,10 +155,11 @@ describe("hot swap #integration", function()
   end)
 
   describe("a script that fails to load", function()
+    -- The scripts start-up refuses (spec/fixtures/): a reload must refuse them too.
     local broken = {
-      { what = "a syntax error", file = "syntax_error.txt", line = 8, message = "')' expected" },
-      { what = "an error at top level", file = "top_level_error.lua", line = 4,
-        message = "this version refuses to load" },
+      { what = "a syntax error", file = "bad_syntax.lua", line = 6, message = "')' expected" },
+      { what = "an error at top level", file = "top_level_error.lua", line = 3,
+        message = "this script refuses to load" },
       { what = "no table returned", file = "no_table.lua",
         message = "must return a Protocol table or a streams handler function(reader, writer), not nil" },
     }
@@ -169,7 +170,7 @@ describe("hot swap #integration", function()
         local old = client.connect(proc.host, proc.port)
         assert.are.equal("v1@1:before", ask(old, "before"))
 
-        scratch:write("handler.lua", fixture(case.file))
+        scratch:write("handler.lua", files.read(server.fixture(case.file)))
         proc:signal("sighup")
         local message = proc:wait_output("stderr",
           "luaecho: error: reload %(SIGHUP%) failed, still serving generation 1: ([^\n]*)\n", 10,
