@@ -121,11 +121,16 @@ local function refused(proc)
   return not ok
 end
 
--- version.lua with VERSION "v1" replaced by `version`.
-local function version_script(version)
+-- version.lua with VERSION "v1" replaced by `version`; with `claim` (a
+-- path), CLAIM set to it, so the script loads in one worker only.
+local function version_script(version, claim)
   local script, n = files.read(fixture("version.lua"))
     :gsub('local VERSION = "v1"', ('local VERSION = %q'):format(version))
   assert(n == 1, "version.lua has no VERSION line")
+  if claim then
+    script, n = script:gsub("local CLAIM = nil", ("local CLAIM = %q"):format(claim))
+    assert(n == 1, "version.lua has no CLAIM line")
+  end
   return script
 end
 
@@ -450,7 +455,7 @@ describe("luaecho --workers #integration", function()
       -- prepares it (with wversion v2), the other fails, and both discard it.
       scratch:replace("wversion.lua", 'return "v2"\n')
       local claim = scratch:replace("claim", "")
-      local candidate = files.read(fixture("claim.lua")):gsub('"CLAIM"', ("%q"):format(claim))
+      local candidate = version_script("vX", claim)
       files.replace(script, 'require "wversion"\n' .. candidate)
       proc:signal("sighup")
       proc:wait_output("stderr", RELOAD_FAILED:format(1))
@@ -461,9 +466,7 @@ describe("luaecho --workers #integration", function()
     it("keeps the old code in both workers when the new script loads in only one of them", function()
       serve_v1()
       local claim = scratch:replace("claim", "")
-      local candidate, n = files.read(fixture("claim.lua")):gsub('"CLAIM"', ("%q"):format(claim))
-      assert(n == 1, "claim.lua has no CLAIM line")
-      files.replace(script, candidate)
+      files.replace(script, version_script("vX", claim))
       proc:signal("sighup")
       local why = proc:wait_output("stderr", RELOAD_FAILED:format(1))
       assert.matches("another worker claimed", why)
