@@ -63,7 +63,7 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
-describe("backpressure #integration", function()
+describe("backpressure #integration #soak", function()
   after_each(function()
     client.close_all()
     server.stop_all()

@@ -274,7 +274,7 @@ local function unpaired_ports(proc)
   return unpaired
 end
 
-describe("hostile clients #integration", function()
+describe("hostile clients #integration #soak", function()
   after_each(function()
     for sock in pairs(open_socks) do close(sock) end
     server.stop_all()

@@ -88,7 +88,7 @@ local function wait_all_lost(proc, n)
   end, 30, n .. " connections made and lost")
 end
 
-describe("connection churn #integration", function()
+describe("connection churn #integration #soak", function()
   after_each(function()
     for sock in pairs(open_socks) do sock:close() end
     open_socks = {}

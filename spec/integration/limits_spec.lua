@@ -193,7 +193,7 @@ describe("limits #integration", function()
     end)
   end)
 
-  describe("out of descriptors", function()
+  describe("out of descriptors #soak", function()
     it("under ulimit -n 64 refuses politely below the limit, stays idle, and accepts again", function()
       local proc = stats.start_with_nofile(64, { fixture("counted.lua") })
       local pid = proc.pid

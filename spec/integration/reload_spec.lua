@@ -89,7 +89,7 @@ describe("hot swap #integration", function()
     assert.are.same({}, problems)
   end)
 
-  describe("by SIGHUP under load", function()
+  describe("by SIGHUP under load #soak", function()
     it("drops no connection and no byte while 50 clients stream through four swaps", function()
       local started = wait.now()
       local script = scratch:write("handler.lua", files.read(server.script("echo.lua")))
