@@ -78,6 +78,15 @@ local function wait_lost(proc, n, timeout)
   return lost_lines(proc)
 end
 
+-- Trip a limit `n` times at once: `n` new connections each send `trigger`
+-- and the fixture prints "lost" for every one. Returns the seconds it took.
+local function trip_many(proc, n, trigger, timeout)
+  local started = wait.now()
+  for _ = 1, n do client.connect(proc.host, proc.port):send_all(trigger) end
+  wait_lost(proc, n, timeout)
+  return wait.now() - started
+end
+
 -- Send "ping\n" on every connection and sort them by the answer: echoed
 -- (served) or ended without a byte (refused). Raises if one does neither.
 local function sort_by_answer(conns, timeout)
@@ -342,10 +351,7 @@ describe("limits #integration", function()
 
     it("logs many aborts at most once a second", function()
       local proc = server.start({ "--max-write-buffer", "256k", fixture("firehose.lua") })
-      local started = wait.now()
-      for _ = 1, 10 do client.connect(proc.host, proc.port):send_all("flood\n") end
-      wait_lost(proc, 10, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 10, "flood\n", 20)
       assert_rate_limited(proc, "--max-write-buffer", seconds, 10)
       assert_serves(proc)
     end)
@@ -424,10 +430,7 @@ describe("limits #integration", function()
 
     it("logs many timeouts at most once a second", function()
       local proc = server.start({ "--script-timeout", "20", fixture("spin.lua") })
-      local started = wait.now()
-      for _ = 1, 20 do client.connect(proc.host, proc.port):send_all("spin\n") end
-      wait_lost(proc, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 20, "spin\n")
       print(("script-timeout: 20 timeouts in %.2f s logged %d lines"):format(
         seconds, #host_lines(proc, "script timeout")))
       assert_rate_limited(proc, "script timeout", seconds, 20)
@@ -466,10 +469,7 @@ describe("limits #integration", function()
 
     it("logs many memory failures at most once a second", function()
       local proc = server.start({ "--lua-memory", "16", fixture("hoard.lua") })
-      local started = wait.now()
-      for _ = 1, 10 do client.connect(proc.host, proc.port):send_all("hoard\n") end
-      wait_lost(proc, 10, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 10, "hoard\n", 20)
       print(("lua-memory: 10 failures in %.2f s logged %d lines"):format(
         seconds, #host_lines(proc, "--lua-memory")))
       assert_rate_limited(proc, "--lua-memory", seconds, 10)
