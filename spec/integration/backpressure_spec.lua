@@ -9,6 +9,7 @@
 -- on every turn of the loop.
 local socket = require "socket"
 local uv = require "luv"
+local cleanup = require "support.cleanup"
 local sanitizer = require "support.sanitizer"
 local server = require "support.server"
 local client = require "support.client"
@@ -64,10 +65,7 @@ local function percentile(sorted, p)
 end
 
 describe("backpressure #integration #soak", function()
-  after_each(function()
-    client.close_all()
-    server.stop_all()
-  end)
+  after_each(cleanup.all)
 
   it("keeps memory bounded and echoes on time while 200 clients send 10 MiB each and never read", function()
     local proc = server.start({}, { env = sanitizer.small_quarantine() })   -- the bundled echo.lua

@@ -1,5 +1,6 @@
 -- The shipped echo handlers over real TCP: the default lua/echo.lua (the
 -- seed's "echo:" protocol and its prints) and lua/examples/plain_echo.lua.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local text = require "support.text"
@@ -22,10 +23,7 @@ describe("default echo script #integration", function()
     proc = server.start({})
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("answers echo: followed by what the client sent", function()
     local conn = client.connect(proc.host, proc.port)
@@ -114,10 +112,7 @@ describe("plain echo example #integration", function()
     proc = server.start({ server.script("examples/plain_echo.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("echoes a 1 MiB payload exactly and prints nothing", function()
     local data = text.payload(MiB, 3)

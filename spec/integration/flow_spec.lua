@@ -4,6 +4,7 @@
 -- scripts stop reading meanwhile, so the client ends up blocked instead of
 -- the server buffering without bound.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local wait = require "support.wait"
@@ -96,10 +97,7 @@ local function assert_alternating(proc, high, low)
 end
 
 describe("flow control #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("calls pause_writing when a client stops reading and resume_writing once it reads", function()
     local proc = server.start({ server.fixture("flow.lua") })

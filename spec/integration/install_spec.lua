@@ -2,6 +2,7 @@
 -- places, and the installed binary finds its scripts from any working
 -- directory; so does the one in the build tree. LUAECHO_LUA_DIR, which the
 -- other specs set, is unset here: the binary must find its files itself.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local files = require "support.files"
@@ -33,11 +34,7 @@ describe("an installed luaecho #integration", function()
     assert.is_true(os.execute(("cmake --install %q --prefix %q >/dev/null"):format(build, prefix)))
   end)
 
-  teardown(function()
-    client.close_all()
-    server.stop_all()
-    files.remove_scratches()
-  end)
+  teardown(cleanup.all)
 
   it("lays out bin/luaecho and share/luaecho/ with the bundled scripts", function()
     for _, file in ipairs({ "bin/luaecho", "share/luaecho/echo.lua", "share/luaecho/examples/plain_echo.lua",
@@ -75,10 +72,7 @@ describe("an installed luaecho #integration", function()
 end)
 
 describe("the binary in the build tree #integration", function()
-  teardown(function()
-    client.close_all()
-    server.stop_all()
-  end)
+  teardown(cleanup.all)
 
   it("finds its bundled scripts from any working directory", function()
     local proc = server.start({}, { cwd = "/", env = NO_OVERRIDE })

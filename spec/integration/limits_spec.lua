@@ -5,6 +5,7 @@
 -- connection served. Then the command line: every flag refuses bad values
 -- with one line and exit 2, and --help gives every default.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local text = require "support.text"
@@ -130,10 +131,7 @@ local function cpu_over(pid, seconds)
 end
 
 describe("limits #integration", function()
-  after_each(function()
-    client.close_all()
-    server.stop_all()
-  end)
+  after_each(cleanup.all)
 
   describe("--max-connections", function()
     it("closes a connection over the limit at once and leaves the open ones alone", function()
@@ -533,7 +531,7 @@ local function assert_all_refused(failures)
 end
 
 describe("limits on the command line #integration", function()
-  after_each(server.stop_all)
+  after_each(cleanup.all)
 
   for _, case in ipairs(BAD_VALUES) do
     local flag, values = case[1], case[2]

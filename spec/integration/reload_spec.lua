@@ -3,6 +3,7 @@
 -- temporary directory, serves them from there and edits them there, so the
 -- repository is never touched. Every wait polls a log line or a reply with a
 -- deadline; nothing sleeps for a fixed time.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local files = require "support.files"
@@ -82,12 +83,7 @@ describe("hot swap #integration", function()
     scratch = files.scratch("reload")
   end)
 
-  after_each(function()
-    client.close_all()
-    local problems = server.stop_all()
-    files.remove_scratches()
-    assert.are.same({}, problems)
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("by SIGHUP under load #soak", function()
     it("drops no connection and no byte while 50 clients stream through four swaps", function()

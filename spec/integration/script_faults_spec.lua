@@ -4,6 +4,7 @@
 -- always ends, every failing handler ends its connection, and nothing
 -- pending at exit leaks. Each spec failed on the code before its fix; the
 -- memory ones under the sanitizer build scripts/test makes.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local files = require "support.files"
@@ -27,12 +28,7 @@ local function stop_with(proc, signals, timeout)
 end
 
 describe("scripts that misbehave #integration", function()
-  after_each(function()
-    client.close_all()
-    local problems = server.stop_all()
-    files.remove_scratches()
-    assert.are.same({}, problems)
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("a write that fails at the --lua-memory cap", function()
     it("sends only the bytes of the writes that succeeded", function()

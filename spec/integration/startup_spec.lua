@@ -1,6 +1,7 @@
 -- Start-up: the command line, the environment defaults, the listening line,
 -- and every way start-up can fail, each with its exit code and message.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local text = require "support.text"
@@ -61,10 +62,7 @@ local function assert_load_error(args, mentions)
 end
 
 describe("luaecho start-up #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("with a script that cannot load", function()
     it("exits 1 with file:line on a syntax error", function()

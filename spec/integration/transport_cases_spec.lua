@@ -2,7 +2,7 @@
 -- the real binary: one luaecho per case on --port 0, talked to over TCP
 -- through support.tcp_harness. Where the fake's spec advances its clock,
 -- this one simply waits (with a deadline) for what the time brings.
-local server = require "support.server"
+local cleanup = require "support.cleanup"
 local client = require "support.client"
 local tcp_harness = require "support.tcp_harness"
 local cases = require "shared.transport_cases"
@@ -18,7 +18,7 @@ describe("the transport contract, on the real binary #integration", function()
       assert.are.equal(0, (harness.proc:wait_exit(5)))
     end
     harness = nil
-    assert.are.same({}, server.stop_all())
+    cleanup.expect_clean()
   end)
 
   for _, c in ipairs(cases) do

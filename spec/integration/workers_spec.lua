@@ -8,6 +8,7 @@
 -- has seen the workers it needs. Nothing sleeps for a fixed time: every wait
 -- polls a reply, a log line or an exit, with a deadline.
 local uv = require "luv"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local files = require "support.files"
@@ -173,12 +174,7 @@ local RELOADED = "%%f[^\n\0]luaecho: reloaded [^\n]* %%(generation %d%%)\n"
 local RELOAD_FAILED = "%%f[^\n\0]luaecho: error: reload %%(SIGHUP%%) failed, still serving generation %d: ([^\n]*)"
 
 describe("luaecho --workers #integration", function()
-  after_each(function()
-    client.close_all()
-    local problems = server.stop_all()
-    files.remove_scratches()
-    assert.are.same({}, problems)
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("start-up", function()
     it("says once that two workers share the port, after the one listening line", function()
