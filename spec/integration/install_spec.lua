@@ -10,15 +10,6 @@ local files = require "support.files"
 local build = os.getenv("LUAECHO_BUILD_DIR") or "build"
 local NO_OVERRIDE = { LUAECHO_LUA_DIR = false }
 
--- Run the specs of this file with another binary than $LUAECHO_BIN.
-local function with_binary(path, fn)
-  local original = server.bin
-  server.bin = function() return path end
-  local ok, err = pcall(fn)
-  server.bin = original
-  if not ok then error(err, 0) end
-end
-
 local function assert_echo_prefix(proc)
   local conn = client.connect(proc.host, proc.port)
   conn:send_all("hi\n")
@@ -46,7 +37,7 @@ describe("an installed luaecho #integration", function()
   it("loads its Lua libraries from share/luaecho, not from the source tree", function()
     local script = files.scratch("install-script"):write("searchpath.lua",
       'print(package.searchpath("luaecho.streams", package.path))\n')
-    with_binary(prefix .. "/bin/luaecho", function()
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local code, out, err = server.run({ "run", script }, { cwd = "/", env = NO_OVERRIDE })
       assert.are.equal(0, code, err)
       assert.are.equal(prefix .. "/bin/../share/luaecho/luaecho/streams.lua\n", out)
@@ -54,14 +45,14 @@ describe("an installed luaecho #integration", function()
   end)
 
   it("serves the bundled echo.lua from any working directory", function()
-    with_binary(prefix .. "/bin/luaecho", function()
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local proc = server.start({}, { cwd = "/", env = NO_OVERRIDE })
       assert_echo_prefix(proc)
     end)
   end)
 
   it("finds a bundled script by its name and runs the article's client", function()
-    with_binary(prefix .. "/bin/luaecho", function()
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local srv = server.start({ "examples/stream_echo.lua" }, { cwd = "/", env = NO_OVERRIDE })
       local code, out, err = server.run({ "run", "examples/echo_client.lua", "127.0.0.1", tostring(srv.port) },
         { cwd = "/", env = NO_OVERRIDE })

@@ -39,6 +39,18 @@ function M.bin()
   return absolute(os.getenv("LUAECHO_BIN") or "build/luaecho")
 end
 
+--- Call fn() while M.bin() names `path` instead, and put it back after,
+-- even when fn raises; returns what fn returns. For specs of another binary
+-- (an installed one) or a launcher in front of it (a shell that sets limits).
+function M.with_bin(path, fn)
+  local bin = M.bin
+  M.bin = function() return path end
+  local results = table.pack(pcall(fn))
+  M.bin = bin
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
 --- The bundled Lua directory: $LUAECHO_LUA_DIR, else lua/ in the repository.
 function M.lua_dir()
   return absolute(os.getenv("LUAECHO_LUA_DIR") or "lua")
