@@ -9,6 +9,8 @@
 -- on every turn of the loop.
 local socket = require "socket"
 local uv = require "luv"
+local cleanup = require "support.cleanup"
+local sanitizer = require "support.sanitizer"
 local server = require "support.server"
 local client = require "support.client"
 local wait = require "support.wait"
@@ -22,13 +24,6 @@ local MAX_GROWTH = 64 * MiB
 local MAX_ROUND_TRIP = 0.2   -- seconds
 local QUIET = 1              -- seconds without progress: the server stopped reading
 local DEADLINE = 50          -- seconds for the whole load
-
--- Under AddressSanitizer freed memory waits in a quarantine (256 MiB by
--- default) before reuse, which RSS would count against the server. A small
--- quarantine keeps use-after-free detection for recent frees.
-local function environment()
-  return { ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":quarantine_size_mb=4" }
-end
 
 -- The reader: one "ping N\n" in flight at a time, its echo checked byte
 -- for byte, each round trip timed.
@@ -69,14 +64,11 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
-describe("backpressure #integration", function()
-  after_each(function()
-    client.close_all()
-    server.stop_all()
-  end)
+describe("backpressure #integration #soak", function()
+  after_each(cleanup.all)
 
   it("keeps memory bounded and echoes on time while 200 clients send 10 MiB each and never read", function()
-    local proc = server.start({}, { env = environment() })   -- the bundled echo.lua
+    local proc = server.start({}, { env = sanitizer.small_quarantine() })   -- the bundled echo.lua
     local pid = proc.pid
     local reader = new_reader(client.connect(proc.host, proc.port))
     reader_send(reader)

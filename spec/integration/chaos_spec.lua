@@ -11,6 +11,7 @@
 -- and LUAECHO_CHAOS_SEED=<seed> replays the same choices (the timing of the
 -- network still varies).
 local socket = require "socket"
+local sanitizer = require "support.sanitizer"
 local server = require "support.server"
 local wait = require "support.wait"
 local stats = require "support.proc_stats"
@@ -21,11 +22,6 @@ local SEED = math.tointeger(tonumber(os.getenv("LUAECHO_CHAOS_SEED") or "")) or 
 local HOSTILE = 100
 local MAX_RSS_GROWTH = 16 * MiB
 local MEAN_PAUSE_MS = 100    -- between two steps of one hostile client
-
--- See backpressure_spec.lua: keep AddressSanitizer's quarantine out of RSS.
-local function environment()
-  return { ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":quarantine_size_mb=4" }
-end
 
 -- splitmix64: a small generator of our own, so nothing else that draws
 -- from math.random changes the sequence. random(lo, hi) is in [lo, hi].
@@ -278,7 +274,7 @@ local function unpaired_ports(proc)
   return unpaired
 end
 
-describe("hostile clients #integration", function()
+describe("hostile clients #integration #soak", function()
   after_each(function()
     for sock in pairs(open_socks) do close(sock) end
     server.stop_all()
@@ -288,7 +284,7 @@ describe("hostile clients #integration", function()
     print(("chaos: seed %d (replay with LUAECHO_CHAOS_SEED=%d), %g s"):format(SEED, SEED, SECONDS))
     local random = generator(SEED)
     local pool = random_pool(random)
-    local proc = server.start({ server.fixture("limits/counted.lua") }, { env = environment() })
+    local proc = server.start({ server.fixture("limits/counted.lua") }, { env = sanitizer.small_quarantine() })
     local pid = proc.pid
     local fds_start, rss_start = stats.open_fds(pid), stats.rss(pid)
     local counts = { connects = 0, connect_failures = 0, reset = 0, close = 0, half_close = 0,

@@ -5,6 +5,7 @@
 -- right after sending, and every eighth closes without reading, so the
 -- server's error paths churn too.
 local socket = require "socket"
+local sanitizer = require "support.sanitizer"
 local server = require "support.server"
 local wait = require "support.wait"
 local stats = require "support.proc_stats"
@@ -15,11 +16,6 @@ local CYCLES = 20000
 local WARM_UP = 20000
 local LANES = 8              -- connections in flight at once
 local MAX_RSS_RATIO = 1.10
-
--- See backpressure_spec.lua: keep AddressSanitizer's quarantine out of RSS.
-local function environment()
-  return { ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":quarantine_size_mb=4" }
-end
 
 -- How cycle `i` ends.
 local function mode_of(i)
@@ -92,7 +88,7 @@ local function wait_all_lost(proc, n)
   end, 30, n .. " connections made and lost")
 end
 
-describe("connection churn #integration", function()
+describe("connection churn #integration #soak", function()
   after_each(function()
     for sock in pairs(open_socks) do sock:close() end
     open_socks = {}
@@ -100,7 +96,7 @@ describe("connection churn #integration", function()
   end)
 
   it("leaks no descriptor and no memory over 20,000 connect-send-close cycles", function()
-    local proc = server.start({ server.fixture("limits/counted.lua") }, { env = environment() })
+    local proc = server.start({ server.fixture("limits/counted.lua") }, { env = sanitizer.small_quarantine() })
     local pid = proc.pid
     local fds_start, rss_start = stats.open_fds(pid), stats.rss(pid)
 

@@ -1,26 +1,11 @@
 -- The shipped echo handlers over real TCP: the default lua/echo.lua (the
 -- seed's "echo:" protocol and its prints) and lua/examples/plain_echo.lua.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local text = require "support.text"
 
 local MiB = 1024 * 1024
-
--- Deterministic pseudo-random bytes (all 256 values but "e"), so a payload
--- never contains "echo:" and the echo.lua reply can be split unambiguously.
-local function payload(size, seed)
-  local state, parts = seed or 1, {}
-  for i = 1, size do
-    state = (state * 1103515245 + 12345) % 2147483648
-    local byte = (state >> 16) % 256
-    if byte == 101 then byte = 0 end -- "e" becomes NUL: plenty of NULs
-    parts[i] = byte
-  end
-  local chunks = {}
-  for i = 1, size, 4096 do
-    chunks[#chunks + 1] = string.char(table.unpack(parts, i, math.min(i + 4095, size)))
-  end
-  return table.concat(chunks)
-end
 
 -- echo.lua answers "echo:" .. chunk for every chunk it receives, however the
 -- stream was split; return the data with those prefixes removed and how
@@ -38,10 +23,7 @@ describe("default echo script #integration", function()
     proc = server.start({})
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("answers echo: followed by what the client sent", function()
     local conn = client.connect(proc.host, proc.port)
@@ -86,7 +68,7 @@ describe("default echo script #integration", function()
   end)
 
   it("echoes a 1 MiB payload exactly, whatever the chunking", function()
-    local data = payload(MiB, 7)
+    local data = text.payload(MiB, 7)
     local conn = client.connect(proc.host, proc.port)
     local reply = client.exchange({ { conn = conn, send = data, done_when = client.echoed(#data) } }, 20)[1]
     local echoed, chunks = unprefix(reply)
@@ -130,13 +112,10 @@ describe("plain echo example #integration", function()
     proc = server.start({ server.script("examples/plain_echo.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("echoes a 1 MiB payload exactly and prints nothing", function()
-    local data = payload(MiB, 3)
+    local data = text.payload(MiB, 3)
     local conn = client.connect(proc.host, proc.port)
     local reply = client.exchange({ { conn = conn, send = data, expect = #data } }, 20)[1]
     assert.are.equal(#data, #reply)
@@ -150,7 +129,7 @@ describe("plain echo example #integration", function()
     local jobs = {}
     for i, conn in ipairs(conns) do
       -- Own header plus own noise: a mix-up between clients cannot match.
-      local data = ("client %03d|"):format(i) .. payload(8192, i)
+      local data = ("client %03d|"):format(i) .. text.payload(8192, i)
       jobs[i] = { conn = conn, send = data, expect = #data }
     end
     local replies = client.exchange(jobs, 20)

@@ -1,6 +1,7 @@
 -- A Lua error in a callback belongs to its connection: that connection is
 -- aborted and told why, the error is logged with traceback and peer, and
 -- every other connection and the server carry on.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 
@@ -11,10 +12,7 @@ describe("an error in a handler callback #integration", function()
     proc = server.start({ server.fixture("boom.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   -- Connect and prove the connection echoes; returns it and its local port.
   local function echoing_client()

@@ -4,6 +4,7 @@
 -- scripts stop reading meanwhile, so the client ends up blocked instead of
 -- the server buffering without bound.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local wait = require "support.wait"
@@ -34,6 +35,14 @@ local function push_until(conn, data, from, stop, timeout)
     end
   end, timeout, "the client's sending to end", true)
   return sent
+end
+
+-- Push `data` without reading until the flow fixture has printed
+-- pause_writing; returns the index of the last byte sent.
+local function push_until_paused(proc, conn, data)
+  return push_until(conn, data, 1, function()
+    return proc:stdout():find("pause_writing", 1, true)
+  end, 20)
 end
 
 -- Push without reading until the socket has not become writable for
@@ -88,18 +97,13 @@ local function assert_alternating(proc, high, low)
 end
 
 describe("flow control #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("calls pause_writing when a client stops reading and resume_writing once it reads", function()
     local proc = server.start({ server.fixture("flow.lua") })
     local conn = client.connect(proc.host, proc.port)
     local data = pattern_bytes(32 * MiB)
-    local sent = push_until(conn, data, 1, function()
-      return proc:stdout():find("pause_writing", 1, true)
-    end, 20)
+    local sent = push_until_paused(proc, conn, data)
     assert.is_true(sent < #data, "the server never called pause_writing")
     local paused_at = tonumber(proc:wait_output("stdout", "pause_writing (%d+)\n"))
     assert.is_true(paused_at > HIGH, "pause_writing with only " .. paused_at .. " bytes buffered")
@@ -114,9 +118,7 @@ describe("flow control #integration", function()
     local proc = server.start({ server.fixture("flow.lua") })
     local conn = client.connect(proc.host, proc.port)
     local data = pattern_bytes(16 * MiB)
-    local sent = push_until(conn, data, 1, function()
-      return proc:stdout():find("pause_writing", 1, true)
-    end, 20)
+    local sent = push_until_paused(proc, conn, data)
     -- Send the rest while reading: pauses and resumes may repeat.
     local echoed = client.exchange({ { conn = conn, send = data:sub(sent + 1), expect = #data } }, 30)[1]
     assert.are.equal(#data, #echoed)
@@ -128,9 +130,7 @@ describe("flow control #integration", function()
   local function pause_and_drain(proc)
     local conn = client.connect(proc.host, proc.port)
     local data = pattern_bytes(32 * MiB)
-    local sent = push_until(conn, data, 1, function()
-      return proc:stdout():find("pause_writing", 1, true)
-    end, 20)
+    local sent = push_until_paused(proc, conn, data)
     local echoed = client.exchange({ { conn = conn, expect = sent } }, 20)[1]
     assert.is_true(echoed == data:sub(1, sent), "the echo differs from what was sent")
   end

@@ -2,20 +2,13 @@
 -- places, and the installed binary finds its scripts from any working
 -- directory; so does the one in the build tree. LUAECHO_LUA_DIR, which the
 -- other specs set, is unset here: the binary must find its files itself.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local files = require "support.files"
 
 local build = os.getenv("LUAECHO_BUILD_DIR") or "build"
 local NO_OVERRIDE = { LUAECHO_LUA_DIR = false }
-
--- Run the specs of this file with another binary than $LUAECHO_BIN.
-local function with_binary(path, fn)
-  local original = server.bin
-  server.bin = function() return path end
-  local ok, err = pcall(fn)
-  server.bin = original
-  if not ok then error(err, 0) end
-end
 
 local function assert_echo_prefix(proc)
   local conn = client.connect(proc.host, proc.port)
@@ -28,16 +21,11 @@ describe("an installed luaecho #integration", function()
   local prefix
 
   setup(function()
-    prefix = os.tmpname()
-    os.remove(prefix)
+    prefix = files.scratch("install").dir
     assert.is_true(os.execute(("cmake --install %q --prefix %q >/dev/null"):format(build, prefix)))
   end)
 
-  teardown(function()
-    client.close_all()
-    server.stop_all()
-    os.execute(("rm -rf %q"):format(prefix))
-  end)
+  teardown(cleanup.all)
 
   it("lays out bin/luaecho and share/luaecho/ with the bundled scripts", function()
     for _, file in ipairs({ "bin/luaecho", "share/luaecho/echo.lua", "share/luaecho/examples/plain_echo.lua",
@@ -47,27 +35,24 @@ describe("an installed luaecho #integration", function()
   end)
 
   it("loads its Lua libraries from share/luaecho, not from the source tree", function()
-    local script = os.tmpname()
-    local file = assert(io.open(script, "w"))
-    file:write('print(package.searchpath("luaecho.streams", package.path))\n')
-    file:close()
-    with_binary(prefix .. "/bin/luaecho", function()
+    local script = files.scratch("install-script"):write("searchpath.lua",
+      'print(package.searchpath("luaecho.streams", package.path))\n')
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local code, out, err = server.run({ "run", script }, { cwd = "/", env = NO_OVERRIDE })
-      os.remove(script)
       assert.are.equal(0, code, err)
       assert.are.equal(prefix .. "/bin/../share/luaecho/luaecho/streams.lua\n", out)
     end)
   end)
 
   it("serves the bundled echo.lua from any working directory", function()
-    with_binary(prefix .. "/bin/luaecho", function()
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local proc = server.start({}, { cwd = "/", env = NO_OVERRIDE })
       assert_echo_prefix(proc)
     end)
   end)
 
   it("finds a bundled script by its name and runs the article's client", function()
-    with_binary(prefix .. "/bin/luaecho", function()
+    server.with_bin(prefix .. "/bin/luaecho", function()
       local srv = server.start({ "examples/stream_echo.lua" }, { cwd = "/", env = NO_OVERRIDE })
       local code, out, err = server.run({ "run", "examples/echo_client.lua", "127.0.0.1", tostring(srv.port) },
         { cwd = "/", env = NO_OVERRIDE })
@@ -78,10 +63,7 @@ describe("an installed luaecho #integration", function()
 end)
 
 describe("the binary in the build tree #integration", function()
-  teardown(function()
-    client.close_all()
-    server.stop_all()
-  end)
+  teardown(cleanup.all)
 
   it("finds its bundled scripts from any working directory", function()
     local proc = server.start({}, { cwd = "/", env = NO_OVERRIDE })

@@ -5,8 +5,10 @@
 -- connection served. Then the command line: every flag refuses bad values
 -- with one line and exit 2, and --help gives every default.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local text = require "support.text"
 local wait = require "support.wait"
 local stats = require "support.proc_stats"
 
@@ -16,11 +18,11 @@ local function fixture(name)
   return server.fixture("limits/" .. name)
 end
 
--- Send `text` on `conn` and expect it back unchanged (the fixtures echo).
-local function assert_echoes(conn, text)
-  text = text or "ping\n"
-  conn:send_all(text)
-  assert.are.equal(text, conn:receive_exactly(#text))
+-- Send `message` on `conn` and expect it back unchanged (the fixtures echo).
+local function assert_echoes(conn, message)
+  message = message or "ping\n"
+  conn:send_all(message)
+  assert.are.equal(message, conn:receive_exactly(#message))
 end
 
 -- A new connection is served: what it sends comes back.
@@ -43,11 +45,11 @@ local function port_of(conn)
   return port
 end
 
--- The host's own log lines (not traceback lines) containing `text`.
-local function host_lines(proc, text)
+-- The host's own log lines (not traceback lines) containing `needle`.
+local function host_lines(proc, needle)
   local lines = {}
   for line in proc:stderr():gmatch("[^\n]+") do
-    if line:sub(1, 9) == "luaecho: " and line:find(text, 1, true) then lines[#lines + 1] = line end
+    if line:sub(1, 9) == "luaecho: " and line:find(needle, 1, true) then lines[#lines + 1] = line end
   end
   return lines
 end
@@ -55,13 +57,13 @@ end
 -- A limit tripped over `seconds` logged at least one line about it, and no
 -- two lines less than a second apart: at most floor(seconds) + 1 of them.
 -- The host's clock counts whole milliseconds, hence a little slack.
-local function assert_rate_limited(proc, text, seconds, trips)
-  local lines = host_lines(proc, text)
+local function assert_rate_limited(proc, needle, seconds, trips)
+  local lines = host_lines(proc, needle)
   local allowed = math.floor(seconds + 0.01) + 1
-  assert.is_true(#lines >= 1, "no log line containing " .. text .. "\n" .. proc:stderr())
+  assert.is_true(#lines >= 1, "no log line containing " .. needle .. "\n" .. proc:stderr())
   assert.is_true(#lines <= allowed,
     ("%d trips in %.2f s logged %d lines containing %q; at most %d allowed (one a second):\n%s"):format(
-      trips, seconds, #lines, text, allowed, table.concat(lines, "\n", 1, math.min(#lines, 10))))
+      trips, seconds, #lines, needle, allowed, table.concat(lines, "\n", 1, math.min(#lines, 10))))
 end
 
 -- Lines on stdout starting with "lost ".
@@ -75,6 +77,15 @@ end
 local function wait_lost(proc, n, timeout)
   proc:wait_count("stdout", "^lost ", n, timeout or 10, n .. " connection_lost lines")
   return lost_lines(proc)
+end
+
+-- Trip a limit `n` times at once: `n` new connections each send `trigger`
+-- and the fixture prints "lost" for every one. Returns the seconds it took.
+local function trip_many(proc, n, trigger, timeout)
+  local started = wait.now()
+  for _ = 1, n do client.connect(proc.host, proc.port):send_all(trigger) end
+  wait_lost(proc, n, timeout)
+  return wait.now() - started
 end
 
 -- Send "ping\n" on every connection and sort them by the answer: echoed
@@ -120,10 +131,7 @@ local function cpu_over(pid, seconds)
 end
 
 describe("limits #integration", function()
-  after_each(function()
-    client.close_all()
-    server.stop_all()
-  end)
+  after_each(cleanup.all)
 
   describe("--max-connections", function()
     it("closes a connection over the limit at once and leaves the open ones alone", function()
@@ -192,7 +200,7 @@ describe("limits #integration", function()
     end)
   end)
 
-  describe("out of descriptors", function()
+  describe("out of descriptors #soak", function()
     it("under ulimit -n 64 refuses politely below the limit, stays idle, and accepts again", function()
       local proc = stats.start_with_nofile(64, { fixture("counted.lua") })
       local pid = proc.pid
@@ -341,10 +349,7 @@ describe("limits #integration", function()
 
     it("logs many aborts at most once a second", function()
       local proc = server.start({ "--max-write-buffer", "256k", fixture("firehose.lua") })
-      local started = wait.now()
-      for _ = 1, 10 do client.connect(proc.host, proc.port):send_all("flood\n") end
-      wait_lost(proc, 10, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 10, "flood\n", 20)
       assert_rate_limited(proc, "--max-write-buffer", seconds, 10)
       assert_serves(proc)
     end)
@@ -411,7 +416,7 @@ describe("limits #integration", function()
       other:send_all("waiting\n")
       assert_closed_by_server(runaway, 10)
       assert.are.equal("waiting\n", other:receive_exactly(8, 10))
-      proc:wait_output("stderr", "luaecho: error: [^\n]*" .. REASON:format(200):gsub("%p", "%%%0"))
+      proc:wait_output("stderr", "luaecho: error: [^\n]*" .. text.literal(REASON:format(200)))
       assert_serves(proc)
     end)
 
@@ -423,10 +428,7 @@ describe("limits #integration", function()
 
     it("logs many timeouts at most once a second", function()
       local proc = server.start({ "--script-timeout", "20", fixture("spin.lua") })
-      local started = wait.now()
-      for _ = 1, 20 do client.connect(proc.host, proc.port):send_all("spin\n") end
-      wait_lost(proc, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 20, "spin\n")
       print(("script-timeout: 20 timeouts in %.2f s logged %d lines"):format(
         seconds, #host_lines(proc, "script timeout")))
       assert_rate_limited(proc, "script timeout", seconds, 20)
@@ -465,10 +467,7 @@ describe("limits #integration", function()
 
     it("logs many memory failures at most once a second", function()
       local proc = server.start({ "--lua-memory", "16", fixture("hoard.lua") })
-      local started = wait.now()
-      for _ = 1, 10 do client.connect(proc.host, proc.port):send_all("hoard\n") end
-      wait_lost(proc, 10, 20)
-      local seconds = wait.now() - started
+      local seconds = trip_many(proc, 10, "hoard\n", 20)
       print(("lua-memory: 10 failures in %.2f s logged %d lines"):format(
         seconds, #host_lines(proc, "--lua-memory")))
       assert_rate_limited(proc, "--lua-memory", seconds, 10)
@@ -514,8 +513,7 @@ local function usage_failure(args, culprit, env)
   local what = "luaecho " .. table.concat(args, " ", 1, #args):gsub("\n", "\\n")
     .. (env and (" with LUAECHO_PORT=" .. env.LUAECHO_PORT) or "")
   if not ok then return what .. ": " .. tostring(code) end
-  local lines = {}
-  for line in err:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  local lines = text.lines(err)
   local first = lines[1] or ""
   if code ~= 2 then return ("%s: exit %s\n%s"):format(what, tostring(code), err) end
   if out ~= "" then return ("%s: wrote to stdout: %q"):format(what, out) end
@@ -533,7 +531,7 @@ local function assert_all_refused(failures)
 end
 
 describe("limits on the command line #integration", function()
-  after_each(server.stop_all)
+  after_each(cleanup.all)
 
   for _, case in ipairs(BAD_VALUES) do
     local flag, values = case[1], case[2]
@@ -569,8 +567,7 @@ describe("limits on the command line #integration", function()
   it("gives every option's default in --help", function()
     local code, help = server.run({ "--help" })
     assert.are.equal(0, code)
-    local lines = {}
-    for line in help:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+    local lines = text.lines(help)
     for _, case in ipairs(HELP_DEFAULTS) do
       local flag, default = case[1], case[2]
       -- The option's entry: its line and the indented lines under it, up

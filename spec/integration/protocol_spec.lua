@@ -1,6 +1,7 @@
 -- The Protocol contract over real TCP: callback order, connection_lost
 -- exactly once, eof_received keeping our side open, one fresh instance per
 -- connection, and missing methods skipped.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 
@@ -28,10 +29,7 @@ describe("protocol callbacks #integration", function()
     proc = server.start({ server.fixture("trace.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("run in asyncio's order for a client that half-closes", function()
     local conn = client.connect(proc.host, proc.port)
@@ -107,10 +105,7 @@ describe("eof_received returning true #integration", function()
     proc = server.start({ server.fixture("half_open.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("keeps our side open for writing after the peer's EOF", function()
     local half = client.connect(proc.host, proc.port)
@@ -126,10 +121,7 @@ describe("eof_received returning true #integration", function()
 end)
 
 describe("protocol instances #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   -- Send one chunk per line of `expected` on `conn`, checking each answer.
   local function converse(conn, expected)

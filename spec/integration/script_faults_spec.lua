@@ -4,26 +4,14 @@
 -- always ends, every failing handler ends its connection, and nothing
 -- pending at exit leaks. Each spec failed on the code before its fix; the
 -- memory ones under the sanitizer build scripts/test makes.
-local uv = require "luv"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local files = require "support.files"
 local wait = require "support.wait"
 
 local function fixture(name)
   return server.fixture("defects/" .. name)
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(text))
-  assert(f:close())
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
 end
 
 -- Run 'proc' to its exit after 'signals' (a list of names), a second one
@@ -40,10 +28,7 @@ local function stop_with(proc, signals, timeout)
 end
 
 describe("scripts that misbehave #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("a write that fails at the --lua-memory cap", function()
     it("sends only the bytes of the writes that succeeded", function()
@@ -193,23 +178,19 @@ describe("scripts that misbehave #integration", function()
 
   describe("a reload that fails", function()
     it("leaves the modules the script required as they were", function()
-      local dir = assert(uv.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/luaecho-faults-XXXXXX"))
-      local script = dir .. "/lazy.lua"
-      write_file(script, read_file(fixture("lazy/lazy.lua")))
-      write_file(dir .. "/lazy_state.lua", read_file(fixture("lazy/lazy_state.lua")))
+      local scratch = files.scratch("faults")
+      local script = scratch:write("lazy.lua", files.read(fixture("lazy/lazy.lua")))
+      scratch:write("lazy_state.lua", files.read(fixture("lazy/lazy_state.lua")))
       local proc = server.start({ script })
       local conn = client.connect(proc.host, proc.port)
       conn:send_all("x")
       assert.are.equal("v1 1\n", conn:receive_exactly(5))
-      write_file(dir .. "/lazy_state.lua", 'return { version = "v2", count = 0 }\n')
-      write_file(script, "local broken = = 1\n")
+      scratch:write("lazy_state.lua", 'return { version = "v2", count = 0 }\n')
+      scratch:write("lazy.lua", "local broken = = 1\n")
       proc:signal("sighup")
       proc:wait_output("stderr", "reload %(SIGHUP%) failed, still serving generation 1")
       conn:send_all("x")
       assert.are.equal("v1 2\n", conn:receive_exactly(5))
-      os.remove(script)
-      os.remove(dir .. "/lazy_state.lua")
-      uv.fs_rmdir(dir)
     end)
   end)
 

@@ -1,6 +1,7 @@
 -- How luaecho ends: on SIGTERM/SIGINT with connections open (flushing,
 -- connection_lost for each, exit 0 within the shutdown timeout), when a
 -- script closes the server, and never because a peer went away mid-write.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local wait = require "support.wait"
@@ -22,10 +23,7 @@ local function flood(proc, conn)
 end
 
 describe("luaecho shutdown #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   for _, signal in ipairs({ "SIGTERM", "SIGINT" }) do
     it("closes every connection and exits 0 on " .. signal, function()
@@ -120,10 +118,7 @@ describe("a script closing the server #integration", function()
     proc = server.start({ server.script("examples/simple_echo.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("ends the process with 0 once its one connection has gone", function()
     local conn = client.connect(proc.host, proc.port)

@@ -1,16 +1,12 @@
 -- Start-up: the command line, the environment defaults, the listening line,
 -- and every way start-up can fail, each with its exit code and message.
 local socket = require "socket"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local text = require "support.text"
 
 local TRY_HELP = "Try 'luaecho --help' for more information."
-
-local function lines_of(text)
-  local lines = {}
-  for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  return lines
-end
 
 -- A listening socket of our own on a free port: a port that is in use.
 local function occupy(host)
@@ -42,7 +38,7 @@ end
 -- stdout, one luaecho: line naming `culprit`, maybe a pointer to --help.
 local function assert_usage_error(args, culprit)
   local code, out, err = server.run(args)
-  local lines = lines_of(err)
+  local lines = text.lines(err)
   assert.are.equal(2, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
   assert.are.equal("", out)
   assert.matches("^luaecho: ", lines[1] or "")
@@ -57,19 +53,16 @@ local function assert_load_error(args, mentions)
   local code, _, err = server.run(args)
   assert.are.equal(1, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
   assert.is_nil(err:find("listening on", 1, true))
-  local first = lines_of(err)[1] or ""
+  local first = text.lines(err)[1] or ""
   assert.matches("^luaecho: error: ", first)
-  for _, text in ipairs(mentions) do
-    assert.matches(text, first, 1, true)
+  for _, mention in ipairs(mentions) do
+    assert.matches(mention, first, 1, true)
   end
   return err
 end
 
 describe("luaecho start-up #integration", function()
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("with a script that cannot load", function()
     it("exits 1 with file:line on a syntax error", function()
@@ -99,7 +92,7 @@ describe("luaecho start-up #integration", function()
       local holder, port = occupy("127.0.0.1")
       local code, _, err = server.run({ "--port", tostring(port) })
       holder:close()
-      local lines = lines_of(err)
+      local lines = text.lines(err)
       assert.are.equal(1, code, err)
       assert.are.equal(1, #lines, "expected one line, got:\n" .. err)
       assert.matches("^luaecho: error: ", lines[1])

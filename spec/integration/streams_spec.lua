@@ -1,5 +1,6 @@
 -- The streams layer and `luaecho run` over real TCP: the article's three
 -- programs, clients that cannot connect, timers, and misuse of suspension.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 
@@ -12,10 +13,7 @@ local ARTICLE_OUTPUT = table.concat({
   "",
 }, "\n")
 
-after_each(function()
-  client.close_all()
-  server.stop_all()
-end)
+after_each(cleanup.all)
 
 describe("the article's streams programs #integration", function()
   it("runs echo_client.lua against stream_echo.lua and prints the four lines", function()

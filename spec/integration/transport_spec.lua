@@ -1,6 +1,7 @@
 -- The transport as a handler sees it: get_extra_info, writelines, write_eof,
 -- its state, and what each method does after close(), abort() and once its
 -- connection has gone (spec/fixtures/commands.lua prints the results).
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 
@@ -36,10 +37,7 @@ describe("transport methods #integration", function()
     proc = server.start({ server.fixture("commands.lua") })
   end)
 
-  after_each(function()
-    client.close_all()
-    assert.are.same({}, server.stop_all())
-  end)
+  after_each(cleanup.expect_clean)
 
   it("report peername, sockname and the server's address", function()
     local conn = client.connect(proc.host, proc.port)

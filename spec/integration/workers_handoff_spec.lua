@@ -1,6 +1,7 @@
 -- --workers where SO_REUSEPORT is unavailable: worker 1 listens alone and
 -- hands accepted sockets round to the others. Linux always has
 -- SO_REUSEPORT, so LUAECHO_NO_REUSEPORT=1 forces this fallback here.
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
 local wait = require "support.wait"
@@ -17,10 +18,7 @@ local function connect_tagged(proc)
   return conn, tonumber(conn:receive_exactly(4):sub(1, 3))
 end
 
-after_each(function()
-  client.close_all()
-  assert.are.same({}, server.stop_all())
-end)
+after_each(cleanup.expect_clean)
 
 describe("luaecho --workers without SO_REUSEPORT #integration", function()
   it("says so, and spreads 200 clients over both workers, each echoed byte for byte", function()

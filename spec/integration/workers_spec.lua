@@ -8,8 +8,11 @@
 -- has seen the workers it needs. Nothing sleeps for a fixed time: every wait
 -- polls a reply, a log line or an exit, with a deadline.
 local uv = require "luv"
+local cleanup = require "support.cleanup"
 local server = require "support.server"
 local client = require "support.client"
+local files = require "support.files"
+local text = require "support.text"
 local wait = require "support.wait"
 
 -- The fixtures' first bytes on every connection: the worker number as three
@@ -20,25 +23,12 @@ local function fixture(name)
   return server.fixture("workers/" .. name)
 end
 
--- A string as a Lua pattern that matches exactly it.
-local function literal(text)
-  return (text:gsub("%p", "%%%0"))
-end
-
 -- CPUs this process may run on (its affinity), as luaecho should count them.
 local function cpu_count()
   local pipe = assert(io.popen("nproc"))
   local n = pipe:read("n")
   pipe:close()
   return assert(math.tointeger(n), "nproc gave no number")
-end
-
--- `n` bytes of every value, the same on every run.
-local function payload(n, seed)
-  math.randomseed(seed)
-  local words = {}
-  for i = 1, n // 8 + 1 do words[i] = ("<i8"):pack(math.random(0)) end
-  return table.concat(words):sub(1, n)
 end
 
 -- Read the fixture's tag from `conn`: the worker number, or nil and how the
@@ -132,53 +122,17 @@ local function refused(proc)
   return not ok
 end
 
--- Scratch directories for the hot-swap specs: each serves a copy of a
--- fixture from its own directory and edits it there.
-local scratch_dirs = {}
-
-local function scratch_dir()
-  local base = os.getenv("TMPDIR") or "/tmp"
-  local dir = assert(uv.fs_mkdtemp(base .. "/luaecho-workers-XXXXXX"))
-  scratch_dirs[#scratch_dirs + 1] = dir
-  return dir
-end
-
-local function remove_scratch_dirs()
-  for _, dir in ipairs(scratch_dirs) do
-    local entries = uv.fs_scandir(dir)
-    while entries do
-      local name = uv.fs_scandir_next(entries)
-      if not name then break end
-      os.remove(dir .. "/" .. name)
-    end
-    uv.fs_rmdir(dir)
-  end
-  scratch_dirs = {}
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
--- Put `text` at `path` whole: written beside it, then renamed over it, so
--- no reader (nor --watch) ever sees half of it.
-local function replace_file(path, text)
-  local temp = path .. ".new"
-  local f = assert(io.open(temp, "wb"))
-  assert(f:write(text))
-  assert(f:close())
-  assert(os.rename(temp, path))
-  return path
-end
-
--- version.lua with VERSION "v1" replaced by `version`.
-local function version_script(version)
-  local text, n = read_file(fixture("version.lua")):gsub('local VERSION = "v1"', ('local VERSION = %q'):format(version))
+-- version.lua with VERSION "v1" replaced by `version`; with `claim` (a
+-- path), CLAIM set to it, so the script loads in one worker only.
+local function version_script(version, claim)
+  local script, n = files.read(fixture("version.lua"))
+    :gsub('local VERSION = "v1"', ('local VERSION = %q'):format(version))
   assert(n == 1, "version.lua has no VERSION line")
-  return text
+  if claim then
+    script, n = script:gsub("local CLAIM = nil", ("local CLAIM = %q"):format(claim))
+    assert(n == 1, "version.lua has no CLAIM line")
+  end
+  return script
 end
 
 -- The version a connection's code answers with ("v1:" .. probe).
@@ -220,12 +174,7 @@ local RELOADED = "%%f[^\n\0]luaecho: reloaded [^\n]* %%(generation %d%%)\n"
 local RELOAD_FAILED = "%%f[^\n\0]luaecho: error: reload %%(SIGHUP%%) failed, still serving generation %d: ([^\n]*)"
 
 describe("luaecho --workers #integration", function()
-  after_each(function()
-    client.close_all()
-    local problems = server.stop_all()
-    remove_scratch_dirs()
-    assert.are.same({}, problems)
-  end)
+  after_each(cleanup.expect_clean)
 
   describe("start-up", function()
     it("says once that two workers share the port, after the one listening line", function()
@@ -318,7 +267,7 @@ describe("luaecho --workers #integration", function()
       local conns = client.connect_many(proc.host, proc.port, clients)
       local jobs = {}
       for i, conn in ipairs(conns) do
-        local data = payload(1 + (i * 7919) % 16384, i)
+        local data = text.payload(1 + (i * 7919) % 16384, i)
         jobs[i] = { conn = conn, send = data, expect = TAG_LEN + #data }
       end
       local received = client.exchange(jobs, 60)
@@ -443,13 +392,13 @@ describe("luaecho --workers #integration", function()
   end)
 
   describe("hot swap", function()
-    local dir, script, proc
+    local scratch, script, proc
 
     -- Serve version.lua ("v1") from a scratch directory with `extra` flags,
     -- and hold one connection on each worker, both answering v1.
     local function serve_v1(extra)
-      dir = scratch_dir()
-      script = replace_file(dir .. "/served.lua", version_script("v1"))
+      scratch = files.scratch("workers")
+      script = scratch:replace("served.lua", version_script("v1"))
       local args = { "--workers", "2" }
       for _, flag in ipairs(extra or {}) do args[#args + 1] = flag end
       args[#args + 1] = script
@@ -461,7 +410,7 @@ describe("luaecho --workers #integration", function()
 
     it("reaches both workers on SIGHUP: new connections on each get the new code", function()
       local held = serve_v1()
-      replace_file(script, version_script("v2"))
+      files.replace(script, version_script("v2"))
       proc:signal("sighup")
       proc:wait_output("stderr", RELOADED:format(2))
       local seen = versions_of_new_connections(proc, 2)
@@ -469,12 +418,12 @@ describe("luaecho --workers #integration", function()
       -- Open connections keep the code they started with (no upgrade()).
       for _, record in ipairs(held.all) do assert.are.equal("v1", version_of(record.conn)) end
       assert.are.equal(1, proc:count("stderr", "^luaecho: reloaded "))
-      assert.matches("%f[^\n\0]luaecho: reloaded " .. literal(script) .. " %(generation 2%)\n", proc:stderr())
+      assert.matches("%f[^\n\0]luaecho: reloaded " .. text.literal(script) .. " %(generation 2%)\n", proc:stderr())
     end)
 
     it("reaches both workers when --watch sees the script replaced", function()
       serve_v1({ "--watch" })
-      replace_file(script, version_script("v2"))
+      files.replace(script, version_script("v2"))
       proc:wait_output("stderr", RELOADED:format(2), 10)
       local seen = versions_of_new_connections(proc, 2)
       assert.are.same(all_at(seen, "v2"), seen)
@@ -482,7 +431,7 @@ describe("luaecho --workers #integration", function()
 
     it("keeps the old code in both workers when the new script does not compile", function()
       serve_v1()
-      replace_file(script, "local broken = = 1\nreturn {}\n")
+      files.replace(script, "local broken = = 1\nreturn {}\n")
       proc:signal("sighup")
       local why = proc:wait_output("stderr", RELOAD_FAILED:format(1))
       assert.matches("served%.lua:1:", why)
@@ -492,19 +441,18 @@ describe("luaecho --workers #integration", function()
     end)
 
     it("leaves every worker's modules as they were when the new script loads in only one of them", function()
-      dir = scratch_dir()
-      replace_file(dir .. "/wversion.lua", 'return "v1"\n')
-      script = replace_file(dir .. "/served.lua", read_file(fixture("lazy_version.lua")))
+      scratch = files.scratch("workers")
+      scratch:replace("wversion.lua", 'return "v1"\n')
+      script = scratch:replace("served.lua", files.read(fixture("lazy_version.lua")))
       proc = server.start({ "--workers", "2", script })
       local held = hold(proc, 2, 1)
       for _, record in ipairs(held.all) do assert.are.equal("v1", version_of(record.conn)) end
       -- The candidate loads the new module at once, then claims: one worker
       -- prepares it (with wversion v2), the other fails, and both discard it.
-      replace_file(dir .. "/wversion.lua", 'return "v2"\n')
-      local claim = dir .. "/claim"
-      replace_file(claim, "")
-      local text = read_file(fixture("claim.lua")):gsub('"CLAIM"', ("%q"):format(claim))
-      replace_file(script, 'require "wversion"\n' .. text)
+      scratch:replace("wversion.lua", 'return "v2"\n')
+      local claim = scratch:replace("claim", "")
+      local candidate = version_script("vX", claim)
+      files.replace(script, 'require "wversion"\n' .. candidate)
       proc:signal("sighup")
       proc:wait_output("stderr", RELOAD_FAILED:format(1))
       assert.is_truthy(uv.fs_stat(claim .. ".taken"))
@@ -513,11 +461,8 @@ describe("luaecho --workers #integration", function()
 
     it("keeps the old code in both workers when the new script loads in only one of them", function()
       serve_v1()
-      local claim = dir .. "/claim"
-      replace_file(claim, "")
-      local text, n = read_file(fixture("claim.lua")):gsub('"CLAIM"', ("%q"):format(claim))
-      assert(n == 1, "claim.lua has no CLAIM line")
-      replace_file(script, text)
+      local claim = scratch:replace("claim", "")
+      files.replace(script, version_script("vX", claim))
       proc:signal("sighup")
       local why = proc:wait_output("stderr", RELOAD_FAILED:format(1))
       assert.matches("another worker claimed", why)
@@ -527,7 +472,7 @@ describe("luaecho --workers #integration", function()
       local seen = versions_of_new_connections(proc, 2)
       assert.are.same(all_at(seen, "v1"), seen)
       -- A failed swap does not use up a generation; the next good one is 2.
-      replace_file(script, version_script("v2"))
+      files.replace(script, version_script("v2"))
       proc:signal("sighup")
       proc:wait_output("stderr", RELOADED:format(2))
       seen = versions_of_new_connections(proc, 2)

@@ -100,15 +100,9 @@ end
 -- so the process id is the server's own. The support library starts the
 -- binary it names directly; for the length of the call it names /bin/sh.
 function M.start_with_nofile(nofile, args, opts)
-  local real_bin = server.bin()
-  local full = { "-c", ('ulimit -n %d && exec "$0" "$@"'):format(nofile), real_bin }
+  local full = { "-c", ('ulimit -n %d && exec "$0" "$@"'):format(nofile), server.bin() }
   for _, arg in ipairs(args or {}) do full[#full + 1] = arg end
-  local bin = server.bin
-  server.bin = function() return "/bin/sh" end
-  local ok, proc = pcall(server.start, full, opts)
-  server.bin = bin
-  if not ok then error(proc, 2) end
-  return proc
+  return server.with_bin("/bin/sh", function() return server.start(full, opts) end)
 end
 
 return M

@@ -11,6 +11,8 @@
 --     assert.are.same({}, server.stop_all()) -- no crash, no sanitizer report
 --   end)
 local uv = require "luv"
+local files = require "support.files"
+local sanitizer = require "support.sanitizer"
 local wait = require "support.wait"
 
 local M = {}
@@ -37,6 +39,18 @@ function M.bin()
   return absolute(os.getenv("LUAECHO_BIN") or "build/luaecho")
 end
 
+--- Call fn() while M.bin() names `path` instead, and put it back after,
+-- even when fn raises; returns what fn returns. For specs of another binary
+-- (an installed one) or a launcher in front of it (a shell that sets limits).
+function M.with_bin(path, fn)
+  local bin = M.bin
+  M.bin = function() return path end
+  local results = table.pack(pcall(fn))
+  M.bin = bin
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
 --- The bundled Lua directory: $LUAECHO_LUA_DIR, else lua/ in the repository.
 function M.lua_dir()
   return absolute(os.getenv("LUAECHO_LUA_DIR") or "lua")
@@ -50,14 +64,6 @@ end
 --- Absolute path of a handler script under spec/fixtures.
 function M.fixture(name)
   return root() .. "/spec/fixtures/" .. name
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read("a")
-  f:close()
-  return text
 end
 
 -- The environment as a "K=V" list: ours, minus the steering variables,
@@ -139,12 +145,12 @@ end
 
 --- Everything the process has written to stdout so far.
 function Proc:stdout()
-  return read_file(self.out_path)
+  return files.read_if_present(self.out_path)
 end
 
 --- Everything the process has written to stderr so far.
 function Proc:stderr()
-  return read_file(self.err_path)
+  return files.read_if_present(self.err_path)
 end
 
 --- Let libuv notice a child exit (it reaps in its SIGCHLD handler).
@@ -236,10 +242,6 @@ function Proc:remove_files()
   os.remove(self.err_path)
 end
 
--- What sanitizers print when they find something (scripts/test builds with
--- AddressSanitizer and UndefinedBehaviorSanitizer).
-local SANITIZER_MARKS = { "AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:" }
-
 -- Ask a running process to stop as a user would (SIGTERM), so it can exit
 -- cleanly and sanitizers get to report; kill it if it will not. Returns a
 -- problem description, or nil.
@@ -269,11 +271,8 @@ function Proc:stop()
     problems[#problems + 1] = ("died of signal %d"):format(self.signal)
   end
   local stderr = self:stderr()
-  for _, mark in ipairs(SANITIZER_MARKS) do
-    if stderr:find(mark, 1, true) then
-      problems[#problems + 1] = "sanitizer report on stderr:\n" .. stderr
-      break
-    end
+  if sanitizer.reported(stderr) then
+    problems[#problems + 1] = "sanitizer report on stderr:\n" .. stderr
   end
   if not self.handle:is_closing() then self.handle:close() end
   reap()
