@@ -32,8 +32,7 @@ static uint64_t due_ns;
 static char why[200];
 static int signals_seen;
 static const char *last_signal;
-static exit_guard_relay relay;
-static void *relay_data;
+static struct signal_inbox *inbox; /* where they go */
 
 /* Arm the deadline 'ms' from now, unless an earlier one is armed. */
 static void arm(uint64_t ms, const char *reason)
@@ -75,28 +74,61 @@ static void on_wakeup(uv_async_t *handle)
     start_timer();
 }
 
+/* Tell the inbox's loop that signals up to the current count came. Under lock. */
+static void deliver(void)
+{
+    if (!inbox || signals_seen == 0)
+        return;
+    atomic_store(&inbox->name, last_signal);
+    atomic_store(&inbox->count, signals_seen);
+    uv_async_send(&inbox->async);
+}
+
 /* Count the signal and pass it on. Returns the count. */
 static int relay_signal(const char *name)
 {
     uv_mutex_lock(&lock);
     int count = ++signals_seen;
     last_signal = name;
-    if (relay)
-        relay(name, count, relay_data);
+    deliver();
     uv_mutex_unlock(&lock);
     return count;
 }
 
-void exit_guard_listen(exit_guard_relay fn, void *data)
+/* On the inbox's loop: each signal not yet passed on, in order. */
+static void on_delivery(uv_async_t *handle)
 {
+    struct signal_inbox *in = handle->data;
+    int count = atomic_load(&in->count);
+    for (; in->handled < count; in->handled++)
+        in->on_signal(atomic_load(&in->name), in->handled + 1, in->data);
+}
+
+void exit_guard_listen(struct signal_inbox *in, uv_loop_t *loop,
+                       void (*on_signal)(const char *name, int nth, void *data), void *data)
+{
+    *in = (struct signal_inbox){.on_signal = on_signal, .data = data};
+    uv_async_init(loop, &in->async, on_delivery);
+    in->async.data = in;
+    uv_unref((uv_handle_t *)&in->async);
     if (!started)
         return;
     uv_mutex_lock(&lock);
-    relay = fn;
-    relay_data = data;
-    if (fn && signals_seen > 0)
-        fn(last_signal, signals_seen, data);
+    inbox = in;
+    deliver();
     uv_mutex_unlock(&lock);
+}
+
+void exit_guard_unlisten(struct signal_inbox *in)
+{
+    if (started) {
+        uv_mutex_lock(&lock);
+        if (inbox == in)
+            inbox = NULL;
+        uv_mutex_unlock(&lock);
+    }
+    if (!uv_is_closing((uv_handle_t *)&in->async))
+        uv_close((uv_handle_t *)&in->async, NULL);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)

@@ -20,6 +20,7 @@
 #define LUAECHO_EXIT_GUARD_H
 
 #include <stdint.h>
+#include <uv.h>
 
 /* For the teardown after the connections are gone (connection_lost
  * callbacks, closing the Lua state). */
@@ -28,12 +29,23 @@
 /* Start the guard (once per process), before any loop handles signals.
  * Returns 0, or -1 after logging why. */
 int exit_guard_start(uint64_t shutdown_timeout_ms);
-/* Call relay(name, count, data) for every SIGINT/SIGTERM ("SIGINT", 1 for
- * the first, 2 and on for the next), from the guard's thread: relay only
- * wakes a loop (uv_async_send). Signals that came before are relayed at
- * once, from the caller's thread. One listener; NULL stops relaying. */
-typedef void (*exit_guard_relay)(const char *name, int count, void *data);
-void exit_guard_listen(exit_guard_relay relay, void *data);
+/* Where the guard delivers the signals: an async handle on the loop that
+ * shuts down, which calls on_signal(name, nth, data) there for each one
+ * in order ("SIGINT", 1 for the first, 2 and on for the next). */
+struct signal_inbox {
+    uv_async_t async;
+    const char *_Atomic name; /* of the last signal */
+    _Atomic int count;        /* relayed so far */
+    int handled;              /* ... and passed to on_signal (the loop's thread) */
+    void (*on_signal)(const char *name, int nth, void *data);
+    void *data;
+};
+/* Deliver every SIGINT/SIGTERM to 'inbox' on 'loop' (unreferenced), those
+ * that came before too. One inbox at a time. */
+void exit_guard_listen(struct signal_inbox *inbox, uv_loop_t *loop,
+                       void (*on_signal)(const char *name, int nth, void *data), void *data);
+/* Stop delivering, and close the inbox's handle (the loop then runs it closed). */
+void exit_guard_unlisten(struct signal_inbox *inbox);
 /* A shutdown began without a signal ('what' began it, for the log line):
  * the same deadline as after a first signal. Any thread. */
 void exit_guard_shutdown_begun(const char *what);

@@ -19,41 +19,27 @@
 #include "server.h"
 #include "timer.h"
 
-void host_signal(struct host *h, const char *name, int count)
+void host_signal(struct host *h, const char *name, int nth)
 {
-    if (count == 1 && !h->ctx.shutting_down) {
+    if (nth == 1 && !h->ctx.shutting_down) {
         host_shutdown(h, name);
         return;
     }
-    if (count == 1)
+    if (nth == 1)
         return;
     log_warn("%s again: aborting %zu open connection(s) now", name, h->conns.count);
     conn_list_abort_all(&h->conns, "aborted: server shutting down");
 }
 
-/* The guard's relay (its thread): note the signal, wake our loop. */
-static void relay_signal(const char *name, int count, void *data)
+static void on_signal(const char *name, int nth, void *data)
 {
-    struct host *h = data;
-    atomic_store(&h->signal_name, name);
-    atomic_store(&h->signal_count, count);
-    uv_async_send(&h->signals);
-}
-
-static void on_signals(uv_async_t *handle)
-{
-    struct host *h = handle->data;
-    int count = atomic_load(&h->signal_count);
-    for (; h->signals_handled < count; h->signals_handled++)
-        host_signal(h, atomic_load(&h->signal_name), h->signals_handled + 1);
+    host_signal(data, name, nth);
 }
 
 void host_listen_for_signals(struct host *h)
 {
-    uv_async_init(&h->loop, &h->signals, on_signals);
-    h->signals.data = h;
-    uv_unref((uv_handle_t *)&h->signals);
-    exit_guard_listen(relay_signal, h);
+    exit_guard_listen(&h->signals, &h->loop, on_signal, h);
+    h->listening_for_signals = true;
 }
 
 /* Process-wide: at most one line a second, whichever worker logs. */
@@ -179,10 +165,8 @@ void host_destroy(struct host *h)
 {
     server_close_all(&h->servers);
     conn_list_abort_all(&h->conns, "aborted: server stopped");
-    if (h->signals.loop) {
-        exit_guard_listen(NULL, NULL);
-        close_handle((uv_handle_t *)&h->signals);
-    }
+    if (h->listening_for_signals)
+        exit_guard_unlisten(&h->signals);
     if (h->last_to_exit)
         host_ignore_exit_signals();
     close_handle((uv_handle_t *)&h->shutdown_timer);

@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "context.h"
+#include "exit_guard.h"
 #include "server.h"
 
 /* Every limit, each with a flag (see cli.c for the defaults). 0: off. */
@@ -33,10 +34,8 @@ struct host {
     struct conn_list conns;
     struct server_list servers;
     struct limits limits;
-    uv_async_t signals;          /* SIGINT/SIGTERM relayed by the exit guard (luaecho run) */
-    const char *_Atomic signal_name;
-    _Atomic int signal_count;    /* relayed so far */
-    int signals_handled;
+    struct signal_inbox signals; /* SIGINT/SIGTERM relayed by the exit guard (luaecho run) */
+    bool listening_for_signals;
     uv_timer_t shutdown_timer;
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
@@ -54,8 +53,8 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
  * next. For the host that owns the process (luaecho run); the workers'
  * hosts hear them from their coordinator through host_signal(). */
 void host_listen_for_signals(struct host *h);
-/* The 'count'th signal 'name' reached this host. */
-void host_signal(struct host *h, const char *name, int count);
+/* The 'nth' signal 'name' reached this host. */
+void host_signal(struct host *h, const char *name, int nth);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

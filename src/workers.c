@@ -80,10 +80,8 @@ struct workers {
     union addr addr;
     uv_loop_t loop;
     uv_async_t replies;
-    uv_async_t signals;   /* SIGINT/SIGTERM, relayed by the exit guard */
-    const char *_Atomic signal_name;
-    _Atomic int signal_count;
-    int signals_handled;
+    struct signal_inbox signals; /* SIGINT/SIGTERM, relayed by the exit guard */
+    bool listening_for_signals;
     struct reload_trigger trigger;
     uv_mutex_t lock;
     uv_cond_t started;
@@ -236,7 +234,7 @@ static void on_wakeup(uv_async_t *handle)
     if ((commands & CMD_SHUTDOWN) && !w->host.ctx.shutting_down)
         host_shutdown(&w->host, shutdown_reason(w->group));
     if (commands & CMD_ABORT)
-        host_signal(&w->host, atomic_load(&w->group->signal_name), 2);
+        host_signal(&w->host, atomic_load(&w->group->signals.name), 2);
     if (commands & CMD_CLOSE_SERVER)
         server_close(w->server);
     if (commands & CMD_PREPARE)
@@ -551,26 +549,14 @@ static void join_all(struct workers *g)
     }
 }
 
-/* The guard's relay (its thread): note the signal, wake the coordinator. */
-static void relay_signal(const char *name, int count, void *data)
+/* The first signal shuts every worker down; the next ones abort. */
+static void on_signal(const char *name, int nth, void *data)
 {
     struct workers *g = data;
-    atomic_store(&g->signal_name, name);
-    atomic_store(&g->signal_count, count);
-    uv_async_send(&g->signals);
-}
-
-/* The first signal shuts every worker down; the next ones abort. */
-static void on_signals(uv_async_t *handle)
-{
-    struct workers *g = handle->data;
-    int count = atomic_load(&g->signal_count);
-    for (; g->signals_handled < count; g->signals_handled++) {
-        if (g->signals_handled == 0)
-            shutdown_all(g, atomic_load(&g->signal_name));
-        else
-            command_all(g, CMD_ABORT, NULL);
-    }
+    if (nth == 1)
+        shutdown_all(g, name);
+    else
+        command_all(g, CMD_ABORT, NULL);
 }
 
 static int group_init(struct workers *g, const struct cli_options *o, const char *lua_dir, const char *script,
@@ -598,10 +584,8 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     uv_loop_init(&g->loop);
     uv_async_init(&g->loop, &g->replies, on_replies);
     g->replies.data = g;
-    uv_async_init(&g->loop, &g->signals, on_signals);
-    g->signals.data = g;
-    uv_unref((uv_handle_t *)&g->signals);
-    exit_guard_listen(relay_signal, g);
+    exit_guard_listen(&g->signals, &g->loop, on_signal, g);
+    g->listening_for_signals = true;
     return 0;
 }
 
@@ -609,10 +593,8 @@ static void group_destroy(struct workers *g)
 {
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
-    if (g->signals.loop) {
-        exit_guard_listen(NULL, NULL);
-        uv_close((uv_handle_t *)&g->signals, NULL);
-    }
+    if (g->listening_for_signals)
+        exit_guard_unlisten(&g->signals);
     reload_trigger_close(&g->trigger);
     host_ignore_exit_signals();
     log_window_flush(true); /* every worker has ended: the counts still open */
