@@ -154,10 +154,8 @@ static void close_handle(uv_handle_t *handle)
         uv_close(handle, NULL);
 }
 
-void host_ignore_exit_signals(void)
+void host_ignore_late_sighup(void)
 {
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 }
 
@@ -168,7 +166,7 @@ void host_destroy(struct host *h)
     if (h->listening_for_signals)
         exit_guard_unlisten(&h->signals);
     if (h->last_to_exit)
-        host_ignore_exit_signals();
+        host_ignore_late_sighup();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
     timer_close_all();

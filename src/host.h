@@ -60,10 +60,12 @@ void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still
  * open after the shutdown timeout. */
 void host_shutdown(struct host *h, const char *why);
-/* After closing the process's last SIGINT/SIGTERM/SIGHUP handle: libuv
- * then restores the default action, and a signal arriving in the last
- * moments would kill a process already on its way out with status 0. */
-void host_ignore_exit_signals(void);
+/* After closing the process's SIGHUP handle (hot swap): libuv then puts
+ * back the default action, and a SIGHUP in the last moments would kill a
+ * process on its way out with status 0. SIGINT and SIGTERM need nothing:
+ * the exit guard's handles never close, so a signal during teardown still
+ * reaches it (and its deadline), even while lua_close runs finalizers. */
+void host_ignore_late_sighup(void);
 /* Close whatever is left, the loop, then the Lua state. */
 void host_destroy(struct host *h);
 

@@ -596,7 +596,7 @@ static void group_destroy(struct workers *g)
     if (g->listening_for_signals)
         exit_guard_unlisten(&g->signals);
     reload_trigger_close(&g->trigger);
-    host_ignore_exit_signals();
+    host_ignore_late_sighup();
     log_window_flush(true); /* every worker has ended: the counts still open */
     uv_run(&g->loop, UV_RUN_DEFAULT);
     uv_loop_close(&g->loop);
