@@ -33,11 +33,10 @@ static void anchor(lua_State *L, int idx)
     lua_pop(L, 1);
 }
 
-/* Write the string at 'idx', anchored first when the cork may hold it. */
-static void write_string(lua_State *L, struct conn *c, int idx)
+/* Write the string at 'idx' (its bytes and length given), anchored first
+ * when the cork may hold it. */
+static void write_string(lua_State *L, struct conn *c, int idx, const char *data, size_t len)
 {
-    size_t len;
-    const char *data = lua_tolstring(L, idx, &len);
     if (conn_write_holds(c, len))
         anchor(L, idx);
     conn_write(c, data, len);
@@ -75,8 +74,9 @@ static struct conn *check_writable(lua_State *L, const char *method)
 static int transport_write(lua_State *L)
 {
     struct conn *c = check_writable(L, "write");
-    luaL_checklstring(L, 2, NULL); /* a number becomes a string in place */
-    write_string(L, c, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len); /* a number becomes a string in place */
+    write_string(L, c, 2, data, len);
     return 0;
 }
 
@@ -94,7 +94,9 @@ static int transport_writelines(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    write_string(L, c, -1);
+    size_t len;
+    const char *data = lua_tolstring(L, -1, &len);
+    write_string(L, c, -1, data, len);
     return 0;
 }
 
