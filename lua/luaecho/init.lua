@@ -101,7 +101,7 @@ local main_status = "pending"
 function M._run_main(chunk, ...)
   task.spawn(function(...)
     local ok, err = xpcall(chunk, function(e) return traceback(tostring(e), 2) end, ...)
-    if ok then err = M._handler_hint(err) end
+    if ok then err = M._handler_hint(err, arg and arg[0]) end
     if err == nil then
       main_status = "ok"
     else
@@ -114,10 +114,10 @@ end
 
 local PROTOCOL_METHODS = { "connection_made", "data_received", "eof_received", "connection_lost" }
 
---- What to say when a `luaecho run` program returned a handler (a Protocol
--- table or a streams function): it was meant to be served, and running it
--- did nothing. nil for anything else a program may return.
-function M._handler_hint(result)
+--- What to say when the `luaecho run` program 'script' returned a handler
+-- (a Protocol table or a streams function): it was meant to be served, and
+-- running it did nothing. nil for anything else a program may return.
+function M._handler_hint(result, script)
   local what
   if type(result) == "function" then
     what = "a streams handler function(reader, writer)"
@@ -127,7 +127,7 @@ function M._handler_hint(result)
     end
   end
   if what == nil then return nil end
-  local script = arg and arg[0] or "the script"
+  script = script or "the script"
   return ("%s returned %s: it is a handler, which luaecho serves; serve it with 'luaecho %s' "
     .. "('luaecho run' runs programs)"):format(script, what, script)
 end

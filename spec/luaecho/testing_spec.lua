@@ -411,6 +411,14 @@ describe("luaecho.testing #unit", function()
       assert.are.same({ true, "aborted: shutdown timeout" }, { conn:lost() })
     end)
 
+    it("says, as luaecho run does, that a handler script is not a program", function()
+      testing.expect_errors()
+      local program = testing.run("echo.lua")
+      assert.are.equal("failed", program:status())
+      assert.matches("echo%.lua returned a Protocol table: it is a handler, which luaecho serves; "
+        .. "serve it with 'luaecho [^']*echo%.lua' %('luaecho run' runs programs%)", (program:error()))
+    end)
+
     it("reports a program that fails as luaecho run does, and shuts down", function()
       testing.expect_errors()
       local server = testing.serve({})

@@ -69,13 +69,17 @@ end
 
 -- The main task's body: run chunk(...); a failure is logged and shuts the
 -- fake host down, as an exception escaping asyncio.run() ends the program.
-local function main_task(P, chunk)
+local function main_task(P, chunk, name)
   local function catch(e) return { value = e, traceback = traceback(tostring(e), 2) } end
   return function(...)
     local ok, err = xpcall(chunk, catch, ...)
     if ok then
-      P.status = "done"
-      return
+      local hint = require("luaecho")._handler_hint(err, name) -- a handler run as a program
+      if hint == nil then
+        P.status = "done"
+        return
+      end
+      err = { value = hint, traceback = hint }
     end
     P.status, P.error, P.error_value = "failed", tostring(err.value), err.value
     report.log(P, "error", err.traceback)
@@ -91,7 +95,7 @@ function M.run(level, script, ...)
   local args = pack(...)
   local chunk = main_chunk(script, args, level + 1)
   local P = { printed = {}, errors = {}, logs = {}, status = "running" }
-  local main = main_task(P, chunk)
+  local main = main_task(P, chunk, type(script) == "string" and script or nil)
   local ok, err = report.call_as(P, function() task.spawn(main, unpack(args, 1, args.n)) end)
   if not ok then error(err.message, level + 1) end
   settle()
