@@ -58,6 +58,8 @@ static const struct expect expected[] = {
     BAD("bad-v1-protocol"),
     BAD("bad-v1-lowercase"),
     BAD("bad-v1-unknown-cr-inside"),
+    BAD("bad-v1-nul-in-address"),       /* found by the fuzzer: inet_pton stopped at the NUL */
+    BAD("bad-v1-nul-in-address-found"), /* ... the input it found */
     TOO_LONG("too-long-v1"),
     BAD("bad-v2-version"),
     BAD("bad-v2-command"),

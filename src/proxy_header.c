@@ -75,8 +75,8 @@ static bool parse_port(const char *s, size_t n, uint16_t *port)
 static bool parse_address(int family, const char *s, size_t n, union addr *a)
 {
     char text[V1_ADDR_MAX + 1];
-    if (n > V1_ADDR_MAX)
-        return false;
+    if (n > V1_ADDR_MAX || memchr(s, '\0', n))
+        return false; /* a NUL would end the text early: "::1\0junk" is not "::1" */
     memcpy(text, s, n);
     text[n] = '\0';
     a->sa.sa_family = (sa_family_t)family;
