@@ -1,6 +1,6 @@
 /*
  * host.c - the loop of one thread and its shutdown order.
- * Signal handles and the shutdown timer are unreferenced, so the loop ends by
+ * The signal inbox (luaecho run) and the timers are unreferenced, so the loop ends by
  * itself once no server listens and no connection is open. Teardown follows
  * libuv's rule: close every handle, run the loop dry, close the loop, and
  * only then close the Lua state.

@@ -42,8 +42,9 @@ struct host {
     bool last_to_exit;           /* its teardown ends the process (not a worker's) */
 };
 
-/* Set up the loop, the Lua state (bundled Lua files in lua_dir) and the
- * signal handlers. 'worker_id' and 'accepted' (the process-wide count of
+/* Set up the loop, its context and the Lua state (bundled Lua files in
+ * lua_dir); signals come later, through host_listen_for_signals() or the
+ * coordinator. 'worker_id' and 'accepted' (the process-wide count of
  * accepted connections; NULL: the host's own) go into its context.
  * Returns 0, or -1 after logging why. */
 int host_init(struct host *h, const char *lua_dir, const struct limits *limits, int worker_id,
