@@ -17,6 +17,7 @@
 
 struct conn_list;
 struct server_list;
+struct endpoint_list;
 
 struct loop_context {
     uv_loop_t *loop;
@@ -25,6 +26,7 @@ struct loop_context {
     bool shutting_down;
     struct conn_list *conns;     /* every connection of the loop, for shutdown */
     struct server_list *servers; /* every server of the loop, for shutdown */
+    struct endpoint_list *endpoints; /* every UDP endpoint of the loop, for shutdown */
     /* --max-connections counts the whole process: the count of accepted
      * connections open, shared by every worker, and the cap (0: none). */
     atomic_size_t *accepted;

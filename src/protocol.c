@@ -61,6 +61,16 @@ void protocol_class_release(lua_State *L, struct protocol_class *cls)
     cls->meta_ref = cls->table_ref = LUA_NOREF;
 }
 
+void protocol_class_copy(lua_State *L, const struct protocol_class *from, struct protocol_class *to)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, from->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, from->meta_ref);
+    int meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    *to = *from;
+    to->meta_ref = meta_ref;
+    to->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 void protocol_attach(struct conn *c, lua_State *L, const struct protocol_owner *owner)
 {
     struct binding *b = conn_data(c);

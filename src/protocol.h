@@ -31,6 +31,9 @@ struct protocol_class {
 /* Make a class of the Protocol table on top of the stack. [-1, +0, e] */
 void protocol_class_init(lua_State *L, struct protocol_class *cls);
 void protocol_class_release(lua_State *L, struct protocol_class *cls);
+/* A second holder of the same class (its own references, same generation):
+ * every listener of a script holds one. [-0, +0, e] */
+void protocol_class_copy(lua_State *L, const struct protocol_class *from, struct protocol_class *to);
 
 /* The events every Protocol-driven connection is created with, and the owner
  * data it needs: conn_new(loop, list, &protocol_events, protocol_conn_size). */
