@@ -23,6 +23,13 @@ int addr_host_port(const union addr *a, char *host, size_t len)
 
 const char *addr_format(const union addr *a, char *buf, size_t len)
 {
+    if (a->sa.sa_family == AF_UNIX) {
+        if (a->local.pid > 0)
+            snprintf(buf, len, "unix peer (pid %d, uid %u)", a->local.pid, a->local.uid);
+        else
+            snprintf(buf, len, "unix peer");
+        return buf;
+    }
     char host[INET6_ADDRSTRLEN + 16];
     int port = addr_host_port(a, host, sizeof host);
     if (a->sa.sa_family == AF_INET6)
@@ -39,6 +46,8 @@ int addr_from_sockaddr(union addr *a, const struct sockaddr *sa)
         memcpy(&a->in, sa, sizeof a->in);
     else if (sa->sa_family == AF_INET6)
         memcpy(&a->in6, sa, sizeof a->in6);
+    else if (sa->sa_family == AF_UNIX)
+        a->local.family = AF_UNIX;
     else
         return UV_EAFNOSUPPORT;
     return 0;

@@ -34,11 +34,19 @@ enum {
     OPT_SCRIPT_TIMEOUT,
     OPT_LUA_MEMORY,
     OPT_WORKERS,
+    OPT_LISTEN,
+    OPT_UNIX_MODE,
+    OPT_PROXY_PROTOCOL,
+    OPT_PROXY_TIMEOUT,
 };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, 'H'},
     {"port", required_argument, NULL, 'p'},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
@@ -65,8 +73,8 @@ static void print_commands(void)
         "asyncio's Protocol and Streams APIs.\n"
         "\n"
         "Commands:\n"
-        "  serve   (the default) listen on HOST:PORT and serve each connection with\n"
-        "          SCRIPT. SCRIPT returns a Protocol table (connection_made,\n"
+        "  serve   (the default) listen on HOST:PORT (or every --listen SPEC) and\n"
+        "          serve each connection with SCRIPT. SCRIPT returns a Protocol table (connection_made,\n"
         "          data_received, eof_received, connection_lost, ...) or a streams\n"
         "          handler function(reader, writer). Without SCRIPT: the bundled\n"
         "          echo.lua, which answers \"echo:\" followed by what it received.\n"
@@ -87,6 +95,19 @@ static void print_options(void)
         "                              or $LUAECHO_HOST)\n"
         "  -p, --port PORT             TCP port, 0 to let the system pick a free one\n"
         "                              (default %d, or $LUAECHO_PORT)\n"
+        "      --listen SPEC           listen here instead of -H/-p; repeat it to serve\n"
+        "                              several listeners with the one SCRIPT. SPEC is\n"
+        "                              HOST:PORT ([::1]:PORT for IPv6), unix:PATH (a\n"
+        "                              Unix socket) or udp:HOST:PORT (datagrams, for a\n"
+        "                              Protocol with datagram_received)\n"
+        "      --unix-mode OCTAL       permissions of the Unix sockets, e.g. 660\n"
+        "                              (default: from the umask)\n"
+        "      --proxy-protocol        TCP and Unix listeners sit behind a load\n"
+        "                              balancer that sends a PROXY protocol header\n"
+        "                              (v1 or v2, e.g. HAProxy's send-proxy): the\n"
+        "                              script sees the client's address as peername\n"
+        "      --proxy-timeout SEC     close a connection whose PROXY header is not\n"
+        "                              complete in SEC seconds (default %g)\n"
         "      --log-level LEVEL       error, warn, info or debug (default info)\n"
         "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
         "                              may take to flush and close before they are\n"
@@ -97,7 +118,7 @@ static void print_options(void)
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
         "\n",
-        DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT);
+        DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_SHUTDOWN_TIMEOUT);
 }
 
 static void print_limits(void)
@@ -137,8 +158,8 @@ static void print_notes(void)
         "Protocol defines upgrade(instance). A script that fails to load is\n"
         "logged and the server keeps the code it had.\n"
         "\n"
-        "Once listening, luaecho prints one line to stderr:\n"
-        "  luaecho: listening on HOST:PORT\n"
+        "Once listening, luaecho prints one line per listener to stderr:\n"
+        "  luaecho: listening on HOST:PORT     (or unix:PATH, or udp:HOST:PORT)\n"
         "Its own log lines go to stderr; a script's print() goes to stdout.\n"
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
@@ -243,6 +264,8 @@ static int apply_environment(struct cli_options *o)
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
         .workers = 1,
+        .unix_mode = -1,
+        .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -269,6 +292,25 @@ static int apply_long(const char *value, long long min, long long max, const cha
     return 0;
 }
 
+/* --listen SPEC: one more listener, checked as far as it can be here. */
+static int add_listener(struct cli_options *o, const char *text)
+{
+    if (o->listener_count == CLI_MAX_LISTENERS)
+        return usage_error("%s: at most %s listeners", "--listen", "16");
+    struct listen_spec *spec = &o->listeners[o->listener_count];
+    const char *wrong = listen_spec_parse(text, spec);
+    if (wrong) {
+        fprintf(stderr, "luaecho: --listen '%s': %s\nTry 'luaecho --help' for more information.\n", text, wrong);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; i < o->listener_count; i++) {
+        if (listen_spec_same(&o->listeners[i], spec))
+            return usage_error("--listen '%s' is given twice%s", text, "");
+    }
+    o->listener_count++;
+    return 0;
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
@@ -277,10 +319,33 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         if (*value == '\0')
             return usage_error("%s needs a host name or address%s", "--host", "");
         o->host = value;
+        o->host_or_port_given = true;
         return 0;
     case 'p':
         if (!parse_int(value, 0, 65535, &o->port))
             return usage_error("%s must be a port number from 0 to 65535, not '%s'", "--port", value);
+        o->host_or_port_given = true;
+        return 0;
+    case OPT_LISTEN:
+        return add_listener(o, value);
+    case OPT_UNIX_MODE: {
+        char *end;
+        errno = 0;
+        long mode = strtol(value, &end, 8);
+        if (*value == '\0' || *end != '\0' || errno != 0 || mode < 0 || mode > 0777)
+            return usage_error("%s must be octal permissions from 0 to 777, such as 660, not '%s'", "--unix-mode",
+                               value);
+        o->unix_mode = (int)mode;
+        return 0;
+    }
+    case OPT_PROXY_PROTOCOL:
+        o->proxy_protocol = true;
+        return 0;
+    case OPT_PROXY_TIMEOUT:
+        if (!parse_seconds(value, 3600, &o->proxy_timeout) || o->proxy_timeout <= 0)
+            return usage_error("%s must be a number of seconds above 0 and up to 3600, not '%s'", "--proxy-timeout",
+                               value);
+        o->proxy_timeout_given = true;
         return 0;
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
@@ -364,6 +429,39 @@ static int apply_operands(struct cli_options *o, int argc, char **argv)
     return 0;
 }
 
+/* The listeners, once every flag is in: --listen's, or -H/-p's one; and
+ * the flags that only mean something with some kind of listener. */
+static int settle_listeners(struct cli_options *o)
+{
+    bool listen_given = o->listener_count > 0;
+    if (listen_given && o->command != CLI_SERVE)
+        return usage_error("%s is for serving (luaecho [serve]); a 'run' script listens itself%s", "--listen", "");
+    if (listen_given && o->host_or_port_given)
+        return usage_error("--listen and -H/--host or -p/--port cannot be used together: give every address "
+                           "with --listen, e.g. --listen %s%s", "127.0.0.1:2222", "");
+    if (!listen_given) {
+        struct listen_spec *spec = &o->listeners[0];
+        *spec = (struct listen_spec){.kind = LISTEN_TCP, .port = o->port};
+        if (strlen(o->host) >= sizeof spec->host)
+            return usage_error("%s: the host name is too long%s", "--host", "");
+        memcpy(spec->host, o->host, strlen(o->host) + 1);
+        o->listener_count = 1;
+    }
+    bool has_unix = false, has_stream = false;
+    for (int i = 0; i < o->listener_count; i++) {
+        has_unix = has_unix || o->listeners[i].kind == LISTEN_UNIX;
+        has_stream = has_stream || o->listeners[i].kind != LISTEN_UDP;
+    }
+    if (o->unix_mode >= 0 && !has_unix)
+        return usage_error("%s applies to Unix socket listeners: add --listen unix:PATH%s", "--unix-mode", "");
+    if (o->proxy_protocol && !has_stream)
+        return usage_error("%s applies to TCP and Unix listeners, and every listener is UDP%s", "--proxy-protocol",
+                           "");
+    if (o->proxy_timeout_given && !o->proxy_protocol)
+        return usage_error("%s needs --proxy-protocol%s", "--proxy-timeout", "");
+    return 0;
+}
+
 int cli_parse(struct cli_options *o, int argc, char **argv)
 {
     int rc = apply_environment(o);
@@ -388,5 +486,6 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
     rc = parse_options(o, argc, argv, optstring);
     if (rc != 0 || o->command == CLI_HELP || o->command == CLI_VERSION)
         return rc;
-    return apply_operands(o, argc, argv);
+    rc = apply_operands(o, argc, argv);
+    return rc != 0 ? rc : settle_listeners(o);
 }

@@ -9,14 +9,25 @@
 
 #include "luaecho_defaults.h"
 
+#include "listen_spec.h"
 #include "log.h"
 
 enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_HELP, CLI_VERSION };
+
+#define CLI_MAX_LISTENERS 16
 
 struct cli_options {
     enum cli_command command;
     const char *host;        /* -H/--host, LUAECHO_HOST */
     int port;                /* -p/--port, LUAECHO_PORT; 0 picks a free port */
+    bool host_or_port_given; /* -H or -p on the command line (not with --listen) */
+    /* --listen SPEC..., or the one TCP listener -H/-p give: */
+    struct listen_spec listeners[CLI_MAX_LISTENERS];
+    int listener_count;
+    int unix_mode;           /* --unix-mode: permissions of Unix sockets; -1: the umask's */
+    bool proxy_protocol;     /* --proxy-protocol: stream listeners read a PROXY header first */
+    double proxy_timeout;    /* --proxy-timeout: seconds */
+    bool proxy_timeout_given;
     enum log_level log_level;
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */

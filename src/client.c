@@ -39,8 +39,11 @@ static int deliver(lua_State *L)
         protocol_push(L, job->conn);
     } else {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s %s port %d: %s", job->failure, job->host_name, job->port,
-                        uv_strerror(job->status));
+        if (job->port < 0) /* a Unix socket's path */
+            lua_pushfstring(L, "%s unix:%s: %s", job->failure, job->host_name, uv_strerror(job->status));
+        else
+            lua_pushfstring(L, "%s %s port %d: %s", job->failure, job->host_name, job->port,
+                            uv_strerror(job->status));
     }
     lua_call(L, 2, 0);
     return 0;
@@ -83,7 +86,7 @@ static void on_resolved(void *data, int status, const union addr *addr)
         fail(job, "cannot resolve", status);
         return;
     }
-    struct conn *c = conn_new(job->ctx->loop, job->ctx->conns, &protocol_events, protocol_conn_size);
+    struct conn *c = conn_new(job->ctx->loop, job->ctx->conns, &protocol_events, protocol_conn_size, CONN_TCP);
     if (!c) {
         fail(job, "cannot connect to", UV_ENOMEM);
         return;
@@ -96,33 +99,62 @@ static void on_resolved(void *data, int status, const union addr *addr)
     }
 }
 
+/* The job of a connect: the Protocol (popped) and callback (popped) of
+ * core.connect's arguments 3 and 4, and 'name'. Raises before C allocates. */
+static struct connect_job *new_job(lua_State *L, const char *name, size_t name_len, int port)
+{
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
+    struct protocol_class protocol;
+    protocol_class_init(L, &protocol);                 /* pops the Protocol */
+    struct connect_job *job = calloc(1, sizeof *job + name_len + 1);
+    if (!job) {
+        protocol_class_release(L, &protocol);
+        luaL_unref(L, LUA_REGISTRYINDEX, callback_ref);
+        luaL_error(L, "out of memory for a connection");
+        return NULL;
+    }
+    memcpy(job->host_name, name, name_len + 1);
+    job->ctx = runtime_context(L);
+    job->L = job->ctx->L; /* the main thread: never a coroutine kept for later */
+    job->port = port;
+    job->callback_ref = callback_ref;
+    job->protocol = protocol;
+    return job;
+}
+
 int client_connect(lua_State *L)
 {
     size_t host_len;
     const char *host = luaL_checklstring(L, 1, &host_len);
     lua_Integer port = luaL_checkinteger(L, 2);
     luaL_argcheck(L, port > 0 && port <= 65535, 2, "port must be 1 to 65535");
-    luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 4, LUA_TFUNCTION);
-    /* What can raise comes first: nothing of C's is allocated yet. */
-    lua_settop(L, 4);
-    int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
-    struct protocol_class protocol;
-    protocol_class_init(L, &protocol);                 /* pops the Protocol */
-    struct connect_job *job = calloc(1, sizeof *job + host_len + 1);
-    if (!job) {
-        protocol_class_release(L, &protocol);
-        luaL_unref(L, LUA_REGISTRYINDEX, callback_ref);
-        return luaL_error(L, "out of memory for a connection");
-    }
-    memcpy(job->host_name, host, host_len + 1);
-    job->ctx = runtime_context(L);
-    job->L = job->ctx->L; /* the main thread: never a coroutine kept for later */
-    job->port = (int)port;
-    job->callback_ref = callback_ref;
-    job->protocol = protocol;
+    struct connect_job *job = new_job(L, host, host_len, (int)port);
     int rc = addr_resolve(job->ctx->loop, host, (int)port, on_resolved, job);
     if (rc != 0)
         fail(job, "cannot resolve", rc);
+    return 0;
+}
+
+int client_connect_unix(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len > 0 && strlen(path) == len, 1, "path must be a non-empty string without NUL bytes");
+    luaL_argcheck(L, len < 108, 1, "a Unix socket path has at most 107 bytes");
+    struct connect_job *job = new_job(L, path, len, -1);
+    struct conn *c = conn_new(job->ctx->loop, job->ctx->conns, &protocol_events, protocol_conn_size, CONN_UNIX);
+    if (!c) {
+        fail(job, "cannot connect to", UV_ENOMEM);
+        return 0;
+    }
+    protocol_attach(c, job->L, NULL);
+    int rc = conn_connect_unix(c, path, on_connected, job);
+    if (rc != 0) {
+        conn_abort(c, NULL);
+        fail(job, "cannot connect to", rc);
+    }
     return 0;
 }

@@ -11,4 +11,8 @@
  * callback(transport, instance), or callback(nil, message) on failure. [-4, +0, e] */
 int client_connect(lua_State *L);
 
+/* core.connect_unix(path, Protocol, callback): the same for the Unix socket
+ * at 'path'. [-3, +0, e] */
+int client_connect_unix(lua_State *L);
+
 #endif

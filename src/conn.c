@@ -1,6 +1,7 @@
 /*
- * conn.c - one TCP connection.
- * Owns the uv_tcp_t, the write queue and the flow-control marks, and reports
+ * conn.c - one stream connection: TCP or a Unix socket, which libuv and
+ * this file treat alike (uv_stream_t) but for the peer and Nagle.
+ * Owns the handle, the write queue and the flow-control marks, and reports
  * events through struct conn_events. Knows nothing about Lua.
  *
  * Rules:
@@ -10,6 +11,7 @@
  *   callback, any number of times. uv_close() is reached only through
  *   close_handle(), and memory is released in on_close() and nowhere else.
  */
+#define _GNU_SOURCE /* struct ucred */
 #include "conn.h"
 
 #include <assert.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define READ_BUFFER_SIZE LUAECHO_DEFAULT_READ_CHUNK
 /* A connection that fills the read buffer this many times in one loop turn
@@ -26,12 +29,20 @@
 #define FULL_READS_PER_TURN 1
 
 struct conn {
-    uv_tcp_t tcp;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;      /* what everything but open and addresses uses */
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
     const struct conn_events *events;
     struct conn_list *list;
     struct conn *prev, *next;
-    union addr peer;
+    union addr peer;             /* who the connection is from (a PROXY header may say) */
+    union addr socket_peer;      /* the socket's own peer (a load balancer); AF_UNSPEC: 'peer' */
     char *error;                 /* why it ended, for lost(); NULL: clean */
+    char *unread;                /* bytes to deliver before reading again (conn_unread) */
+    size_t unread_len;
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     uint32_t high_water, low_water;
     uint32_t last_active;        /* loop time (ms, wrapping) of the last byte in or out */
@@ -47,7 +58,8 @@ struct conn {
     bool closing : 1;
     bool writing_paused : 1;     /* over the high mark: pause_writing() is due or was reported */
     bool pause_due : 1;          /* ... and is still to be reported (see report_pause) */
-    bool deferred : 1;           /* read its fill this turn; resumes next turn */
+    bool deferred : 1;           /* read its fill this turn, or has 'unread' bytes: resumes next turn */
+    bool unix_socket : 1;        /* a uv_pipe_t */
     alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
 
@@ -91,16 +103,18 @@ static void on_close(uv_handle_t *handle);
 static void connected(struct conn *c);
 
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
-                      size_t data_size)
+                      size_t data_size, enum conn_kind kind)
 {
     struct conn *c = calloc(1, sizeof *c + data_size);
     if (!c)
         return NULL;
-    if (uv_tcp_init(loop, &c->tcp) != 0) {
+    int rc = kind == CONN_UNIX ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    if (rc != 0) {
         free(c);
         return NULL;
     }
-    c->tcp.data = c;
+    c->unix_socket = kind == CONN_UNIX;
+    c->h.handle.data = c;
     c->events = events;
     c->list = list;
     c->next = list->head;
@@ -121,7 +135,7 @@ static void check_state(const struct conn *c)
     (void)c;
     assert(!c->reading || (c->started && c->want_reading && !c->closing && !c->eof_received));
     assert(!c->deferred || !c->reading);
-    assert(!uv_is_closing((const uv_handle_t *)&c->tcp) || c->closing);
+    assert(!uv_is_closing(&c->h.handle) || c->closing);
     assert(!c->shutdown_req || c->eof_written || c->closing);
     assert(!c->pause_due || c->writing_paused);
     assert(cork.conn != c || (cork.n <= CORK_BUFS && cork.copied <= CORK_COPY_AREA));
@@ -132,8 +146,8 @@ static void close_handle(struct conn *c)
 {
     c->closing = true;
     c->reading = false;
-    if (!uv_is_closing((uv_handle_t *)&c->tcp))
-        uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (!uv_is_closing(&c->h.handle))
+        uv_close(&c->h.handle, on_close);
 }
 
 static void forget_deferred(struct conn *c)
@@ -162,6 +176,7 @@ static void on_close(uv_handle_t *handle)
     c->list->count--;
     c->events->lost(c, c->error);
     free(c->error);
+    free(c->unread);
     free(c);
 }
 
@@ -172,7 +187,7 @@ void conn_abort(struct conn *c, const char *error)
         cork.bytes = 0;
         cork.copied = 0;
     }
-    if (error && !c->error && !uv_is_closing((uv_handle_t *)&c->tcp))
+    if (error && !c->error && !uv_is_closing(&c->h.handle))
         c->error = strdup(error);
     close_handle(c);
     check_state(c);
@@ -180,7 +195,7 @@ void conn_abort(struct conn *c, const char *error)
 
 int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
 {
-    int rc = uv_tcp_open(&c->tcp, fd);
+    int rc = c->unix_socket ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
     if (peer)
         addr_from_sockaddr(&c->peer, peer); /* a peer that reset already has no peername */
     if (rc == 0)
@@ -188,14 +203,29 @@ int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
     return rc;
 }
 
+/* A Unix peer's credentials, from the kernel. */
+static void read_credentials(struct conn *c)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    c->peer = (union addr){.local = {.family = AF_UNIX}};
+    if (uv_fileno(&c->h.handle, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+        c->peer.local = (struct addr_local){.family = AF_UNIX, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+}
+
 /* Remember the peer, and answer small writes at once (echo-style protocols). */
 static void connected(struct conn *c)
 {
+    if (c->unix_socket) {
+        read_credentials(c);
+        return;
+    }
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (c->peer.sa.sa_family == AF_UNSPEC && uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (c->peer.sa.sa_family == AF_UNSPEC && uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0)
         addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss);
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->h.tcp, 1);
 }
 
 struct connect_req {
@@ -214,18 +244,48 @@ static void on_connect(uv_connect_t *req, int status)
     free(r);
 }
 
-int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data)
+static struct connect_req *connect_req_new(conn_connected_cb done, void *data)
 {
     struct connect_req *r = malloc(sizeof *r);
+    if (r) {
+        r->done = done;
+        r->data = data;
+    }
+    return r;
+}
+
+int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data)
+{
+    struct connect_req *r = connect_req_new(done, data);
     if (!r)
         return UV_ENOMEM;
-    r->done = done;
-    r->data = data;
     c->peer = *addr; /* for messages until the connection is up */
-    int rc = uv_tcp_connect(&r->req, &c->tcp, &addr->sa, on_connect);
+    int rc = uv_tcp_connect(&r->req, &c->h.tcp, &addr->sa, on_connect);
     if (rc != 0)
         free(r);
     return rc;
+}
+
+int conn_connect_unix(struct conn *c, const char *path, conn_connected_cb done, void *data)
+{
+    struct connect_req *r = connect_req_new(done, data);
+    if (!r)
+        return UV_ENOMEM;
+    c->peer = (union addr){.local = {.family = AF_UNIX}};
+    uv_pipe_connect(&r->req, &c->h.pipe, path, on_connect); /* errors reach on_connect */
+    return 0;
+}
+
+void conn_set_events(struct conn *c, const struct conn_events *events)
+{
+    c->events = events;
+}
+
+void conn_set_peer(struct conn *c, const union addr *peer)
+{
+    if (c->socket_peer.sa.sa_family == AF_UNSPEC)
+        c->socket_peer = c->peer;
+    c->peer = *peer;
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -236,6 +296,8 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 }
 
 static void stop_reading(struct conn *c);
+static void start_reading(struct conn *c);
+static void defer(struct conn *c);
 
 /* Read the buffer full too often this turn: sit out until the next. */
 static void count_full_read(struct conn *c)
@@ -247,9 +309,42 @@ static void count_full_read(struct conn *c)
     if (++c->full_reads < FULL_READS_PER_TURN || !c->reading || c->deferred)
         return;
     stop_reading(c);
-    c->deferred = true;
-    c->next_deferred = c->list->deferred;
-    c->list->deferred = c;
+    defer(c);
+}
+
+int conn_unread(struct conn *c, const char *base, size_t len)
+{
+    char *copy = malloc(len);
+    char *joined = copy && c->unread ? realloc(c->unread, c->unread_len + len) : NULL;
+    if (!copy || (c->unread && !joined)) {
+        free(copy);
+        return UV_ENOMEM;
+    }
+    if (joined) { /* after the bytes already put back */
+        memcpy(joined + c->unread_len, base, len);
+        free(copy);
+        c->unread = joined;
+    } else {
+        memcpy(copy, base, len);
+        c->unread = copy;
+    }
+    c->unread_len += len;
+    stop_reading(c);
+    start_reading(c); /* defers: they are delivered on the next turn */
+    check_state(c);
+    return 0;
+}
+
+/* Hand the bytes put back to the owner, as if just read. */
+static void deliver_unread(struct conn *c)
+{
+    char *bytes = c->unread;
+    size_t len = c->unread_len;
+    c->unread = NULL;
+    c->unread_len = 0;
+    c->last_active = (uint32_t)uv_now(c->h.handle.loop);
+    c->events->data(c, bytes, len);
+    free(bytes);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -271,11 +366,24 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     check_state(c);
 }
 
+static void defer(struct conn *c)
+{
+    if (c->deferred)
+        return;
+    c->deferred = true;
+    c->next_deferred = c->list->deferred;
+    c->list->deferred = c;
+}
+
 static void start_reading(struct conn *c)
 {
     if (c->reading || !c->started || !c->want_reading || c->closing || c->eof_received)
         return;
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->unread) { /* those bytes come first, on the next turn: not inside a callback */
+        defer(c);
+        return;
+    }
+    int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
     if (rc != 0)
         conn_abort(c, uv_strerror(rc));
     else
@@ -286,7 +394,7 @@ static void stop_reading(struct conn *c)
 {
     if (!c->reading)
         return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_stop(&c->h.stream);
     c->reading = false;
 }
 
@@ -329,12 +437,12 @@ bool conn_eof_written(const struct conn *c)
 /* Bytes written and not yet sent: queued, or held by the cork. */
 static size_t unsent(const struct conn *c)
 {
-    return c->tcp.write_queue_size + (cork.conn == c ? cork.bytes : 0);
+    return c->h.stream.write_queue_size + (cork.conn == c ? cork.bytes : 0);
 }
 
 size_t conn_write_buffer_size(const struct conn *c)
 {
-    return c->closing && uv_is_closing((const uv_handle_t *)&c->tcp) ? 0 : unsent(c);
+    return c->closing && uv_is_closing(&c->h.handle) ? 0 : unsent(c);
 }
 
 /* Note crossing the high mark once; report_pause() tells the owner. Not
@@ -342,7 +450,7 @@ size_t conn_write_buffer_size(const struct conn *c)
  * still write (asyncio never pauses a closing transport). */
 static void check_high_water(struct conn *c)
 {
-    if (!c->writing_paused && !c->closing && c->tcp.write_queue_size > c->high_water) {
+    if (!c->writing_paused && !c->closing && c->h.stream.write_queue_size > c->high_water) {
         c->writing_paused = true;
         c->pause_due = true;
     }
@@ -362,8 +470,8 @@ static void report_pause(struct conn *c)
 
 static void check_low_water(struct conn *c)
 {
-    if (c->writing_paused && !uv_is_closing((uv_handle_t *)&c->tcp) &&
-        c->tcp.write_queue_size <= c->low_water) {
+    if (c->writing_paused && !uv_is_closing(&c->h.handle) &&
+        c->h.stream.write_queue_size <= c->low_water) {
         c->writing_paused = false;
         c->events->resume_writing(c);
     }
@@ -394,7 +502,7 @@ static void after_write(uv_write_t *req, int status)
         conn_abort(c, uv_strerror(status));
         return;
     }
-    c->last_active = (uint32_t)uv_now(c->tcp.loop);
+    c->last_active = (uint32_t)uv_now(c->h.handle.loop);
     check_low_water(c);
     check_state(c);
 }
@@ -403,12 +511,12 @@ static void after_write(uv_write_t *req, int status)
 static void check_hard_cap(struct conn *c)
 {
     size_t cap = c->list->max_write_buffer;
-    if (cap == 0 || c->tcp.write_queue_size <= cap || uv_is_closing((uv_handle_t *)&c->tcp))
+    if (cap == 0 || c->h.stream.write_queue_size <= cap || uv_is_closing(&c->h.handle))
         return;
     char peer[ADDR_STRLEN], reason[160];
     snprintf(reason, sizeof reason,
              "write buffer over --max-write-buffer (%zu bytes queued, cap %zu): the peer does not read",
-             c->tcp.write_queue_size, cap);
+             c->h.stream.write_queue_size, cap);
     log_limited(&write_buffer_rate, LOG_WARN, "aborting %s: %s",
                 addr_format(&c->peer, peer, sizeof peer), reason);
     conn_abort(c, reason);
@@ -435,7 +543,7 @@ static void queue_write(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t
         p += bufs[i].len - from;
     }
     uv_buf_t buf = {.base = w->bytes, .len = len};
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write);
+    int rc = uv_write(&w->req, &c->h.stream, &buf, 1, after_write);
     if (rc != 0) {
         free(w);
         conn_abort(c, uv_strerror(rc));
@@ -449,11 +557,11 @@ static void queue_write(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t
 static void write_bufs(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t len)
 {
     size_t done = 0;
-    if (c->tcp.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
-        int sent = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (c->h.stream.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
+        int sent = uv_try_write(&c->h.stream, bufs, n);
         if (sent >= 0) {
             done = (size_t)sent;
-            c->last_active = (uint32_t)uv_now(c->tcp.loop);
+            c->last_active = (uint32_t)uv_now(c->h.handle.loop);
         } else if (sent != UV_EAGAIN) {
             conn_abort(c, uv_strerror(sent));
             return;
@@ -472,7 +580,7 @@ static void flush_cork(void)
     cork.n = 0;
     cork.bytes = 0;
     cork.copied = 0; /* write_bufs copies what the kernel does not take */
-    if (n > 0 && !uv_is_closing((uv_handle_t *)&c->tcp))
+    if (n > 0 && !uv_is_closing(&c->h.handle))
         write_bufs(c, cork.bufs, n, bytes);
 }
 
@@ -503,7 +611,7 @@ static void cork_write(struct conn *c, const char *base, size_t len)
     /* Flow control sees only real sends: hold at most the high mark. */
     if (cork.n == CORK_BUFS || cork.bytes + len > CORK_BYTES || cork.bytes + len > c->high_water)
         flush_cork();
-    if (uv_is_closing((uv_handle_t *)&c->tcp)) /* the flush failed: aborted */
+    if (uv_is_closing(&c->h.handle)) /* the flush failed: aborted */
         return;
     if (len > c->high_water) { /* too big to hold */
         write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
@@ -561,7 +669,7 @@ static bool start_shutdown(struct conn *c)
     uv_shutdown_t *req = malloc(sizeof *req);
     if (!req)
         return false;
-    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (uv_shutdown(req, &c->h.stream, on_shutdown) != 0) {
         free(req);
         return false;
     }
@@ -578,7 +686,7 @@ int conn_write_eof(struct conn *c)
     c->eof_written = true; /* first: a callback run by the flush cannot write */
     if (cork.conn == c)
         flush_cork(); /* the held writes go before the FIN */
-    if (uv_is_closing((uv_handle_t *)&c->tcp))
+    if (uv_is_closing(&c->h.handle))
         return 0; /* the flush failed: aborted */
     if (!start_shutdown(c))
         conn_abort(c, "cannot half-close the connection");
@@ -594,7 +702,7 @@ void conn_close(struct conn *c)
     c->closing = true; /* first: is_closing() holds for anything the flush runs */
     if (cork.conn == c)
         flush_cork();
-    if (uv_is_closing((uv_handle_t *)&c->tcp))
+    if (uv_is_closing(&c->h.handle))
         return; /* the flush failed: aborted */
     stop_reading(c);
     /* Flush first: the shutdown completes after the last queued write. */
@@ -608,19 +716,45 @@ const union addr *conn_peer(const struct conn *c)
     return &c->peer;
 }
 
+const union addr *conn_socket_peer(const struct conn *c)
+{
+    return c->socket_peer.sa.sa_family != AF_UNSPEC ? &c->socket_peer : &c->peer;
+}
+
+bool conn_is_unix(const struct conn *c)
+{
+    return c->unix_socket;
+}
+
+/* One of libuv's name queries on a live connection's handle. */
+static int ask_name(const struct conn *c, bool peer, char *buf, size_t *len, struct sockaddr_storage *ss)
+{
+    if (uv_is_closing(&c->h.handle))
+        return UV_EBADF;
+    if (c->unix_socket)
+        return peer ? uv_pipe_getpeername(&c->h.pipe, buf, len) : uv_pipe_getsockname(&c->h.pipe, buf, len);
+    int n = sizeof *ss;
+    return peer ? uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)ss, &n)
+                : uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)ss, &n);
+}
+
 int conn_sockname(const struct conn *c, union addr *out)
 {
-    if (uv_is_closing((const uv_handle_t *)&c->tcp))
-        return UV_EBADF;
     struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int rc = uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len);
+    int rc = c->unix_socket ? UV_EAFNOSUPPORT : ask_name(c, false, NULL, NULL, &ss);
     return rc != 0 ? rc : addr_from_sockaddr(out, (struct sockaddr *)&ss);
+}
+
+int conn_unix_path(const struct conn *c, bool peer, char *buf, size_t *len)
+{
+    if (!c->unix_socket)
+        return UV_EAFNOSUPPORT;
+    return ask_name(c, peer, buf, len, NULL);
 }
 
 uv_loop_t *conn_loop(const struct conn *c)
 {
-    return c->tcp.loop;
+    return c->h.handle.loop;
 }
 
 void *conn_data(struct conn *c)
@@ -638,7 +772,10 @@ static void on_next_turn(uv_prepare_t *handle)
     while (c) {
         struct conn *next = c->next_deferred;
         c->deferred = false;
+        if (c->unread && c->started && c->want_reading && !c->closing)
+            deliver_unread(c);
         start_reading(c);
+        check_state(c);
         c = next;
     }
 }
@@ -668,11 +805,11 @@ void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct l
 {
     if (list->head == NULL)
         return;
-    uint64_t now = uv_now(list->head->tcp.loop);
+    uint64_t now = uv_now(list->head->h.handle.loop);
     char reason[96];
     snprintf(reason, sizeof reason, "idle timeout: no traffic for %g s (--idle-timeout)", (double)timeout_ms / 1000);
     for (struct conn *c = list->head; c; c = c->next) {
-        if ((uint32_t)now - c->last_active < timeout_ms || uv_is_closing((uv_handle_t *)&c->tcp))
+        if ((uint32_t)now - c->last_active < timeout_ms || uv_is_closing(&c->h.handle))
             continue;
         char peer[ADDR_STRLEN];
         log_limited(rate, LOG_INFO, "closing %s: %s", addr_format(&c->peer, peer, sizeof peer), reason);

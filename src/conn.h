@@ -1,5 +1,5 @@
 /*
- * conn.h - one TCP connection: reads into the loop's buffer, a write queue
+ * conn.h - one stream connection (TCP or a Unix socket): reads into the loop's buffer, a write queue
  * with flow-control marks, half-close, graceful and abortive closing.
  * Knows nothing about Lua: it reports what happens through struct conn_events.
  */
@@ -46,10 +46,15 @@ void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_bu
 /* Close them (every connection is gone already). */
 void conn_list_close(struct conn_list *list);
 
+enum conn_kind { CONN_TCP, CONN_UNIX };
+
 /* A new, unconnected connection with 'data_size' bytes of zeroed owner data.
  * NULL when out of memory. Once created it ends only through its lost() call. */
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
-                      size_t data_size);
+                      size_t data_size, enum conn_kind kind);
+/* Report to 'events' from now on: a connection whose first bytes belong
+ * to a stage before its owner (the PROXY header) changes hands. */
+void conn_set_events(struct conn *c, const struct conn_events *events);
 /* Adopt an accepted socket; 'peer' is the address accept() gave (NULL:
  * ask the socket). Returns 0 or a libuv error (then abort the conn, and
  * close fd: it is not the conn's). */
@@ -57,6 +62,8 @@ int conn_open(struct conn *c, int fd, const struct sockaddr *peer);
 /* Connect to 'addr'; 'done' gets 0 or a libuv error (then abort the conn). */
 typedef void (*conn_connected_cb)(struct conn *c, int status, void *data);
 int conn_connect(struct conn *c, const union addr *addr, conn_connected_cb done, void *data);
+/* Connect a CONN_UNIX connection to the socket at 'path'. */
+int conn_connect_unix(struct conn *c, const char *path, conn_connected_cb done, void *data);
 /* Start reading, unless the owner paused reading before. */
 void conn_start(struct conn *c);
 
@@ -80,6 +87,11 @@ void conn_close(struct conn *c);
 /* Close now and drop the write buffer; 'error' (copied) goes to lost(). Idempotent. */
 void conn_abort(struct conn *c, const char *error);
 
+/* Put bytes back (copied): they are delivered, as read, on the next loop
+ * turn once reading is on, before anything more is read from the socket.
+ * Returns 0 or UV_ENOMEM. */
+int conn_unread(struct conn *c, const char *base, size_t len);
+
 void conn_pause_reading(struct conn *c);
 void conn_resume_reading(struct conn *c);
 bool conn_is_reading(const struct conn *c);
@@ -91,10 +103,20 @@ size_t conn_write_buffer_size(const struct conn *c);
 void conn_set_write_limits(struct conn *c, size_t high, size_t low);
 void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low);
 
-/* The peer as it was at accept time: still known after the connection ended. */
+/* The peer as it was at accept time (or as a PROXY header named it):
+ * still known after the connection ended. A Unix peer has its credentials. */
 const union addr *conn_peer(const struct conn *c);
-/* Our own address; UV_EBADF once the connection is closing. */
+/* The peer the socket itself is connected to (a load balancer), which
+ * conn_set_peer() does not change. */
+const union addr *conn_socket_peer(const struct conn *c);
+/* The client's address from a PROXY header. */
+void conn_set_peer(struct conn *c, const union addr *peer);
+bool conn_is_unix(const struct conn *c);
+/* Our own address (TCP); UV_EBADF once the connection is closing. */
 int conn_sockname(const struct conn *c, union addr *out);
+/* A Unix socket's own path or its peer's ('peer'), as libuv's
+ * uv_pipe_getsockname/getpeername; UV_EBADF once closing. */
+int conn_unix_path(const struct conn *c, bool peer, char *buf, size_t *len);
 uv_loop_t *conn_loop(const struct conn *c);
 void *conn_data(struct conn *c);
 

@@ -75,7 +75,8 @@ void protocol_attach(struct conn *c, lua_State *L, const struct protocol_owner *
 {
     struct binding *b = conn_data(c);
     *b = (struct binding){.L = L, .owner = owner, .instance_ref = LUA_NOREF, .transport_ref = LUA_NOREF,
-                          .info = {.server_ref = owner ? owner->server_ref : LUA_NOREF}};
+                          .info = {.server_ref = owner ? owner->server_ref : LUA_NOREF,
+                                   .listener = owner ? owner->listener : NULL}};
 }
 
 void protocol_push(lua_State *L, struct conn *c)

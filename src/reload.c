@@ -17,6 +17,7 @@
 #include "context.h"
 #include "log.h"
 #include "runtime.h"
+#include "datagram.h"
 #include "server.h"
 
 #define SETTLE_MS 100
@@ -168,45 +169,72 @@ static void put_modules_back(lua_State *L, struct reload_pending *pending)
     }
 }
 
-struct upgrade_count {
-    const struct server *server;
-    const struct protocol_class *protocol;
+struct commit {
+    struct loop_context *ctx;
+    struct server *const *servers;
+    struct endpoint *const *endpoints;
+    size_t n;
+    struct reload_pending *pending;
     size_t open, upgraded;
 };
 
+/* The listener being swapped that serves c, or NULL. */
+static struct server *swapped(const struct commit *commit, struct conn *c)
+{
+    const struct protocol_owner *owner = protocol_owner(c);
+    for (size_t i = 0; i < commit->n; i++) {
+        if (commit->servers[i] && owner == &commit->servers[i]->owner)
+            return commit->servers[i];
+    }
+    return NULL;
+}
+
 static void upgrade_one(struct conn *c, void *arg)
 {
-    struct upgrade_count *count = arg;
-    if (protocol_owner(c) != &count->server->owner || conn_is_closing(c))
+    struct commit *commit = arg;
+    struct server *s = swapped(commit, c);
+    if (!s || conn_is_closing(c))
         return;
-    count->open++;
-    if (protocol_upgrade(c, count->protocol))
-        count->upgraded++;
+    commit->open++;
+    if (commit->pending->has_upgrade && protocol_upgrade(c, &s->protocol))
+        commit->upgraded++;
 }
 
-static void count_open(struct conn *c, void *arg)
+/* Every listener gets its own references to the new class. Protected:
+ * taking a reference may run out of memory. */
+static int commit_all(lua_State *L)
 {
-    struct upgrade_count *count = arg;
-    if (protocol_owner(c) == &count->server->owner && !conn_is_closing(c))
-        count->open++;
+    struct commit *commit = lua_touserdata(L, 1);
+    for (size_t i = 0; i < commit->n; i++) {
+        if (commit->servers[i]) {
+            struct protocol_class copy;
+            protocol_class_copy(L, &commit->pending->protocol, &copy);
+            server_set_protocol(commit->servers[i], &copy);
+        } else if (commit->endpoints[i]) {
+            endpoint_set_protocol(commit->endpoints[i], &commit->pending->protocol);
+        }
+    }
+    return 0;
 }
 
-void reload_commit(struct server *s, struct reload_pending *pending, size_t *open,
-                   size_t *upgraded)
+void reload_commit(struct loop_context *ctx, struct server *const *servers, struct endpoint *const *endpoints,
+                   size_t n, struct reload_pending *pending, size_t *open, size_t *upgraded)
 {
-    lua_State *L = s->ctx->L;
-    server_set_protocol(s, &pending->protocol);
-    pending->ready = false;
+    lua_State *L = ctx->L;
+    struct commit commit = {.ctx = ctx, .servers = servers, .endpoints = endpoints, .n = n, .pending = pending};
+    struct runtime_error err;
+    if (runtime_call(L, commit_all, &commit, &err) != 0) {
+        log_error("reload: cannot hand the new code to every listener: %s", err.message);
+        runtime_error_free(&err);
+    }
     if (pending->modules_set_aside) /* the new code keeps the modules it loaded */
         luaL_unref(L, LUA_REGISTRYINDEX, pending->modules_ref);
     pending->modules_set_aside = false;
-    struct upgrade_count count = {.server = s, .protocol = &s->protocol};
-    if (pending->has_upgrade)
-        conn_list_each(s->ctx->conns, upgrade_one, &count);
-    else
-        conn_list_each(s->ctx->conns, count_open, &count);
-    *open = count.open;
-    *upgraded = count.upgraded;
+    conn_list_each(ctx->conns, upgrade_one, &commit);
+    protocol_class_release(L, &pending->protocol);
+    pending->ready = false;
+    *open = commit.open;
+    *upgraded = commit.upgraded;
 }
 
 void reload_discard(lua_State *L, struct reload_pending *pending)

@@ -1,5 +1,5 @@
 /*
- * server.c - one listening TCP socket.
+ * server.c - one listening stream socket, TCP or Unix (accept4 serves both).
  * Accepted connections join the loop's list (so shutdown reaches them) and
  * are bound to this server's Protocol. The process-wide count of accepted
  * connections (--max-connections) goes up here at accept and comes down
@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -27,6 +29,7 @@
 static struct log_rate accept_rate, descriptors_rate, max_connections_rate;
 
 static void connection_lost(void *data);
+static void proxy_ready(struct conn *c, void *data);
 
 struct server *server_new(struct loop_context *ctx, lua_State *L)
 {
@@ -40,7 +43,9 @@ struct server *server_new(struct loop_context *ctx, lua_State *L)
     s->protocol = protocol;
     s->ctx = ctx;
     s->fd = -1;
-    s->owner = (struct protocol_owner){.server_ref = LUA_NOREF, .lost = connection_lost, .data = s};
+    s->owner = (struct protocol_owner){.server_ref = LUA_NOREF, .listener = s->listener, .lost = connection_lost,
+                                       .data = s};
+    s->proxy_owner = (struct proxy_wait_owner){.ready = proxy_ready, .lost = connection_lost, .data = s};
     s->closed = true; /* until it listens */
     uv_timer_init(ctx->loop, &s->retry);
     s->retry.data = s;
@@ -60,6 +65,16 @@ void server_set_protocol(struct server *s, const struct protocol_class *cls)
     protocol_class_release(s->ctx->L, &s->protocol);
     s->protocol = *cls;
     s->protocol.generation = generation;
+}
+
+void server_expect_proxy(struct server *s, uint64_t timeout_ms)
+{
+    s->proxy_timeout_ms = timeout_ms;
+}
+
+const char *server_listener(const struct server *s)
+{
+    return s->listener;
 }
 
 void server_set_on_close(struct server *s, void (*fn)(struct server *s, void *data), void *data)
@@ -109,12 +124,29 @@ static void connection_lost(void *data)
     notify_if_finished(s);
 }
 
+/* Its PROXY header read: serve the connection as if just accepted. */
+static void proxy_ready(struct conn *c, void *data)
+{
+    struct server *s = data;
+    conn_set_events(c, &protocol_events);
+    protocol_attach(c, s->ctx->L, &s->owner);
+    protocol_connection_made(c, &s->protocol);
+}
+
+/* The conn's owner data: the binding, or the PROXY stage before it. */
+static size_t conn_data_size(void)
+{
+    return protocol_conn_size > proxy_wait_conn_size ? protocol_conn_size : proxy_wait_conn_size;
+}
+
 /* Serve one accepted socket, or close it at once over --max-connections. */
 static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
 {
     struct loop_context *ctx = s->ctx;
     bool admitted = admit(ctx);
-    struct conn *c = conn_new(ctx->loop, ctx->conns, &protocol_events, protocol_conn_size);
+    bool proxied = admitted && s->proxy_timeout_ms > 0;
+    struct conn *c = conn_new(ctx->loop, ctx->conns, proxied ? &proxy_wait_events : &protocol_events,
+                              conn_data_size(), s->kind);
     if (!c) {
         if (admitted)
             atomic_fetch_sub(ctx->accepted, 1);
@@ -122,19 +154,25 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
         log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
         return;
     }
-    protocol_attach(c, ctx->L, admitted ? &s->owner : NULL); /* counted from here on */
+    if (proxied)
+        proxy_wait_attach(c, &s->proxy_owner); /* counted from here on */
+    else
+        protocol_attach(c, ctx->L, admitted ? &s->owner : NULL); /* counted from here on */
     if (admitted)
         s->connections++;
     int rc = conn_open(c, fd, peer);
+    if (rc != 0) {
+        close(fd); /* not the conn's */
+        log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
+    } else if (proxied && (rc = proxy_wait_start(c, s->proxy_timeout_ms)) != 0) {
+        log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
+    }
     if (rc != 0 || !admitted) {
-        if (rc != 0) {
-            close(fd);
-            log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
-        }
         conn_abort(c, NULL); /* no instance: nothing reaches Lua */
         return;
     }
-    protocol_connection_made(c, &s->protocol);
+    if (!proxied)
+        protocol_connection_made(c, &s->protocol);
 }
 
 static void on_acceptable(uv_poll_t *poll, int status, int events);
@@ -205,18 +243,102 @@ static int open_listener(const union addr *addr, bool reuseport, int *out)
     return 0;
 }
 
-int server_listen(struct server *s, const union addr *addr, bool reuseport)
+int server_listen_fd(struct server *s, int fd, enum conn_kind kind, const char *listener, bool owned)
 {
-    int rc = open_listener(addr, reuseport, &s->fd);
+    s->fd = fd;
+    s->owns_fd = owned;
+    s->kind = kind;
+    snprintf(s->listener, sizeof s->listener, "%s", listener);
+    int rc = uv_poll_init_socket(s->ctx->loop, &s->poll, s->fd);
     if (rc != 0)
         return rc;
-    uv_poll_init_socket(s->ctx->loop, &s->poll, s->fd);
     s->poll.data = s;
     s->polling = true;
     rc = uv_poll_start(&s->poll, UV_READABLE, on_acceptable);
     if (rc == 0)
         s->closed = false;
     return rc;
+}
+
+int server_listen(struct server *s, const union addr *addr, bool reuseport)
+{
+    int fd;
+    int rc = open_listener(addr, reuseport, &fd);
+    if (rc != 0)
+        return rc;
+    union addr real;
+    char listener[ADDR_STRLEN];
+    s->fd = fd; /* for server_sockname */
+    if (server_sockname(s, &real) != 0)
+        real = *addr;
+    return server_listen_fd(s, fd, CONN_TCP, addr_format(&real, listener, sizeof listener), true);
+}
+
+/* Is a process listening on the Unix socket at 'path'? */
+static bool unix_socket_live(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* cannot tell: touch nothing */
+    bool live = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0 || errno != ECONNREFUSED;
+    close(fd);
+    return live;
+}
+
+int server_open_unix(const char *path, int mode, int *out)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path)
+        return UV_ENAMETOOLONG;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return UV_EEXIST;
+        if (unix_socket_live(&sun))
+            return UV_EADDRINUSE;
+        unlink(path); /* left by a process that is gone */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    /* Before listen(): nobody can connect while the mode is still the umask's. */
+    if ((mode >= 0 && chmod(path, (mode_t)mode) != 0) || listen(fd, LISTEN_BACKLOG) != 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+const char *server_unix_hint(int rc)
+{
+    if (rc == UV_EADDRINUSE)
+        return " (another process is listening on it; stop it first, it is not removed)";
+    if (rc == UV_EEXIST)
+        return " (the path exists and is not a socket)";
+    if (rc == UV_ENAMETOOLONG)
+        return " (a Unix socket path has at most 107 bytes)";
+    return "";
+}
+
+int server_listen_unix(struct server *s, const char *path, int mode)
+{
+    int fd;
+    int rc = server_open_unix(path, mode, &fd);
+    if (rc != 0)
+        return rc;
+    char listener[SERVER_LISTENER_STRLEN];
+    snprintf(listener, sizeof listener, "unix:%s", path);
+    s->unlink_path = true;
+    return server_listen_fd(s, fd, CONN_UNIX, listener, true);
 }
 
 bool server_reuseport_works(void)
@@ -270,9 +392,12 @@ static void stop_listening(struct server *s)
         uv_close((uv_handle_t *)&s->poll, NULL);
         s->polling = false;
     }
-    if (s->fd >= 0) {
+    if (s->fd >= 0 && s->owns_fd)
         close(s->fd); /* no longer polled: safe to close */
-        s->fd = -1;
+    s->fd = -1;
+    if (s->unlink_path) {
+        s->unlink_path = false;
+        unlink(s->listener + strlen("unix:"));
     }
     if (!uv_is_closing((uv_handle_t *)&s->retry))
         uv_close((uv_handle_t *)&s->retry, NULL);

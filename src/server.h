@@ -1,6 +1,7 @@
 /*
- * server.h - one listening socket: accept, hand each connection to its
- * Protocol, stop accepting on close().
+ * server.h - one listening stream socket, TCP or Unix: accept, read a
+ * PROXY header first when asked, hand each connection to its Protocol,
+ * stop accepting on close().
  */
 #ifndef LUAECHO_SERVER_H
 #define LUAECHO_SERVER_H
@@ -12,6 +13,10 @@
 #include "addr.h"
 #include "context.h"
 #include "protocol.h"
+#include "proxy_wait.h"
+
+/* "unix:" and the longest path a Unix socket takes (sun_path less its NUL). */
+#define SERVER_LISTENER_STRLEN 120
 
 /* The servers of one loop (the context points at it), so shutdown reaches
  * them all. */
@@ -21,6 +26,12 @@ struct server_list {
 
 struct server {
     int fd;              /* the listening socket, -1 when none */
+    bool owns_fd;        /* false: another holds it (workers share a Unix socket) */
+    bool unlink_path;    /* remove the Unix socket file on close (a script's server) */
+    enum conn_kind kind; /* of the connections it accepts */
+    char listener[SERVER_LISTENER_STRLEN]; /* "HOST:PORT" or "unix:PATH", the real port */
+    uint64_t proxy_timeout_ms; /* 0: no PROXY header; else read one within this */
+    struct proxy_wait_owner proxy_owner;
     uv_poll_t poll;      /* its readiness: accept() is ours, so running out of
                             descriptors is seen, logged and waited out */
     uv_timer_t retry;    /* accepting paused until it fires */
@@ -60,9 +71,27 @@ void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, 
  * listen on the same address and the kernel spreads connections among them.
  * Returns 0 or a libuv error. */
 int server_listen(struct server *s, const union addr *addr, bool reuseport);
+/* Accept on a listening socket opened by server_open_unix (workers share
+ * one; 'owned': close it with the server). Returns 0 or a libuv error. */
+int server_listen_fd(struct server *s, int fd, enum conn_kind kind, const char *listener, bool owned);
+/* A listening Unix socket at 'path', permissions 'mode' (-1: the umask's).
+ * A socket file no process listens on is replaced. Returns 0, or
+ * UV_EADDRINUSE (a live process listens there: nothing was touched),
+ * UV_EEXIST (the path is not a socket), or another libuv error. */
+int server_open_unix(const char *path, int mode, int *fd);
+/* Listen on a new Unix socket at 'path' (see server_open_unix), removed
+ * when the server closes. Returns 0 or a libuv error. */
+int server_listen_unix(struct server *s, const char *path, int mode);
+/* What to add to uv_strerror() for server_open_unix's errors ("" if nothing). */
+const char *server_unix_hint(int rc);
+/* Read a PROXY protocol header on every connection before serving it,
+ * closing those with none within 'timeout_ms'. */
+void server_expect_proxy(struct server *s, uint64_t timeout_ms);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);
+/* Its listener's name with the real port: "127.0.0.1:2222", "unix:/run/x.sock". */
+const char *server_listener(const struct server *s);
 /* Can sockets share a port here (SO_REUSEPORT)? */
 bool server_reuseport_works(void);
 /* Serve a socket another worker accepted (the hand-off fallback). */

@@ -34,11 +34,15 @@ static int server_object_close(lua_State *L)
     return 0;
 }
 
-/* server:sockname() -> host, port (nil once closed). */
+/* server:sockname() -> host, port, or a Unix socket's path (nil once closed). */
 static int server_object_sockname(lua_State *L)
 {
     struct server *s = check_server(L);
     union addr a;
+    if (!s->closed && s->kind == CONN_UNIX) {
+        lua_pushstring(L, server_listener(s) + strlen("unix:"));
+        return 1;
+    }
     if (s->closed || server_sockname(s, &a) != 0) {
         lua_pushnil(L);
         return 1;
@@ -60,10 +64,8 @@ static int server_object_is_serving(lua_State *L)
 static int server_object_tostring(lua_State *L)
 {
     struct server *s = check_server(L);
-    union addr a;
-    char text[ADDR_STRLEN];
-    if (!s->closed && server_sockname(s, &a) == 0)
-        lua_pushfstring(L, "luaecho.server (%s)", addr_format(&a, text, sizeof text));
+    if (!s->closed)
+        lua_pushfstring(L, "luaecho.server (%s)", server_listener(s));
     else
         lua_pushliteral(L, "luaecho.server (closed)");
     return 1;
@@ -225,4 +227,24 @@ int server_object_listen(lua_State *L)
     if (rc != 0)
         on_listen_resolved(job, rc, NULL);
     return 0;
+}
+
+int server_object_listen_unix(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len > 0 && strlen(path) == len, 1, "path must be a non-empty string without NUL bytes");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    struct server *s = server_new(runtime_context(L), L); /* pops the Protocol */
+    server_object_new(L, s);
+    int rc = server_listen_unix(s, path, -1);
+    if (rc != 0) {
+        server_close(s);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on unix:%s: %s%s", path, uv_strerror(rc), server_unix_hint(rc));
+        return 2;
+    }
+    push_object(L, s);
+    return 1;
 }

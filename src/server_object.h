@@ -24,4 +24,8 @@ int server_object_on_finished(lua_State *L);
  * bind and listen, then callback(server) or callback(nil, message). [-4, +0, e] */
 int server_object_listen(lua_State *L);
 
+/* core.listen_unix(path, Protocol) -> server, or nil and a message: listen
+ * on a Unix socket at once (no lookup to wait for). [-2, +1|2, e] */
+int server_object_listen_unix(lua_State *L);
+
 #endif

@@ -149,10 +149,50 @@ static int push_address(lua_State *L, const union addr *a)
     return 2;
 }
 
-/* get_extra_info(name [, default]): "peername", "sockname" -> host, port;
- * "server"; "generation" (of the script serving it, for hot swap); "worker".
- * The peer is known for the transport's whole life; "sockname" until close()
- * or abort(); the others until connection_lost has returned. */
+/* A Unix socket's path, its own or its peer's ("" once closed, or for a
+ * peer that never bound one, as most clients do). [-0, +1, e] */
+static int push_unix_path(lua_State *L, const struct transport *t, bool peer)
+{
+    char path[256];
+    size_t len = sizeof path;
+    if (t->conn && conn_unix_path(t->conn, peer, path, &len) == 0)
+        lua_pushlstring(L, path, len);
+    else
+        lua_pushliteral(L, "");
+    return 1;
+}
+
+/* An address of a transport: a Unix socket's peer by its path, others by
+ * host and port. [-0, +1|2, e] */
+static int push_peer(lua_State *L, const struct transport *t, const union addr *a)
+{
+    if (a->sa.sa_family == AF_UNIX)
+        return push_unix_path(L, t, true);
+    if (a->sa.sa_family == AF_UNSPEC)
+        return 1; /* the default */
+    return push_address(L, a);
+}
+
+/* {pid=, uid=, gid=} of a Unix socket's peer, as the kernel gave them. [-0, +1, e] */
+static int push_credentials(lua_State *L, const union addr *a)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, a->local.pid);
+    lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, a->local.uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, a->local.gid);
+    lua_setfield(L, -2, "gid");
+    return 1;
+}
+
+/* get_extra_info(name [, default]): "peername" -> host, port (a Unix
+ * socket's peer: its path, often ""); "socket_peername" (the load balancer
+ * behind --proxy-protocol, else the same); "sockname"; "peercred" -> {pid,
+ * uid, gid} (Unix sockets); "listener"; "server"; "generation" (of the
+ * script serving it, for hot swap); "worker". The peers are known for the
+ * transport's whole life; "sockname" until close() or abort(); the others
+ * until connection_lost has returned. */
 static int transport_get_extra_info(lua_State *L)
 {
     struct transport *t = check_transport(L);
@@ -160,16 +200,28 @@ static int transport_get_extra_info(lua_State *L)
     const char *name = luaL_checkstring(L, 2);
     lua_settop(L, 3); /* the default, nil when absent */
     union addr a;
-    if (strcmp(name, "peername") == 0 && t->peer.sa.sa_family != AF_UNSPEC)
-        return push_address(L, &t->peer);
-    if (c && strcmp(name, "sockname") == 0 && !conn_is_closing(c) && conn_sockname(c, &a) == 0)
-        return push_address(L, &a);
+    if (strcmp(name, "peername") == 0)
+        return push_peer(L, t, &t->peer);
+    if (strcmp(name, "socket_peername") == 0)
+        return push_peer(L, t, &t->socket_peer);
+    if (strcmp(name, "peercred") == 0 && t->socket_peer.sa.sa_family == AF_UNIX)
+        return push_credentials(L, &t->socket_peer);
+    if (c && strcmp(name, "sockname") == 0 && !conn_is_closing(c)) {
+        if (t->unix_socket)
+            return push_unix_path(L, t, false);
+        if (conn_sockname(c, &a) == 0)
+            return push_address(L, &a);
+    }
     if (c && strcmp(name, "worker") == 0) {
         lua_pushinteger(L, runtime_context(L)->worker_id);
         return 1;
     }
     if (t->info && strcmp(name, "generation") == 0) {
         lua_pushinteger(L, t->info->generation);
+        return 1;
+    }
+    if (t->info && strcmp(name, "listener") == 0 && t->info->listener) {
+        lua_pushstring(L, t->info->listener);
         return 1;
     }
     if (t->info && strcmp(name, "server") == 0 && t->info->server_ref != LUA_NOREF) {
@@ -300,6 +352,8 @@ struct transport *transport_new(lua_State *L, struct conn *c, const struct trans
     t->conn = c;
     t->info = info;
     t->peer = *conn_peer(c);
+    t->socket_peer = *conn_socket_peer(c);
+    t->unix_socket = conn_is_unix(c);
     luaL_setmetatable(L, TRANSPORT_METATABLE);
     return t;
 }

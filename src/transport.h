@@ -5,6 +5,7 @@
 #define LUAECHO_TRANSPORT_H
 
 #include <lua.h>
+#include <stdbool.h>
 
 #include "addr.h"
 
@@ -17,6 +18,7 @@ struct conn;
 struct transport_info {
     int generation; /* of the script serving the connection (hot swap) */
     int server_ref; /* the Lua server object that accepted it; LUA_NOREF: none */
+    const char *listener; /* its listener, "HOST:PORT" or "unix:PATH"; NULL: none */
 };
 
 /* The box Lua holds. 'conn' is cleared when the connection is freed, so a
@@ -25,7 +27,9 @@ struct transport_info {
 struct transport {
     struct conn *conn;
     const struct transport_info *info;
-    union addr peer; /* kept: connection_lost and later code may still ask */
+    union addr peer;        /* kept: connection_lost and later code may still ask */
+    union addr socket_peer; /* the socket's own peer (not a PROXY header's client) */
+    bool unix_socket;
 };
 
 /* Create the metatable once per state. [-0, +0, e] */

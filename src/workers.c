@@ -2,8 +2,10 @@
  * workers.c - N worker threads, and the main thread that coordinates them.
  *
  * Each worker owns a host (its loop and Lua state), loads the script itself
- * and listens on the shared address with SO_REUSEPORT, so the kernel spreads
- * connections among them and nothing Lua crosses a thread. The coordinator
+ * and serves every listener: on TCP and UDP it binds the shared address
+ * with SO_REUSEPORT, so the kernel spreads the load among them; a Unix
+ * socket cannot be shared that way, so the coordinator opens it once and
+ * every worker accepts on it. Nothing Lua crosses a thread. The coordinator
  * reaches a worker only by setting its command bits under the group's lock
  * and waking its async handle; workers answer through the group's reply
  * counters and the coordinator's async handle.
@@ -23,9 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addr.h"
+#include "datagram.h"
 #include "exit_guard.h"
 #include "log.h"
 #include "log_window.h"
@@ -49,6 +53,21 @@ enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
 
 struct workers;
 
+/* A listener of the process, set up before any worker starts. */
+struct listener {
+    const struct listen_spec *spec;
+    union addr addr;   /* TCP, UDP: resolved; worker 1 puts the real port in */
+    int unix_fd;       /* Unix: the listening socket every worker accepts on; -1 */
+    struct stat unix_file; /* ... and its file, removed at exit if still ours */
+    char name[LISTEN_SPEC_STRLEN]; /* as printed, with the real port */
+};
+
+/* A socket worker 1 accepted and handed over (no SO_REUSEPORT). */
+struct handed {
+    int fd;
+    int listener;
+};
+
 struct worker {
     int id; /* 1..N */
     struct workers *group;
@@ -56,12 +75,15 @@ struct worker {
     bool thread_started;
     bool host_ready;
     struct host host;
-    struct server *server;
+    /* By listener: its server (TCP, Unix) or its endpoint (UDP), else NULL. */
+    struct server *servers[CLI_MAX_LISTENERS];
+    struct endpoint *endpoints[CLI_MAX_LISTENERS];
     uv_async_t wakeup;
     struct reload_pending pending;
     /* Under group->lock: */
     unsigned commands;
-    int *handed;  /* accepted sockets handed to this worker, not yet served */
+    unsigned close_listeners; /* with CMD_CLOSE_SERVER: which (bits by index) */
+    struct handed *handed;  /* accepted sockets handed to this worker, not yet served */
     size_t handed_count, handed_room;
     bool started; /* start-up is over; 'status' says how it went */
     int status;
@@ -77,7 +99,8 @@ struct workers {
     char *script_dir;
     char *chunkname; /* "@SCRIPT", as Lua names a file's chunk */
     struct limits limits;
-    union addr addr;
+    struct listener listeners[CLI_MAX_LISTENERS];
+    int listener_count;
     uv_loop_t loop;
     uv_async_t replies;
     struct signal_inbox signals; /* SIGINT/SIGTERM, relayed by the exit guard */
@@ -86,7 +109,7 @@ struct workers {
     uv_mutex_t lock;
     uv_cond_t started;
     atomic_size_t accepted;
-    atomic_bool server_closed;
+    atomic_uint listeners_closed; /* bits by index: closed in every worker */
     bool hand_off;   /* no SO_REUSEPORT: worker 1 listens and hands sockets round */
     unsigned next_worker; /* worker 1's round-robin position */
     /* Under lock: */
@@ -107,22 +130,34 @@ struct workers {
 
 /* ---- The worker side: runs on the worker's thread. ---- */
 
-struct load_args {
-    struct host *host;
-    const char *path;
-    const char *dir;
-    struct server *server;
-};
-
-/* Load the handler script and make a server of its Protocol. Protected. */
+/* Load the handler script and make a server (or a UDP endpoint) of its
+ * Protocol for every listener. Protected. */
 static int load_server(lua_State *L)
 {
-    struct load_args *args = lua_touserdata(L, 1);
-    runtime_add_script_dir(L, args->dir);
+    struct worker *w = lua_touserdata(L, 1);
+    struct workers *g = w->group;
+    runtime_add_script_dir(L, g->script_dir);
     runtime_refuse_exit(L);
-    runtime_load_handler(L, args->path);
-    args->server = server_new(&args->host->ctx, L);
-    server_object_new(L, args->server);
+    runtime_load_handler(L, g->script);
+    for (int i = 0; i < g->listener_count; i++) {
+        lua_pushvalue(L, -1);
+        if (g->listeners[i].spec->kind == LISTEN_UDP) {
+            w->endpoints[i] = endpoint_new(&w->host.ctx, L, g->listeners[i].name);
+        } else {
+            w->servers[i] = server_new(&w->host.ctx, L);
+            server_object_new(L, w->servers[i]);
+        }
+    }
+    return 0;
+}
+
+/* The index of s among w's listeners. */
+static int listener_of(const struct worker *w, const struct server *s)
+{
+    for (int i = 0; i < w->group->listener_count; i++) {
+        if (w->servers[i] == s)
+            return i;
+    }
     return 0;
 }
 
@@ -158,7 +193,8 @@ static void commit_reload(struct worker *w)
     size_t open = 0, upgraded = 0;
     bool has_upgrade = w->pending.has_upgrade;
     if (w->pending.ready)
-        reload_commit(w->server, &w->pending, &open, &upgraded);
+        reload_commit(&w->host.ctx, w->servers, w->endpoints, (size_t)w->group->listener_count, &w->pending, &open,
+                      &upgraded);
     reply(w->group, true, NULL, open, upgraded, has_upgrade);
 }
 
@@ -172,22 +208,22 @@ static void discard_reload(struct worker *w)
 static void adopt_handed(struct worker *w)
 {
     uv_mutex_lock(&w->group->lock);
-    int *fds = w->handed;
+    struct handed *list = w->handed;
     size_t count = w->handed_count;
     w->handed = NULL;
     w->handed_count = w->handed_room = 0;
     uv_mutex_unlock(&w->group->lock);
     for (size_t i = 0; i < count; i++)
-        server_adopt(w->server, fds[i]);
-    free(fds);
+        server_adopt(w->servers[list[i].listener], list[i].fd);
+    free(list);
 }
 
 /* Worker 1's listener without SO_REUSEPORT: pass every Nth socket on, in
  * turn, to a running worker. False: serve it here. */
 static bool hand_off(struct server *s, int fd, void *data)
 {
-    (void)s;
     struct worker *self = data;
+    struct handed item = {.fd = fd, .listener = listener_of(self, s)};
     struct workers *g = self->group;
     struct worker *to = &g->list[g->next_worker++ % (unsigned)g->count];
     if (to == self)
@@ -195,15 +231,15 @@ static bool hand_off(struct server *s, int fd, void *data)
     bool handed = false;
     uv_mutex_lock(&g->lock);
     if (to->alive && to->handed_count < to->handed_room) {
-        to->handed[to->handed_count++] = fd;
+        to->handed[to->handed_count++] = item;
         handed = true;
     } else if (to->alive) {
         size_t room = to->handed_room ? 2 * to->handed_room : 64;
-        int *bigger = realloc(to->handed, room * sizeof *bigger);
+        struct handed *bigger = realloc(to->handed, room * sizeof *bigger);
         if (bigger) {
             to->handed = bigger;
             to->handed_room = room;
-            to->handed[to->handed_count++] = fd;
+            to->handed[to->handed_count++] = item;
             handed = true;
         }
     }
@@ -229,14 +265,18 @@ static void on_wakeup(uv_async_t *handle)
     struct worker *w = handle->data;
     uv_mutex_lock(&w->group->lock);
     unsigned commands = w->commands;
+    unsigned close_listeners = w->close_listeners;
     w->commands = 0;
+    w->close_listeners = 0;
     uv_mutex_unlock(&w->group->lock);
     if ((commands & CMD_SHUTDOWN) && !w->host.ctx.shutting_down)
         host_shutdown(&w->host, shutdown_reason(w->group));
     if (commands & CMD_ABORT)
         host_signal(&w->host, atomic_load(&w->group->signals.name), 2);
-    if (commands & CMD_CLOSE_SERVER)
-        server_close(w->server);
+    for (int i = 0; (commands & CMD_CLOSE_SERVER) && i < w->group->listener_count; i++) {
+        if ((close_listeners & (1u << i)) && w->servers[i])
+            server_close(w->servers[i]);
+    }
     if (commands & CMD_PREPARE)
         prepare_reload(w);
     if (commands & CMD_COMMIT)
@@ -247,8 +287,9 @@ static void on_wakeup(uv_async_t *handle)
         adopt_handed(w);
 }
 
-/* Set command bits on every running worker but 'except', and wake it. */
-static int command_all(struct workers *g, unsigned command, const struct worker *except)
+/* Set command bits on every running worker but 'except', and wake it;
+ * with CMD_CLOSE_SERVER, 'listeners' says which to close. */
+static int command_some(struct workers *g, unsigned command, unsigned listeners, const struct worker *except)
 {
     int sent = 0;
     uv_mutex_lock(&g->lock);
@@ -257,11 +298,17 @@ static int command_all(struct workers *g, unsigned command, const struct worker 
         if (w == except || !w->alive)
             continue;
         w->commands |= command;
+        w->close_listeners |= listeners;
         uv_async_send(&w->wakeup); /* under the lock: the worker closes it only after 'alive' is false */
         sent++;
     }
     uv_mutex_unlock(&g->lock);
     return sent;
+}
+
+static int command_all(struct workers *g, unsigned command, const struct worker *except)
+{
+    return command_some(g, command, 0, except);
 }
 
 /* Shut every worker down, those starting later too, saying 'why' once. */
@@ -274,14 +321,76 @@ static void shutdown_all(struct workers *g, const char *why)
     command_all(g, CMD_SHUTDOWN, NULL);
 }
 
+/* Are all of w's servers closed? */
+static bool all_closed(const struct worker *w)
+{
+    for (int i = 0; i < w->group->listener_count; i++) {
+        if (w->servers[i] && !w->servers[i]->closed)
+            return false;
+    }
+    return true;
+}
+
 /* A server closed in one worker (by a script, or on shutdown) closes in all. */
 static void on_server_closed(struct server *s, void *data)
 {
-    (void)s;
     struct worker *w = data;
-    uv_unref((uv_handle_t *)&w->wakeup); /* it kept a socketless worker's loop alive */
-    if (!atomic_exchange(&w->group->server_closed, true))
-        command_all(w->group, CMD_CLOSE_SERVER, w);
+    if (all_closed(w))
+        uv_unref((uv_handle_t *)&w->wakeup); /* it kept a socketless worker's loop alive */
+    unsigned bit = 1u << listener_of(w, s);
+    if (!(atomic_fetch_or(&w->group->listeners_closed, bit) & bit))
+        command_some(w->group, CMD_CLOSE_SERVER, bit, w);
+}
+
+/* Serve stream listener i: listen, or wait for handed sockets. */
+static int listen_stream(struct worker *w, int i)
+{
+    struct workers *g = w->group;
+    struct listener *l = &g->listeners[i];
+    struct server *s = w->servers[i];
+    int rc;
+    if (l->spec->kind == LISTEN_UNIX) {
+        rc = server_listen_fd(s, l->unix_fd, CONN_UNIX, l->name, false);
+    } else if (g->hand_off && w->id > 1) {
+        server_open_without_socket(s); /* worker 1 hands it sockets */
+        uv_ref((uv_handle_t *)&w->wakeup);
+        rc = 0;
+    } else {
+        rc = server_listen(s, &l->addr, g->count > 1 && !g->hand_off);
+        if (rc == 0 && w->id == 1)
+            server_sockname(s, &l->addr); /* the real port, for the others */
+    }
+    if (rc != 0)
+        return rc;
+    if (g->options->proxy_protocol)
+        server_expect_proxy(s, (uint64_t)(g->options->proxy_timeout * 1000));
+    server_set_on_close(s, on_server_closed, w);
+    if (g->hand_off && w->id == 1 && l->spec->kind == LISTEN_TCP)
+        server_set_hand_off(s, hand_off, w);
+    return 0;
+}
+
+/* Serve UDP listener i. Without SO_REUSEPORT, only worker 1 does. */
+static int listen_datagram(struct worker *w, int i)
+{
+    struct workers *g = w->group;
+    struct listener *l = &g->listeners[i];
+    if (g->hand_off && w->id > 1) {
+        endpoint_close(w->endpoints[i]);
+        w->endpoints[i] = NULL;
+        return 0;
+    }
+    int rc = endpoint_bind(w->endpoints[i], &l->addr, g->count > 1 && !g->hand_off);
+    if (rc == 0 && w->id == 1)
+        endpoint_sockname(w->endpoints[i], &l->addr); /* the real port, for the others */
+    return rc;
+}
+
+/* Name listener i as it is printed, with its real port. */
+static void name_listener(struct listener *l)
+{
+    bool bound = l->spec->kind != LISTEN_UNIX && l->addr.sa.sa_family != AF_UNSPEC;
+    listen_spec_format(l->spec, bound ? &l->addr : NULL, l->name, sizeof l->name);
 }
 
 /* Set up the host, load the script, listen. Returns an exit code. */
@@ -295,32 +404,29 @@ static int worker_start(struct worker *w)
     uv_async_init(&w->host.loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_unref((uv_handle_t *)&w->wakeup);
-    struct load_args args = {.host = &w->host, .path = g->script, .dir = g->script_dir};
     struct runtime_error err;
-    if (runtime_call(w->host.L, load_server, &args, &err) != 0) {
+    if (runtime_call(w->host.L, load_server, w, &err) != 0) {
         log_error("cannot load script: %s", err.message);
         log_debug("%s", err.traceback);
         runtime_error_free(&err);
         return EXIT_FAILURE_RUNTIME;
     }
-    w->server = args.server;
-    int rc = 0;
-    if (g->hand_off && w->id > 1) {
-        server_open_without_socket(w->server); /* worker 1 hands it sockets */
-        uv_ref((uv_handle_t *)&w->wakeup);
-    } else {
-        rc = server_listen(w->server, &g->addr, g->count > 1 && !g->hand_off);
+    for (int i = 0; i < g->listener_count; i++) {
+        struct listener *l = &g->listeners[i];
+        int rc = l->spec->kind == LISTEN_UDP ? listen_datagram(w, i) : listen_stream(w, i);
+        if (rc != 0) {
+            log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
+            return EXIT_FAILURE_RUNTIME;
+        }
+        if (w->id == 1) /* the real port */
+            name_listener(l);
+        if (w->endpoints[i])
+            endpoint_set_listener(w->endpoints[i], l->name);
     }
-    if (rc != 0) {
-        char text[ADDR_STRLEN];
-        log_error("cannot listen on %s: %s", addr_format(&g->addr, text, sizeof text), uv_strerror(rc));
-        return EXIT_FAILURE_RUNTIME;
+    for (int i = 0; i < g->listener_count; i++) {
+        if (w->endpoints[i])
+            endpoint_start(w->endpoints[i]); /* connection_made, once every listener is up */
     }
-    server_set_on_close(w->server, on_server_closed, w);
-    if (g->hand_off && w->id == 1)
-        server_set_hand_off(w->server, hand_off, w);
-    if (w->id == 1)
-        server_sockname(w->server, &g->addr); /* the real port, for the others */
     return EXIT_OK;
 }
 
@@ -337,7 +443,7 @@ static void worker_leave(struct worker *w)
             g->replies_got++;
         w->commands = 0;
         for (size_t i = 0; i < w->handed_count; i++)
-            close(w->handed[i]); /* handed over, never served: the client sees a close */
+            close(w->handed[i].fd); /* handed over, never served: the client sees a close */
         free(w->handed);
         w->handed = NULL;
         w->handed_count = w->handed_room = 0;
@@ -578,7 +684,12 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     for (int i = 0; i < count; i++)
         g->list[i] = (struct worker){.id = i + 1, .group = g};
     atomic_init(&g->accepted, 0);
-    atomic_init(&g->server_closed, false);
+    atomic_init(&g->listeners_closed, 0);
+    for (int i = 0; i < o->listener_count; i++) {
+        g->listeners[i] = (struct listener){.spec = &o->listeners[i], .unix_fd = -1};
+        name_listener(&g->listeners[i]);
+    }
+    g->listener_count = o->listener_count;
     uv_mutex_init(&g->lock);
     uv_cond_init(&g->started);
     uv_loop_init(&g->loop);
@@ -589,8 +700,25 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     return 0;
 }
 
+/* Every worker has ended: close the Unix sockets and remove their files
+ * (unless another process has put its own socket there since). */
+static void close_unix_listeners(struct workers *g)
+{
+    for (int i = 0; i < g->listener_count; i++) {
+        struct listener *l = &g->listeners[i];
+        if (l->unix_fd < 0)
+            continue;
+        close(l->unix_fd);
+        l->unix_fd = -1;
+        struct stat now;
+        if (lstat(l->spec->path, &now) == 0 && now.st_ino == l->unix_file.st_ino && now.st_dev == l->unix_file.st_dev)
+            unlink(l->spec->path);
+    }
+}
+
 static void group_destroy(struct workers *g)
 {
+    close_unix_listeners(g);
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
     if (g->listening_for_signals)
@@ -609,6 +737,40 @@ static void group_destroy(struct workers *g)
     free(g->first_error);
 }
 
+/* Before any worker starts: resolve the addresses, check that a port the
+ * workers will share is free, open the Unix sockets. Returns 0, or -1
+ * after logging why (the Unix sockets opened so far are closed later). */
+static int open_listeners(struct workers *g)
+{
+    for (int i = 0; i < g->listener_count; i++) {
+        struct listener *l = &g->listeners[i];
+        const struct listen_spec *spec = l->spec;
+        int rc;
+        if (spec->kind == LISTEN_UNIX) {
+            rc = server_open_unix(spec->path, g->options->unix_mode, &l->unix_fd);
+            if (rc == 0 && lstat(spec->path, &l->unix_file) != 0)
+                rc = uv_translate_sys_error(errno);
+            if (rc != 0) {
+                log_error("cannot listen on %s: %s%s", l->name, uv_strerror(rc), server_unix_hint(rc));
+                return -1;
+            }
+            continue;
+        }
+        rc = addr_resolve_blocking(&g->loop, spec->host, spec->port, &l->addr);
+        if (rc != 0) {
+            log_error("cannot resolve host '%s' (--listen %s): %s", spec->host, l->name, uv_strerror(rc));
+            return -1;
+        }
+        /* With SO_REUSEPORT our workers could join another process's listeners. */
+        if (spec->kind == LISTEN_TCP && g->count > 1 && !g->hand_off && spec->port != 0 &&
+            (rc = server_check_free(&l->addr)) != 0) {
+            log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int workers_serve(const struct cli_options *o, const char *lua_dir, const char *script,
                   const struct limits *limits, int count)
 {
@@ -617,20 +779,11 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
-    int rc = addr_resolve_blocking(&g.loop, o->host, o->port, &g.addr);
-    if (rc != 0) {
-        log_error("cannot resolve host '%s': %s", o->host, uv_strerror(rc));
-        group_destroy(&g);
-        return EXIT_FAILURE_RUNTIME;
-    }
     /* Without SO_REUSEPORT (or with LUAECHO_NO_REUSEPORT=1, to test it):
      * one listener, in worker 1, hands accepted sockets round. */
     const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
     g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
-    /* With SO_REUSEPORT our workers could join another process's listeners. */
-    if (count > 1 && !g.hand_off && o->port != 0 && (rc = server_check_free(&g.addr)) != 0) {
-        char text[ADDR_STRLEN];
-        log_error("cannot listen on %s: %s", addr_format(&g.addr, text, sizeof text), uv_strerror(rc));
+    if (open_listeners(&g) != 0) {
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
@@ -640,8 +793,8 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
         status = EXIT_FAILURE_RUNTIME;
     }
     if (status == EXIT_OK) {
-        char text[ADDR_STRLEN];
-        log_always("listening on %s", addr_format(&g.addr, text, sizeof text));
+        for (int i = 0; i < g.listener_count; i++)
+            log_always("listening on %s", g.listeners[i].name);
         if (count > 1 && g.hand_off)
             log_info("%d workers; SO_REUSEPORT unavailable: worker 1 listens and hands connections round", count);
         else if (count > 1)

@@ -86,6 +86,50 @@ function M.start_server(handler, host, port, opts)
   return server
 end
 
+--- Connect to the Unix socket at 'path' and serve the connection with
+-- 'protocol'. Returns transport, protocol instance; raises a
+-- ConnectionError naming the path when the connect fails.
+function M.create_unix_connection(protocol, path)
+  if type(protocol) ~= "table" then error("luaecho.create_unix_connection(): protocol must be a table", 2) end
+  if type(path) ~= "string" then error("luaecho.create_unix_connection(): path must be a string", 2) end
+  local transport, instance = await("luaecho.create_unix_connection()", core.connect_unix, path, protocol)
+  if not transport then error(errors.new("ConnectionError", instance), 2) end
+  return transport, instance
+end
+
+--- Connect to the Unix socket at 'path'; returns a streams reader and
+-- writer. opts.limit: the reader's buffer limit (default 64 KiB).
+function M.open_unix_connection(path, opts)
+  if type(path) ~= "string" then error("luaecho.open_unix_connection(): path must be a string", 2) end
+  local transport, instance = await("luaecho.open_unix_connection()", core.connect_unix, path,
+    streams.protocol(nil, opts))
+  if not transport then error(errors.new("ConnectionError", instance), 2) end
+  return instance.reader, instance.writer
+end
+
+-- Listen on a Unix socket at once: no lookup to wait for.
+local function listen_unix(what, path, protocol)
+  if type(path) ~= "string" then error(what .. ": path must be a string", 3) end
+  local server, err = core.listen_unix(path, protocol)
+  if not server then error(errors.new("ServerError", err), 3) end
+  return server
+end
+
+--- Listen on a Unix socket at 'path' and serve each connection with
+-- 'protocol'. A socket file no process listens on is replaced; the file
+-- is removed when the server closes. Returns the server.
+function M.create_unix_server(protocol, path)
+  if type(protocol) ~= "table" then error("luaecho.create_unix_server(): protocol must be a table", 2) end
+  return listen_unix("luaecho.create_unix_server()", path, protocol)
+end
+
+--- Listen on a Unix socket at 'path' and run handler(reader, writer) in a
+-- task of its own for each connection. opts.limit: each reader's limit.
+function M.start_unix_server(handler, path, opts)
+  if type(handler) ~= "function" then error("luaecho.start_unix_server(): handler must be a function", 2) end
+  return listen_unix("luaecho.start_unix_server()", path, streams.protocol(handler, opts))
+end
+
 --- server:wait_closed(): suspend until the server is closed and its last
 -- connection has gone.
 function core.server_methods.wait_closed(server)
