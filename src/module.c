@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "context.h"
+#include "datagram.h"
 #include "exit_guard.h"
 #include "failure.h"
 #include "log.h"
@@ -56,6 +57,7 @@ static const luaL_Reg core_functions[] = {
     {"now", core_now},
     {"timer", timer_start},
     {"connect", client_connect},
+    {"datagram_endpoint", datagram_endpoint},
     {"listen", server_object_listen},
     {"on_server_finished", server_object_on_finished},
     {"shutdown", core_shutdown},
@@ -75,6 +77,7 @@ static int open_core(lua_State *L)
 int module_preload(lua_State *L)
 {
     transport_register(L);
+    datagram_register(L);
     server_object_register(L);
     timer_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
