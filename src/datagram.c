@@ -215,11 +215,8 @@ static void close_handle(struct endpoint *e)
 /* Keep the first reason only. */
 static void note_error(struct endpoint *e, const char *error)
 {
-    if (!e->error && error) {
-        e->error = strdup(error);
-        if (!e->error)
-            e->error = NULL; /* connection_lost(nil) then: nothing better to say */
-    }
+    if (!e->error && error)
+        e->error = strdup(error); /* NULL when out of memory: connection_lost(nil) then */
 }
 
 /* Close now, dropping queued datagrams; 'error' (copied) goes to connection_lost. */
