@@ -98,6 +98,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
         .worker_id = worker_id,
         .conns = &h->conns,
         .servers = &h->servers,
+        .endpoints = &h->endpoints,
         .accepted = accepted ? accepted : &h->own_accepted,
         .max_connections = limits->max_connections,
         .shutdown = shutdown_hook,
@@ -142,6 +143,7 @@ void host_shutdown(struct host *h, const char *why)
         log_debug("closing %zu open connection(s); they have %g s to finish", h->conns.count,
                  (double)h->limits.shutdown_timeout_ms / 1000);
     server_close_all(&h->servers);
+    endpoint_close_all(&h->endpoints);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
     uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->limits.shutdown_timeout_ms, 0);
@@ -163,6 +165,7 @@ void host_destroy(struct host *h)
 {
     server_close_all(&h->servers);
     conn_list_abort_all(&h->conns, "aborted: server stopped");
+    endpoint_close_all(&h->endpoints);
     if (h->listening_for_signals)
         exit_guard_unlisten(&h->signals);
     if (h->last_to_exit)

@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "context.h"
+#include "datagram.h"
 #include "exit_guard.h"
 #include "server.h"
 
@@ -33,6 +34,7 @@ struct host {
     atomic_size_t own_accepted;  /* accepted connections open, when no group shares a count */
     struct conn_list conns;
     struct server_list servers;
+    struct endpoint_list endpoints; /* UDP endpoints (datagram.c) */
     struct limits limits;
     struct signal_inbox signals; /* SIGINT/SIGTERM relayed by the exit guard (luaecho run) */
     bool listening_for_signals;

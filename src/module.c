@@ -9,6 +9,7 @@
 
 #include "client.h"
 #include "context.h"
+#include "datagram.h"
 #include "exit_guard.h"
 #include "failure.h"
 #include "log.h"
@@ -57,6 +58,7 @@ static const luaL_Reg core_functions[] = {
     {"timer", timer_start},
     {"connect", client_connect},
     {"connect_unix", client_connect_unix},
+    {"datagram_endpoint", datagram_endpoint},
     {"listen", server_object_listen},
     {"listen_unix", server_object_listen_unix},
     {"on_server_finished", server_object_on_finished},
@@ -77,6 +79,7 @@ static int open_core(lua_State *L)
 int module_preload(lua_State *L)
 {
     transport_register(L);
+    datagram_register(L);
     server_object_register(L);
     timer_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

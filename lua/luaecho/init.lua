@@ -59,6 +59,57 @@ function M.create_connection(protocol, host, port)
   return transport, instance
 end
 
+--- Open a UDP endpoint served by 'protocol' (a Protocol table with
+-- datagram_received(data, host, port); also connection_made(transport),
+-- error_received(err), connection_lost(err)), as asyncio's
+-- create_datagram_endpoint. opts: local_host and local_port (0 or absent:
+-- any free port) to bind to, remote_host and remote_port to send to by
+-- default and hear only from; at least one of the two addresses. Returns
+-- transport (sendto(data [, host, port]), close(), get_extra_info(), ...),
+-- protocol instance; raises a ConnectionError naming the address when the
+-- lookup, bind or connect fails.
+function M.create_datagram_endpoint(protocol, opts)
+  local what = "luaecho.create_datagram_endpoint()"
+  if type(protocol) ~= "table" then error(what .. ": protocol must be a Protocol table", 2) end
+  if protocol.datagram_received == nil then
+    error(what .. ": the Protocol has no datagram_received(data, host, port), so it cannot serve datagrams", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error(what .. ": opts must be a table", 2) end
+  opts = opts or {}
+  for key in pairs(opts) do
+    if key ~= "local_host" and key ~= "local_port" and key ~= "remote_host" and key ~= "remote_port" then
+      error(("%s: unknown option %s (local_host, local_port, remote_host, remote_port)"):format(what,
+        tostring(key)), 2)
+    end
+  end
+  local local_host, local_port = opts.local_host, opts.local_port
+  local remote_host, remote_port = opts.remote_host, opts.remote_port
+  for _, name in ipairs({ "local_host", "remote_host" }) do
+    if opts[name] ~= nil and type(opts[name]) ~= "string" then
+      error(("%s: opts.%s must be a string"):format(what, name), 2)
+    end
+  end
+  for _, name in ipairs({ "local_port", "remote_port" }) do
+    local port = opts[name]
+    if port ~= nil and (math.type(port) ~= "integer" or port < 0 or port > 65535) then
+      error(("%s: opts.%s must be an integer from 0 to 65535"):format(what, name), 2)
+    end
+  end
+  if local_port ~= nil and local_host == nil then
+    error(what .. ": opts.local_port needs opts.local_host (\"0.0.0.0\" for every interface)", 2)
+  end
+  if (remote_host == nil) ~= (remote_port == nil) or remote_port == 0 then
+    error(what .. ": give opts.remote_host and opts.remote_port (1 to 65535) together", 2)
+  end
+  if local_host == nil and remote_host == nil then
+    error(what .. ": give a local address (opts.local_host), a remote one (opts.remote_host), or both", 2)
+  end
+  local transport, instance = await(what, core.datagram_endpoint, protocol, local_host, local_port or 0,
+    remote_host, remote_port)
+  if not transport then error(errors.new("ConnectionError", instance), 2) end
+  return transport, instance
+end
+
 --- Connect to host:port; returns a streams reader and writer.
 -- opts.limit: the reader's buffer limit (default 64 KiB).
 function M.open_connection(host, port, opts)

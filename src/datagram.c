@@ -1,0 +1,1015 @@
+/*
+ * datagram.c - UDP endpoints served by a Lua Protocol, as asyncio's
+ * DatagramProtocol and DatagramTransport, and core.datagram_endpoint().
+ * One uv_udp_t per endpoint, in its loop's endpoint list. The endpoint holds
+ * registry references to its instance, its transport box and its class from
+ * endpoint_start until its close callback, the one place it is freed: there
+ * connection_lost(err) runs once, the box forgets the endpoint (a transport
+ * kept in Lua afterwards raises "datagram transport is closed" or does
+ * nothing) and the references go. A failing callback is logged and the
+ * endpoint goes on serving; only a failed start closes it.
+ */
+#define _GNU_SOURCE /* SO_REUSEPORT, SOCK_NONBLOCK */
+#include "datagram.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "failure.h"
+#include "log.h"
+#include "runtime.h"
+
+#define DATAGRAM_TRANSPORT_METATABLE "luaecho.datagram_transport"
+/* Room for the largest datagram (65507 bytes over IPv4, 65527 over IPv6). */
+#define RECV_BUFFER_SIZE 65536
+
+/* Every endpoint of a thread receives into this one buffer: its datagram
+ * is copied into a Lua string before the next one is read. */
+static _Thread_local char recv_buffer[RECV_BUFFER_SIZE];
+
+static struct log_rate truncated_rate;
+static struct log_rate dropped_rate;
+
+/* What Lua holds. 'endpoint' is cleared when the endpoint is freed. */
+struct datagram_box {
+    struct endpoint *endpoint;
+    union addr remote; /* kept: "peername" answers after close */
+    bool connected;
+};
+
+struct endpoint {
+    uv_udp_t udp;
+    struct endpoint_list *list;
+    struct endpoint *prev, *next;
+    struct loop_context *ctx;
+    lua_State *L;
+    struct protocol_class cls;
+    int instance_ref;
+    int transport_ref;
+    struct datagram_box *box;
+    int generation;       /* of the code serving the instance */
+    const char *listener; /* get_extra_info("listener"); not ours */
+    union addr remote;
+    bool connected;
+    bool receiving;       /* uv_udp_recv_start was called */
+    bool closing;         /* close() or abort() asked: no more sends */
+    bool writing_paused;  /* over the high mark: pause_writing() is due or was reported */
+    bool pause_due;
+    size_t high_water, low_water;
+    char *error;          /* the first reason it closed, for connection_lost; NULL: clean */
+};
+
+/* A datagram the kernel did not take at once, with its bytes. */
+struct send_req {
+    uv_udp_send_t req;
+    char bytes[];
+};
+
+enum event { EV_MADE, EV_DATAGRAM, EV_ERROR, EV_PAUSE, EV_RESUME, EV_LOST };
+
+static const char *const method_names[] = {
+    [EV_MADE] = "connection_made", [EV_DATAGRAM] = "datagram_received", [EV_ERROR] = "error_received",
+    [EV_PAUSE] = "pause_writing",  [EV_RESUME] = "resume_writing",      [EV_LOST] = "connection_lost",
+};
+
+/* --- naming ------------------------------------------------------------ */
+
+/* " for udp 127.0.0.1:5000" (or the listener, or nothing): where a failure
+ * happened, after the callback's name in its log line. */
+static const char *endpoint_note(const struct endpoint *e, char *buf, size_t len)
+{
+    union addr a;
+    char where[ADDR_STRLEN];
+    if (!uv_is_closing((const uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
+        snprintf(buf, len, " for udp %s", addr_format(&a, where, sizeof where));
+    else if (e->listener)
+        snprintf(buf, len, " for %s", e->listener);
+    else
+        snprintf(buf, len, " for a datagram endpoint");
+    return buf;
+}
+
+/* --- calls into Lua ------------------------------------------------------ */
+
+/* One method call, prepared in C, made under protection. */
+struct call {
+    struct endpoint *e;
+    enum event event;
+    const char *bytes; /* the datagram; error_received's and connection_lost's error */
+    size_t len;
+    const struct sockaddr *from;
+};
+
+/* instance:method(args...), skipped when the instance has no such method. */
+static int call_method(lua_State *L)
+{
+    struct call *call = lua_touserdata(L, 1);
+    struct endpoint *e = call->e;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->instance_ref); /* self */
+    if (lua_getfield(L, -1, method_names[call->event]) == LUA_TNIL)
+        return 0;
+    lua_insert(L, -2); /* method, self */
+    int nargs = 1;
+    switch (call->event) {
+    case EV_MADE:
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->transport_ref);
+        nargs++;
+        break;
+    case EV_DATAGRAM: {
+        lua_pushlstring(L, call->bytes, call->len);
+        union addr from;
+        if (call->from && addr_from_sockaddr(&from, call->from) == 0) {
+            char host[ADDR_STRLEN];
+            int port = addr_host_port(&from, host, sizeof host);
+            lua_pushstring(L, host);
+            lua_pushinteger(L, port);
+        } else {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        }
+        nargs += 3;
+        break;
+    }
+    case EV_ERROR:
+    case EV_LOST:
+        if (call->bytes)
+            lua_pushstring(L, call->bytes);
+        else
+            lua_pushnil(L);
+        nargs++;
+        break;
+    default:
+        break;
+    }
+    lua_call(L, nargs, 0);
+    return 0;
+}
+
+/* Call one method of e's instance. A failure is logged and e goes on
+ * serving; the error is handed back in 'failed' when asked for (then the
+ * caller reports it). Returns 0 or -1. */
+static int dispatch_call(struct endpoint *e, struct call *call, struct runtime_error *failed)
+{
+    if (e->instance_ref == LUA_NOREF)
+        return 0;
+    struct runtime_error err;
+    if (runtime_call(e->L, call_method, call, &err) == 0)
+        return 0;
+    if (failed) {
+        *failed = err;
+        return -1;
+    }
+    char note[ADDR_STRLEN + 32];
+    failure_report(&err, &(struct failure){.callback = method_names[call->event], .keep = true,
+                                           .note = endpoint_note(e, note, sizeof note)});
+    return -1;
+}
+
+static void dispatch(struct endpoint *e, enum event event, const char *bytes)
+{
+    struct call call = {.e = e, .event = event, .bytes = bytes};
+    dispatch_call(e, &call, NULL);
+}
+
+/* --- closing ------------------------------------------------------------- */
+
+static void unlink_endpoint(struct endpoint *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else if (e->list->head == e)
+        e->list->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    e->prev = e->next = NULL;
+}
+
+/* The one place an endpoint is freed: connection_lost, then let go of
+ * everything Lua. */
+static void on_closed(uv_handle_t *handle)
+{
+    struct endpoint *e = handle->data;
+    unlink_endpoint(e);
+    dispatch(e, EV_LOST, e->error);
+    if (e->box) /* it may outlive us in a Lua table */
+        e->box->endpoint = NULL;
+    luaL_unref(e->L, LUA_REGISTRYINDEX, e->transport_ref);
+    luaL_unref(e->L, LUA_REGISTRYINDEX, e->instance_ref);
+    if (e->cls.table_ref != LUA_NOREF)
+        protocol_class_release(e->L, &e->cls);
+    free(e->error);
+    free(e);
+}
+
+static void close_handle(struct endpoint *e)
+{
+    e->closing = true;
+    if (!uv_is_closing((uv_handle_t *)&e->udp))
+        uv_close((uv_handle_t *)&e->udp, on_closed);
+}
+
+/* Keep the first reason only. */
+static void note_error(struct endpoint *e, const char *error)
+{
+    if (!e->error && error)
+        e->error = strdup(error); /* NULL when out of memory: connection_lost(nil) then */
+}
+
+/* Close now, dropping queued datagrams; 'error' (copied) goes to connection_lost. */
+static void endpoint_abort(struct endpoint *e, const char *error)
+{
+    note_error(e, error);
+    close_handle(e);
+}
+
+void endpoint_close(struct endpoint *e)
+{
+    if (e->receiving) { /* as asyncio: no datagram is delivered after close() */
+        uv_udp_recv_stop(&e->udp);
+        e->receiving = false;
+    }
+    e->closing = true;
+    if (e->udp.send_queue_count == 0)
+        close_handle(e);
+    /* else on_sent() closes once the queue is empty */
+}
+
+void endpoint_close_all(struct endpoint_list *list)
+{
+    for (struct endpoint *e = list->head; e; e = e->next)
+        endpoint_close(e);
+}
+
+/* --- flow control -------------------------------------------------------- */
+
+static void check_high_water(struct endpoint *e)
+{
+    if (!e->writing_paused && !e->closing && e->udp.send_queue_size > e->high_water) {
+        e->writing_paused = true;
+        e->pause_due = true;
+    }
+}
+
+/* Report a noted pause at the end of the call that caused it. */
+static void report_pause(struct endpoint *e)
+{
+    if (!e->pause_due)
+        return;
+    e->pause_due = false;
+    if (e->writing_paused && !e->closing)
+        dispatch(e, EV_PAUSE, NULL);
+}
+
+static void check_low_water(struct endpoint *e)
+{
+    if (e->writing_paused && !e->closing && e->udp.send_queue_size <= e->low_water) {
+        e->writing_paused = false;
+        dispatch(e, EV_RESUME, NULL);
+    }
+}
+
+/* --- receiving and sending ----------------------------------------------- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)handle;
+    (void)suggested;
+    *buf = uv_buf_init(recv_buffer, sizeof recv_buffer);
+}
+
+static void on_recv(uv_udp_t *udp, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                    unsigned flags)
+{
+    struct endpoint *e = udp->data;
+    if (e->closing)
+        return;
+    if (nread == 0 && !from)
+        return; /* libuv: nothing more to read now */
+    if (nread < 0) {
+        dispatch(e, EV_ERROR, uv_strerror((int)nread));
+        return;
+    }
+    if (flags & UV_UDP_PARTIAL) {
+        char note[ADDR_STRLEN + 32];
+        log_limited(&truncated_rate, LOG_WARN, "dropped a datagram truncated to %zd bytes%s", nread,
+                    endpoint_note(e, note, sizeof note));
+        return;
+    }
+    struct call call = {.e = e, .event = EV_DATAGRAM, .bytes = buf->base, .len = (size_t)nread, .from = from};
+    dispatch_call(e, &call, NULL);
+}
+
+static void on_sent(uv_udp_send_t *req, int status)
+{
+    struct endpoint *e = req->handle->data;
+    free(req);
+    if (status == UV_ECANCELED)
+        return; /* closing: on_closed() follows */
+    if (status < 0 && !e->closing)
+        dispatch(e, EV_ERROR, uv_strerror(status));
+    check_low_water(e);
+    if (e->closing && e->udp.send_queue_count == 0)
+        close_handle(e);
+}
+
+/* Send 'len' bytes to 'to' (NULL: the connected remote). Returns 0, or a
+ * libuv error for error_received. Never raises. */
+static int send_datagram(struct endpoint *e, const char *data, size_t len, const union addr *to)
+{
+    const struct sockaddr *sa = to ? &to->sa : NULL;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+    int rc = uv_udp_try_send(&e->udp, &buf, 1, sa);
+    if (rc >= 0)
+        return 0;
+    if (rc != UV_EAGAIN)
+        return rc;
+    size_t cap = e->ctx->conns ? e->ctx->conns->max_write_buffer : 0;
+    if (cap != 0 && e->udp.send_queue_size + len > cap) {
+        char note[ADDR_STRLEN + 32];
+        log_limited(&dropped_rate, LOG_WARN,
+                    "dropped a datagram of %zu bytes%s: its send queue is over --max-write-buffer "
+                    "(%zu bytes queued, cap %zu)",
+                    len, endpoint_note(e, note, sizeof note), e->udp.send_queue_size, cap);
+        return 0;
+    }
+    struct send_req *req = malloc(sizeof *req + (len ? len : 1));
+    if (!req)
+        return UV_ENOMEM;
+    memcpy(req->bytes, data, len);
+    buf = uv_buf_init(req->bytes, (unsigned)len);
+    rc = uv_udp_send(&req->req, &e->udp, &buf, 1, sa, on_sent);
+    if (rc != 0) {
+        free(req);
+        return rc;
+    }
+    check_high_water(e);
+    return 0;
+}
+
+/* --- the instance -------------------------------------------------------- */
+
+struct made_args {
+    struct endpoint *e;
+    const struct protocol_class *cls;
+    int instance_ref; /* out: the new instance */
+};
+
+/* Does the Protocol at 'idx' serve datagrams? [-0, +0, e] */
+static bool has_datagram_received(lua_State *L, int idx)
+{
+    bool found = lua_getfield(L, idx, "datagram_received") != LUA_TNIL;
+    lua_pop(L, 1);
+    return found;
+}
+
+/* Create an instance of cls (Protocol.new() or a table inheriting from the
+ * Protocol) and, the first time, the transport box; keep both referenced. */
+static int make_instance(lua_State *L)
+{
+    struct made_args *args = lua_touserdata(L, 1);
+    struct endpoint *e = args->e;
+    if (e->transport_ref == LUA_NOREF) {
+        struct datagram_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+        *box = (struct datagram_box){.endpoint = e, .remote = e->remote, .connected = e->connected};
+        luaL_setmetatable(L, DATAGRAM_TRANSPORT_METATABLE);
+        e->transport_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        e->box = box;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, args->cls->table_ref);
+    if (lua_getfield(L, -1, "new") != LUA_TNIL) {
+        lua_call(L, 0, 1);
+        if (!lua_istable(L, -1))
+            return luaL_error(L, "Protocol.new() must return a table, not %s", luaL_typename(L, -1));
+    } else {
+        lua_createtable(L, 0, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, args->cls->meta_ref);
+        lua_setmetatable(L, -2);
+    }
+    if (!has_datagram_received(L, -1))
+        log_warn("a datagram protocol instance has no datagram_received, so no datagram reaches it: if "
+                 "Protocol.new() builds the instance, give it the Protocol as its metatable, e.g. return "
+                 "setmetatable({}, {__index = Protocol})");
+    args->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+void endpoint_start(struct endpoint *e)
+{
+    struct made_args args = {.e = e, .cls = &e->cls, .instance_ref = LUA_NOREF};
+    struct runtime_error err;
+    char note[ADDR_STRLEN + 32];
+    if (runtime_call(e->L, make_instance, &args, &err) != 0) {
+        note_error(e, err.message);
+        failure_report(&err, &(struct failure){.callback = "creating the datagram protocol instance",
+                                               .keep = true, .note = endpoint_note(e, note, sizeof note)});
+        close_handle(e);
+        return;
+    }
+    e->instance_ref = args.instance_ref;
+    e->generation = e->cls.generation;
+    struct call call = {.e = e, .event = EV_MADE};
+    if (dispatch_call(e, &call, &err) != 0) {
+        note_error(e, err.message);
+        failure_report(&err, &(struct failure){.callback = "connection_made", .keep = true,
+                                               .note = endpoint_note(e, note, sizeof note)});
+        close_handle(e);
+        return;
+    }
+    if (e->closing)
+        return; /* connection_made closed it */
+    int rc = uv_udp_recv_start(&e->udp, on_alloc, on_recv);
+    e->receiving = rc == 0;
+    if (rc != 0) {
+        log_error("cannot receive datagrams%s: %s", endpoint_note(e, note, sizeof note), uv_strerror(rc));
+        endpoint_abort(e, uv_strerror(rc));
+    }
+}
+
+void endpoint_push(lua_State *L, struct endpoint *e)
+{
+    if (!e) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->transport_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->instance_ref);
+}
+
+/* --- creating ------------------------------------------------------------ */
+
+/* Raise unless the value at 'idx' is a Protocol table with datagram_received. [-0, +0, e] */
+static void check_protocol(lua_State *L, int idx, const char *what, const char *whose)
+{
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: %s Protocol must be a table, not %s", what, whose, luaL_typename(L, idx));
+    if (!has_datagram_received(L, idx))
+        luaL_error(L,
+                   "%s: %s Protocol has no datagram_received(data, host, port), so it cannot serve datagrams "
+                   "(a streams handler function(reader, writer) serves only stream listeners)",
+                   what, whose);
+}
+
+struct endpoint *endpoint_new(struct loop_context *ctx, lua_State *L, const char *what)
+{
+    check_protocol(L, -1, what, "the script's");
+    /* What can raise comes first: nothing of C's is allocated yet. */
+    struct protocol_class cls;
+    protocol_class_init(L, &cls); /* pops the Protocol */
+    struct endpoint *e = calloc(1, sizeof *e);
+    if (!e) {
+        protocol_class_release(L, &cls);
+        luaL_error(L, "%s: out of memory for a datagram endpoint", what);
+        return NULL;
+    }
+    e->ctx = ctx;
+    e->L = ctx->L;
+    e->list = ctx->endpoints;
+    e->cls = cls;
+    e->instance_ref = e->transport_ref = LUA_NOREF;
+    e->high_water = CONN_DEFAULT_HIGH_WATER;
+    e->low_water = CONN_DEFAULT_HIGH_WATER / 4;
+    uv_udp_init(ctx->loop, &e->udp); /* no socket yet: it cannot fail */
+    e->udp.data = e;
+    e->next = e->list->head;
+    if (e->next)
+        e->next->prev = e;
+    e->list->head = e;
+    return e;
+}
+
+int endpoint_bind(struct endpoint *e, const union addr *local, bool reuseport)
+{
+    if (reuseport) {
+        /* libuv 1.44 has no UV_UDP_REUSEPORT: our own socket, then its option. */
+        int fd = socket(local->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return uv_translate_sys_error(errno);
+        int one = 1;
+        int rc = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            rc = uv_translate_sys_error(errno);
+        else
+            rc = uv_udp_open(&e->udp, fd);
+        if (rc != 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    return uv_udp_bind(&e->udp, &local->sa, 0);
+}
+
+int endpoint_connect(struct endpoint *e, const union addr *remote)
+{
+    int rc = uv_udp_connect(&e->udp, &remote->sa);
+    if (rc != 0)
+        return rc;
+    e->remote = *remote;
+    e->connected = true;
+    if (e->box) {
+        e->box->remote = *remote;
+        e->box->connected = true;
+    }
+    return 0;
+}
+
+void endpoint_set_listener(struct endpoint *e, const char *spec)
+{
+    e->listener = spec;
+}
+
+int endpoint_sockname(const struct endpoint *e, union addr *out)
+{
+    int len = sizeof *out;
+    memset(out, 0, sizeof *out);
+    return uv_udp_getsockname(&e->udp, &out->sa, &len);
+}
+
+/* --- hot swap ------------------------------------------------------------ */
+
+struct swap_args {
+    struct endpoint *e;
+    const struct protocol_class *from;
+    struct protocol_class cls; /* out: our own copy */
+    bool copied;
+    bool upgraded;
+    int instance_ref;          /* out: a fresh instance, when not upgraded */
+};
+
+static int swap_protocol(lua_State *L)
+{
+    struct swap_args *args = lua_touserdata(L, 1);
+    struct endpoint *e = args->e;
+    protocol_class_copy(L, args->from, &args->cls);
+    args->copied = true;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, args->cls.table_ref);
+    if (!has_datagram_received(L, -1))
+        return luaL_error(L, "the new Protocol has no datagram_received(data, host, port), so it cannot serve "
+                             "datagrams");
+    if (lua_getfield(L, -1, "upgrade") != LUA_TNIL) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->instance_ref);
+        lua_call(L, 1, 0);
+        args->upgraded = true;
+        return 0;
+    }
+    lua_pop(L, 2);
+    struct made_args made = {.e = e, .cls = &args->cls, .instance_ref = LUA_NOREF};
+    lua_pushcfunction(L, make_instance);
+    lua_pushlightuserdata(L, &made);
+    lua_call(L, 1, 0);
+    args->instance_ref = made.instance_ref;
+    return 0;
+}
+
+bool endpoint_set_protocol(struct endpoint *e, const struct protocol_class *cls)
+{
+    if (e->closing || e->instance_ref == LUA_NOREF)
+        return false;
+    struct swap_args args = {.e = e, .from = cls, .instance_ref = LUA_NOREF};
+    struct runtime_error err;
+    if (runtime_call(e->L, swap_protocol, &args, &err) != 0) {
+        if (args.copied)
+            protocol_class_release(e->L, &args.cls);
+        char note[ADDR_STRLEN + 80], where[ADDR_STRLEN + 32];
+        snprintf(note, sizeof note, "%s, which keeps generation %d", endpoint_note(e, where, sizeof where),
+                 e->generation);
+        failure_report(&err, &(struct failure){.callback = "upgrade", .keep = true, .note = note});
+        return false;
+    }
+    protocol_class_release(e->L, &e->cls);
+    e->cls = args.cls;
+    e->cls.generation = e->generation + 1;
+    e->generation = e->cls.generation;
+    if (args.upgraded)
+        return true;
+    luaL_unref(e->L, LUA_REGISTRYINDEX, e->instance_ref); /* the old instance goes without a call */
+    e->instance_ref = args.instance_ref;
+    dispatch(e, EV_MADE, NULL); /* a failure is logged; the new instance goes on serving */
+    return false;
+}
+
+/* --- the transport ------------------------------------------------------- */
+
+static struct datagram_box *check_box(lua_State *L)
+{
+    return luaL_checkudata(L, 1, DATAGRAM_TRANSPORT_METATABLE);
+}
+
+/* The endpoint, or a Lua error naming the method once it is closing or gone. */
+static struct endpoint *check_open(lua_State *L, const char *method)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    if (!e || e->closing)
+        luaL_error(L, "transport:%s(): datagram transport is closed", method);
+    return e;
+}
+
+/* An IP literal and a port at 'idx', 'idx' + 1 into 'out'. [-0, +0, e] */
+static void check_address(lua_State *L, int idx, union addr *out)
+{
+    const char *host = luaL_checkstring(L, idx);
+    lua_Integer port = luaL_checkinteger(L, idx + 1);
+    if (port < 1 || port > 65535)
+        luaL_error(L, "transport:sendto(): port must be 1 to 65535, not %I", port);
+    memset(out, 0, sizeof *out);
+    if (uv_ip4_addr(host, (int)port, &out->in) != 0 && uv_ip6_addr(host, (int)port, &out->in6) != 0)
+        luaL_error(L, "transport:sendto(): host must be an IP address, not '%s'", host);
+}
+
+static bool same_address(const union addr *a, const union addr *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return false;
+    if (a->sa.sa_family == AF_INET)
+        return a->in.sin_port == b->in.sin_port && a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+    return a->in6.sin6_port == b->in6.sin6_port &&
+           memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof a->in6.sin6_addr) == 0;
+}
+
+/* sendto(data [, host, port]): host an IP literal (no lookup per datagram).
+ * A connected endpoint sends to its remote (an address given must be that
+ * one). Send errors go to error_received, as asyncio's. */
+static int dgram_sendto(lua_State *L)
+{
+    struct endpoint *e = check_open(L, "sendto");
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    union addr to;
+    bool addressed = !lua_isnoneornil(L, 3) || !lua_isnoneornil(L, 4);
+    if (addressed)
+        check_address(L, 3, &to);
+    char remote[ADDR_STRLEN];
+    if (e->connected && addressed && !same_address(&to, &e->remote))
+        return luaL_error(L, "transport:sendto(): the endpoint is connected to %s: send without host and port",
+                          addr_format(&e->remote, remote, sizeof remote));
+    if (!e->connected && !addressed)
+        return luaL_error(L, "transport:sendto(): the endpoint has no remote address: give host and port");
+    /* Nothing raises from here on. */
+    int rc = send_datagram(e, data, len, e->connected ? NULL : &to);
+    if (rc != 0)
+        dispatch(e, EV_ERROR, uv_strerror(rc));
+    report_pause(e);
+    return 0;
+}
+
+static int dgram_close(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    if (e)
+        endpoint_close(e);
+    return 0;
+}
+
+static int dgram_abort(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    if (e)
+        endpoint_abort(e, NULL);
+    return 0;
+}
+
+static int dgram_is_closing(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    lua_pushboolean(L, !e || e->closing);
+    return 1;
+}
+
+static int dgram_get_write_buffer_size(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    lua_pushinteger(L, e && !uv_is_closing((uv_handle_t *)&e->udp) ? (lua_Integer)e->udp.send_queue_size : 0);
+    return 1;
+}
+
+/* As transport.c: nil (-1), or an integer mark in 0..CONN_MAX_WATER. */
+static lua_Integer check_mark(lua_State *L, int arg, const char *name)
+{
+    if (lua_isnoneornil(L, arg))
+        return -1;
+    lua_Integer mark = luaL_checkinteger(L, arg);
+    if (mark < 0 || mark > CONN_MAX_WATER)
+        luaL_error(L, "transport:set_write_buffer_limits(): %s must be between 0 and %I bytes, not %I", name,
+                   (lua_Integer)CONN_MAX_WATER, mark);
+    return mark;
+}
+
+/* set_write_buffer_limits([high [, low]]): low defaults to high/4, high to
+ * 4*low (64 KiB when both are absent), as asyncio. */
+static int dgram_set_write_buffer_limits(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    lua_Integer high = check_mark(L, 2, "high");
+    lua_Integer low = check_mark(L, 3, "low");
+    if (high < 0)
+        high = low < 0 ? CONN_DEFAULT_HIGH_WATER : low > CONN_MAX_WATER / 4 ? CONN_MAX_WATER : 4 * low;
+    if (low < 0)
+        low = high / 4;
+    if (low > high)
+        return luaL_error(L, "transport:set_write_buffer_limits(): high (%I) must be >= low (%I) >= 0", high, low);
+    if (e && !e->closing) {
+        e->high_water = (size_t)high;
+        e->low_water = (size_t)low;
+        check_high_water(e);
+        report_pause(e);
+    }
+    return 0;
+}
+
+/* get_write_buffer_limits() -> low, high, in asyncio's order. */
+static int dgram_get_write_buffer_limits(lua_State *L)
+{
+    struct endpoint *e = check_box(L)->endpoint;
+    lua_pushinteger(L, (lua_Integer)(e ? e->low_water : CONN_DEFAULT_HIGH_WATER / 4));
+    lua_pushinteger(L, (lua_Integer)(e ? e->high_water : CONN_DEFAULT_HIGH_WATER));
+    return 2;
+}
+
+static int push_address(lua_State *L, const union addr *a)
+{
+    char host[ADDR_STRLEN];
+    int port = addr_host_port(a, host, sizeof host);
+    lua_pushstring(L, host);
+    lua_pushinteger(L, port);
+    return 2;
+}
+
+/* get_extra_info(name [, default]): "sockname" -> host, port (until close);
+ * "peername" -> host, port of a connected endpoint; "listener" (the spec it
+ * serves, when a listener made it); "worker"; "generation". */
+static int dgram_get_extra_info(lua_State *L)
+{
+    struct datagram_box *box = check_box(L);
+    struct endpoint *e = box->endpoint;
+    const char *name = luaL_checkstring(L, 2);
+    lua_settop(L, 3); /* the default, nil when absent */
+    union addr a;
+    if (strcmp(name, "peername") == 0 && box->connected)
+        return push_address(L, &box->remote);
+    if (!e)
+        return 1;
+    if (strcmp(name, "sockname") == 0 && !uv_is_closing((uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
+        return push_address(L, &a);
+    if (strcmp(name, "listener") == 0 && e->listener) {
+        lua_pushstring(L, e->listener);
+        return 1;
+    }
+    if (strcmp(name, "worker") == 0) {
+        lua_pushinteger(L, runtime_context(L)->worker_id);
+        return 1;
+    }
+    if (strcmp(name, "generation") == 0) {
+        lua_pushinteger(L, e->generation);
+        return 1;
+    }
+    return 1;
+}
+
+static int dgram_tostring(lua_State *L)
+{
+    struct datagram_box *box = check_box(L);
+    struct endpoint *e = box->endpoint;
+    if (!e) {
+        lua_pushliteral(L, "luaecho.datagram_transport (closed)");
+        return 1;
+    }
+    union addr a;
+    char local[ADDR_STRLEN] = "unbound", remote[ADDR_STRLEN + 4] = "";
+    if (!uv_is_closing((uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
+        addr_format(&a, local, sizeof local);
+    if (e->connected) {
+        char peer[ADDR_STRLEN];
+        snprintf(remote, sizeof remote, " -> %s", addr_format(&e->remote, peer, sizeof peer));
+    }
+    lua_pushfstring(L, "luaecho.datagram_transport (udp %s%s%s)", local, remote, e->closing ? ", closing" : "");
+    return 1;
+}
+
+static const luaL_Reg datagram_methods[] = {
+    {"sendto", dgram_sendto},
+    {"close", dgram_close},
+    {"abort", dgram_abort},
+    {"is_closing", dgram_is_closing},
+    {"get_extra_info", dgram_get_extra_info},
+    {"get_write_buffer_size", dgram_get_write_buffer_size},
+    {"set_write_buffer_limits", dgram_set_write_buffer_limits},
+    {"get_write_buffer_limits", dgram_get_write_buffer_limits},
+    {NULL, NULL},
+};
+
+void datagram_register(lua_State *L)
+{
+    luaL_newmetatable(L, DATAGRAM_TRANSPORT_METATABLE);
+    luaL_newlib(L, datagram_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, dgram_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+/* --- core.datagram_endpoint ---------------------------------------------- */
+
+/* A pending core.datagram_endpoint(): its Lua values by registry reference
+ * until it reports, successful or not, exactly once. */
+struct endpoint_job {
+    lua_State *L;
+    struct loop_context *ctx;
+    int protocol_ref;
+    int callback_ref;
+    const char *local_host, *remote_host; /* in 'names'; NULL: not given */
+    int local_port, remote_port;
+    union addr local, remote;
+    struct endpoint *endpoint; /* once created */
+    const char *failure;       /* what went wrong, for the callback */
+    char *reason;              /* why, when it is not a libuv error (malloc'd) */
+    const char *failed_host;
+    int failed_port;
+    int status;
+    char names[];
+};
+
+/* callback(transport, instance) or callback(nil, "cannot ..."). */
+static int deliver(lua_State *L)
+{
+    struct endpoint_job *job = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->callback_ref);
+    if (job->endpoint) {
+        endpoint_push(L, job->endpoint);
+    } else {
+        lua_pushnil(L);
+        if (job->reason)
+            lua_pushfstring(L, "%s: %s", job->failure, job->reason);
+        else if (job->failed_host)
+            lua_pushfstring(L, "%s %s port %d: %s", job->failure, job->failed_host, job->failed_port,
+                            uv_strerror(job->status));
+        else
+            lua_pushfstring(L, "%s: %s", job->failure, uv_strerror(job->status));
+    }
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void finish(struct endpoint_job *job)
+{
+    struct runtime_error err;
+    if (runtime_call(job->L, deliver, job, &err) != 0)
+        failure_report(&err, &(struct failure){.callback = "datagram endpoint callback"});
+    luaL_unref(job->L, LUA_REGISTRYINDEX, job->protocol_ref);
+    luaL_unref(job->L, LUA_REGISTRYINDEX, job->callback_ref);
+    free(job->reason);
+    free(job);
+}
+
+static void fail(struct endpoint_job *job, const char *what, const char *host, int port, int status)
+{
+    job->failure = what;
+    job->failed_host = host;
+    job->failed_port = port;
+    job->status = status;
+    finish(job);
+}
+
+static int create_endpoint(lua_State *L)
+{
+    struct endpoint_job *job = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->protocol_ref);
+    job->endpoint = endpoint_new(job->ctx, L, "luaecho.create_datagram_endpoint()");
+    return 0;
+}
+
+/* Both addresses known: create, bind, connect, start, report. */
+static void open_endpoint(struct endpoint_job *job)
+{
+    if (job->ctx->shutting_down) {
+        fail(job, "cannot create a datagram endpoint", NULL, 0, UV_ECANCELED);
+        return;
+    }
+    struct runtime_error err;
+    if (runtime_call(job->L, create_endpoint, job, &err) != 0) {
+        job->reason = strdup(err.message); /* NULL: said as "not enough memory" */
+        runtime_error_free(&err);
+        fail(job, "cannot create a datagram endpoint", NULL, 0, UV_ENOMEM);
+        return;
+    }
+    struct endpoint *e = job->endpoint;
+    job->endpoint = NULL; /* until it is started: the callback gets nil */
+    if (!job->local_host) { /* the wildcard of the remote's family, any port */
+        memset(&job->local, 0, sizeof job->local);
+        if (job->remote.sa.sa_family == AF_INET6)
+            uv_ip6_addr("::", 0, &job->local.in6);
+        else
+            uv_ip4_addr("0.0.0.0", 0, &job->local.in);
+    }
+    int rc = endpoint_bind(e, &job->local, false);
+    if (rc != 0) {
+        endpoint_close(e);
+        fail(job, "cannot bind to", job->local_host ? job->local_host : "the wildcard address",
+             job->local_host ? job->local_port : 0, rc);
+        return;
+    }
+    if (job->remote_host) {
+        rc = endpoint_connect(e, &job->remote);
+        if (rc != 0) {
+            endpoint_close(e);
+            fail(job, "cannot connect to", job->remote_host, job->remote_port, rc);
+            return;
+        }
+    }
+    endpoint_start(e);
+    job->endpoint = e;
+    finish(job);
+}
+
+static void on_remote_resolved(void *data, int status, const union addr *addr)
+{
+    struct endpoint_job *job = data;
+    if (status != 0) {
+        fail(job, "cannot resolve", job->remote_host, job->remote_port, status);
+        return;
+    }
+    job->remote = *addr;
+    open_endpoint(job);
+}
+
+static void resolve_remote(struct endpoint_job *job)
+{
+    if (!job->remote_host) {
+        open_endpoint(job);
+        return;
+    }
+    int rc = addr_resolve(job->ctx->loop, job->remote_host, job->remote_port, on_remote_resolved, job);
+    if (rc != 0)
+        fail(job, "cannot resolve", job->remote_host, job->remote_port, rc);
+}
+
+static void on_local_resolved(void *data, int status, const union addr *addr)
+{
+    struct endpoint_job *job = data;
+    if (status != 0) {
+        fail(job, "cannot resolve", job->local_host, job->local_port, status);
+        return;
+    }
+    job->local = *addr;
+    resolve_remote(job);
+}
+
+/* An optional host at 'idx' (nil or a string). [-0, +0, e] */
+static const char *opt_host(lua_State *L, int idx, size_t *len)
+{
+    *len = 0;
+    return lua_isnoneornil(L, idx) ? NULL : luaL_checklstring(L, idx, len);
+}
+
+int datagram_endpoint(lua_State *L)
+{
+    size_t local_len, remote_len;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *local_host = opt_host(L, 2, &local_len);
+    lua_Integer local_port = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, local_port >= 0 && local_port <= 65535, 3, "port must be 0 to 65535");
+    const char *remote_host = opt_host(L, 4, &remote_len);
+    lua_Integer remote_port = luaL_optinteger(L, 5, 0);
+    if (remote_host)
+        luaL_argcheck(L, remote_port > 0 && remote_port <= 65535, 5, "port must be 1 to 65535");
+    luaL_checktype(L, 6, LUA_TFUNCTION);
+    if (!local_host && !remote_host)
+        return luaL_error(L, "luaecho.create_datagram_endpoint(): give a local address, a remote one, or both");
+    check_protocol(L, 1, "luaecho.create_datagram_endpoint()", "the");
+    /* What can raise comes first: nothing of C's is allocated yet. */
+    lua_settop(L, 6);
+    int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
+    lua_pushvalue(L, 1);
+    int protocol_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    struct endpoint_job *job = calloc(1, sizeof *job + local_len + 1 + remote_len + 1);
+    if (!job) {
+        luaL_unref(L, LUA_REGISTRYINDEX, protocol_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, callback_ref);
+        return luaL_error(L, "out of memory for a datagram endpoint");
+    }
+    if (local_host) {
+        memcpy(job->names, local_host, local_len + 1);
+        job->local_host = job->names;
+    }
+    if (remote_host) {
+        memcpy(job->names + local_len + 1, remote_host, remote_len + 1);
+        job->remote_host = job->names + local_len + 1;
+    }
+    job->ctx = runtime_context(L);
+    job->L = job->ctx->L; /* the main thread: never a coroutine kept for later */
+    job->local_port = (int)local_port;
+    job->remote_port = (int)remote_port;
+    job->protocol_ref = protocol_ref;
+    job->callback_ref = callback_ref;
+    if (!local_host) {
+        resolve_remote(job);
+        return 0;
+    }
+    int rc = addr_resolve(job->ctx->loop, local_host, (int)local_port, on_local_resolved, job);
+    if (rc != 0)
+        fail(job, "cannot resolve", job->local_host, job->local_port, rc);
+    return 0;
+}
