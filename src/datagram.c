@@ -522,6 +522,14 @@ void endpoint_set_listener(struct endpoint *e, const char *spec)
     e->listener = spec;
 }
 
+void endpoint_list_swap_listeners(struct endpoint_list *list, const struct protocol_class *cls)
+{
+    for (struct endpoint *e = list->head; e; e = e->next) {
+        if (e->listener && !e->closing)
+            endpoint_set_protocol(e, cls);
+    }
+}
+
 int endpoint_sockname(const struct endpoint *e, union addr *out)
 {
     int len = sizeof *out;

@@ -51,6 +51,10 @@ void endpoint_push(lua_State *L, struct endpoint *e);
  * instance is upgraded; otherwise a new instance gets connection_made with
  * the same transport. Returns true when it was upgraded. */
 bool endpoint_set_protocol(struct endpoint *e, const struct protocol_class *cls);
+/* Hot swap every endpoint of the list that serves a listener (see
+ * endpoint_set_listener) and is open, as endpoint_set_protocol does. The
+ * list is the only way to them: an endpoint is freed once closed. */
+void endpoint_list_swap_listeners(struct endpoint_list *list, const struct protocol_class *cls);
 /* Close: connection_lost(nil) follows from the loop. Idempotent. */
 void endpoint_close(struct endpoint *e);
 void endpoint_close_all(struct endpoint_list *list);

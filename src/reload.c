@@ -172,7 +172,6 @@ static void put_modules_back(lua_State *L, struct reload_pending *pending)
 struct commit {
     struct loop_context *ctx;
     struct server *const *servers;
-    struct endpoint *const *endpoints;
     size_t n;
     struct reload_pending *pending;
     size_t open, upgraded;
@@ -210,18 +209,17 @@ static int commit_all(lua_State *L)
             struct protocol_class copy;
             protocol_class_copy(L, &commit->pending->protocol, &copy);
             server_set_protocol(commit->servers[i], &copy);
-        } else if (commit->endpoints[i]) {
-            endpoint_set_protocol(commit->endpoints[i], &commit->pending->protocol);
         }
     }
+    endpoint_list_swap_listeners(commit->ctx->endpoints, &commit->pending->protocol);
     return 0;
 }
 
-void reload_commit(struct loop_context *ctx, struct server *const *servers, struct endpoint *const *endpoints,
-                   size_t n, struct reload_pending *pending, size_t *open, size_t *upgraded)
+void reload_commit(struct loop_context *ctx, struct server *const *servers, size_t n,
+                   struct reload_pending *pending, size_t *open, size_t *upgraded)
 {
     lua_State *L = ctx->L;
-    struct commit commit = {.ctx = ctx, .servers = servers, .endpoints = endpoints, .n = n, .pending = pending};
+    struct commit commit = {.ctx = ctx, .servers = servers, .n = n, .pending = pending};
     struct runtime_error err;
     if (runtime_call(L, commit_all, &commit, &err) != 0) {
         log_error("reload: cannot hand the new code to every listener: %s", err.message);

@@ -16,7 +16,6 @@
 #include "protocol.h"
 
 struct server;
-struct endpoint;
 struct loop_context;
 
 typedef void (*reload_fire_cb)(void *data, const char *why);
@@ -57,13 +56,13 @@ struct reload_pending {
  * message in *error; then everything is as it was, modules included. */
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
                    struct reload_pending *pending, char **error);
-/* Serve the new connections of the 'n' listeners with the pending code
- * (generation+1), and call its upgrade(instance) for their open
- * connections when it has one; each listener is a server or a UDP
- * endpoint (the other NULL), whose one instance is upgraded or replaced.
+/* Serve the new connections of the 'n' servers (NULL entries skipped)
+ * with the pending code (generation+1), and call its upgrade(instance)
+ * for their open connections when it has one; every UDP endpoint of ctx
+ * that serves a listener has its one instance upgraded or replaced.
  * Counts the open connections and those upgraded. */
-void reload_commit(struct loop_context *ctx, struct server *const *servers, struct endpoint *const *endpoints,
-                   size_t n, struct reload_pending *pending, size_t *open, size_t *upgraded);
+void reload_commit(struct loop_context *ctx, struct server *const *servers, size_t n,
+                   struct reload_pending *pending, size_t *open, size_t *upgraded);
 /* Drop the pending code and put the modules set aside back. */
 void reload_discard(lua_State *L, struct reload_pending *pending);
 

@@ -75,7 +75,9 @@ struct worker {
     bool thread_started;
     bool host_ready;
     struct host host;
-    /* By listener: its server (TCP, Unix) or its endpoint (UDP), else NULL. */
+    /* By listener: its server (TCP, Unix), else NULL; servers live until
+     * teardown. Its UDP endpoint, until it is started (an endpoint is
+     * freed once closed: afterwards only the loop's list reaches it). */
     struct server *servers[CLI_MAX_LISTENERS];
     struct endpoint *endpoints[CLI_MAX_LISTENERS];
     uv_async_t wakeup;
@@ -193,8 +195,7 @@ static void commit_reload(struct worker *w)
     size_t open = 0, upgraded = 0;
     bool has_upgrade = w->pending.has_upgrade;
     if (w->pending.ready)
-        reload_commit(&w->host.ctx, w->servers, w->endpoints, (size_t)w->group->listener_count, &w->pending, &open,
-                      &upgraded);
+        reload_commit(&w->host.ctx, w->servers, (size_t)w->group->listener_count, &w->pending, &open, &upgraded);
     reply(w->group, true, NULL, open, upgraded, has_upgrade);
 }
 
@@ -426,6 +427,7 @@ static int worker_start(struct worker *w)
     for (int i = 0; i < g->listener_count; i++) {
         if (w->endpoints[i])
             endpoint_start(w->endpoints[i]); /* connection_made, once every listener is up */
+        w->endpoints[i] = NULL;
     }
     return EXIT_OK;
 }
