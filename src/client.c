@@ -99,13 +99,14 @@ static void on_resolved(void *data, int status, const union addr *addr)
     }
 }
 
-/* The job of a connect: the Protocol (popped) and callback (popped) of
- * core.connect's arguments 3 and 4, and 'name'. Raises before C allocates. */
-static struct connect_job *new_job(lua_State *L, const char *name, size_t name_len, int port)
+/* The job of a connect: the Protocol and the callback, arguments 'arg'
+ * and 'arg' + 1 (the last two, popped), and 'name'. Raises before C
+ * allocates. */
+static struct connect_job *new_job(lua_State *L, int arg, const char *name, size_t name_len, int port)
 {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 4, LUA_TFUNCTION);
-    lua_settop(L, 4);
+    luaL_checktype(L, arg, LUA_TTABLE);
+    luaL_checktype(L, arg + 1, LUA_TFUNCTION);
+    lua_settop(L, arg + 1);
     int callback_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the callback */
     struct protocol_class protocol;
     protocol_class_init(L, &protocol);                 /* pops the Protocol */
@@ -131,7 +132,7 @@ int client_connect(lua_State *L)
     const char *host = luaL_checklstring(L, 1, &host_len);
     lua_Integer port = luaL_checkinteger(L, 2);
     luaL_argcheck(L, port > 0 && port <= 65535, 2, "port must be 1 to 65535");
-    struct connect_job *job = new_job(L, host, host_len, (int)port);
+    struct connect_job *job = new_job(L, 3, host, host_len, (int)port);
     int rc = addr_resolve(job->ctx->loop, host, (int)port, on_resolved, job);
     if (rc != 0)
         fail(job, "cannot resolve", rc);
@@ -144,7 +145,7 @@ int client_connect_unix(lua_State *L)
     const char *path = luaL_checklstring(L, 1, &len);
     luaL_argcheck(L, len > 0 && strlen(path) == len, 1, "path must be a non-empty string without NUL bytes");
     luaL_argcheck(L, len < 108, 1, "a Unix socket path has at most 107 bytes");
-    struct connect_job *job = new_job(L, path, len, -1);
+    struct connect_job *job = new_job(L, 2, path, len, -1);
     struct conn *c = conn_new(job->ctx->loop, job->ctx->conns, &protocol_events, protocol_conn_size, CONN_UNIX);
     if (!c) {
         fail(job, "cannot connect to", UV_ENOMEM);

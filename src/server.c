@@ -10,6 +10,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,9 +275,34 @@ int server_listen(struct server *s, const union addr *addr, bool reuseport)
     return server_listen_fd(s, fd, CONN_TCP, addr_format(&real, listener, sizeof listener), true);
 }
 
-/* Is a process listening on the Unix socket at 'path'? */
+/* Does the kernel list a listening socket bound to 'path' (Linux's
+ * /proc/net/unix, flag __SO_ACCEPTCON)? Asking there, rather than
+ * connecting, shows no phantom connection to the server that owns it. */
+static bool listed_as_listening(const char *path)
+{
+    FILE *f = fopen("/proc/net/unix", "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long flags;
+        int end = 0;
+        if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %n", &flags, &end) < 1 || end == 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        found = (flags & 0x10000) && strcmp(line + end, path) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+/* Is a process listening on the Unix socket at 'path'? A socket file that
+ * refuses connections was left by a process that is gone. */
 static bool unix_socket_live(const struct sockaddr_un *sun)
 {
+    if (listed_as_listening(sun->sun_path))
+        return true;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return true; /* cannot tell: touch nothing */
