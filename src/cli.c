@@ -342,8 +342,8 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         o->proxy_protocol = true;
         return 0;
     case OPT_PROXY_TIMEOUT:
-        if (!parse_seconds(value, 3600, &o->proxy_timeout) || o->proxy_timeout <= 0)
-            return usage_error("%s must be a number of seconds above 0 and up to 3600, not '%s'", "--proxy-timeout",
+        if (!parse_seconds(value, 3600, &o->proxy_timeout) || o->proxy_timeout < 0.001)
+            return usage_error("%s must be a number of seconds from 0.001 to 3600, not '%s'", "--proxy-timeout",
                                value);
         o->proxy_timeout_given = true;
         return 0;

@@ -21,6 +21,7 @@ static const unsigned char v2_magic[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
 #define V2_CMD_PROXY 0x1
 #define V2_TCP4 0x11 /* AF_INET, STREAM */
 #define V2_TCP6 0x21 /* AF_INET6, STREAM */
+#define V2_UNSPEC 0x00 /* no addresses: keep the socket's (as LOCAL) */
 #define V2_TCP4_ADDR_LEN 12
 #define V2_TCP6_ADDR_LEN 36
 /* Longest address text inet_pton could accept, without its NUL. */
@@ -270,15 +271,17 @@ static enum proxy_result check_v2_fixed(const unsigned char *b, size_t len,
     if (len > 12 && (b[12] & 0xF) != V2_CMD_LOCAL && (b[12] & 0xF) != V2_CMD_PROXY)
         return fail(out, PROXY_INVALID, "v2: bad command");
     bool proxy = len > 12 && (b[12] & 0xF) == V2_CMD_PROXY;
-    /* LOCAL ignores the family byte, as the spec says; PROXY takes TCP only. */
-    if (len > 13 && proxy && b[13] != V2_TCP4 && b[13] != V2_TCP6)
+    /* LOCAL ignores the family byte, as the spec says; PROXY takes TCP, or
+     * UNSPEC, which the spec says to accept keeping the socket's own
+     * addresses (as LOCAL). UDP and Unix families are refused. */
+    if (len > 13 && proxy && b[13] != V2_TCP4 && b[13] != V2_TCP6 && b[13] != V2_UNSPEC)
         return fail(out, PROXY_INVALID, "v2: unsupported address family or protocol");
     if (len < V2_FIXED_LEN)
         return PROXY_NEED_MORE;
     size_t total = V2_FIXED_LEN + (size_t)get16(b + 14);
     if (total > PROXY_V2_MAX)
         return fail(out, PROXY_TOO_LONG, "v2: header longer than 4096 bytes");
-    size_t need = !proxy ? 0 : b[13] == V2_TCP4 ? V2_TCP4_ADDR_LEN : V2_TCP6_ADDR_LEN;
+    size_t need = !proxy || b[13] == V2_UNSPEC ? 0 : b[13] == V2_TCP4 ? V2_TCP4_ADDR_LEN : V2_TCP6_ADDR_LEN;
     if (get16(b + 14) < need)
         return fail(out, PROXY_INVALID, "v2: address block too short");
     return PROXY_DONE;
@@ -295,7 +298,7 @@ static enum proxy_result parse_v2(const unsigned char *b, size_t len, struct pro
     if (len < total)
         return PROXY_NEED_MORE;
     out->version = 2;
-    if ((b[12] & 0xF) == V2_CMD_LOCAL) {
+    if ((b[12] & 0xF) == V2_CMD_LOCAL || b[13] == V2_UNSPEC) {
         out->local = true; /* the whole block is skipped, TLVs included */
     } else {
         int fam = b[13];

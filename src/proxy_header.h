@@ -31,7 +31,7 @@ enum proxy_result {
 /* What a header says. */
 struct proxy_header {
     int version;            /* 1 or 2 */
-    bool local;             /* keep the socket's own addresses (v1 UNKNOWN, v2 LOCAL) */
+    bool local;             /* keep the socket's own addresses (v1 UNKNOWN, v2 LOCAL or UNSPEC) */
     union addr source;      /* when !local: the client the proxy accepted */
     union addr destination; /* ... and the address it accepted it on; same family */
     const char *reason;     /* after INVALID or TOO_LONG: why, a static string */

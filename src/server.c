@@ -385,8 +385,9 @@ void server_adopt(struct server *s, int fd)
         accept_one(s, fd, NULL); /* handed over: the socket knows its peer */
 }
 
-void server_open_without_socket(struct server *s)
+void server_open_without_socket(struct server *s, const char *listener)
 {
+    snprintf(s->listener, sizeof s->listener, "%s", listener);
     s->closed = false;
 }
 

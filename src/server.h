@@ -97,8 +97,8 @@ bool server_reuseport_works(void);
 /* Serve a socket another worker accepted (the hand-off fallback). */
 void server_adopt(struct server *s, int fd);
 /* Count as accepting without a socket of its own: its connections come
- * handed off by another worker's listener. */
-void server_open_without_socket(struct server *s);
+ * handed off by another worker's listener, named 'listener'. */
+void server_open_without_socket(struct server *s, const char *listener);
 /* Is 'addr' free to listen on? Workers share their port with SO_REUSEPORT,
  * which would let them join another process's group: ask first. */
 int server_check_free(const union addr *addr);

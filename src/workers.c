@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <lauxlib.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,7 +354,7 @@ static int listen_stream(struct worker *w, int i)
     if (l->spec->kind == LISTEN_UNIX) {
         rc = server_listen_fd(s, l->unix_fd, CONN_UNIX, l->name, false);
     } else if (g->hand_off && w->id > 1) {
-        server_open_without_socket(s); /* worker 1 hands it sockets */
+        server_open_without_socket(s, l->name); /* worker 1 hands it sockets */
         uv_ref((uv_handle_t *)&w->wakeup);
         rc = 0;
     } else {
@@ -364,7 +365,7 @@ static int listen_stream(struct worker *w, int i)
     if (rc != 0)
         return rc;
     if (g->options->proxy_protocol)
-        server_expect_proxy(s, (uint64_t)(g->options->proxy_timeout * 1000));
+        server_expect_proxy(s, (uint64_t)ceil(g->options->proxy_timeout * 1000)); /* never 0: that is "off" */
     server_set_on_close(s, on_server_closed, w);
     if (g->hand_off && w->id == 1 && l->spec->kind == LISTEN_TCP)
         server_set_hand_off(s, hand_off, w);
