@@ -3,7 +3,7 @@
 -- the malformed and the silent ones closed before the script sees them, the
 -- warnings rate-limited, a Unix listener, and the usage error.
 -- The fixture (spec/fixtures/proxy/peers.lua) writes each client one line,
--- "peer HOST PORT socket SHOST SPORT listener NAME" ("-" for a missing or
+-- "peer HOST PORT socket SHOST SPORT listener NAME worker N" ("-" for a missing or
 -- empty value), prints it on stdout after "MADE ", then echoes.
 local socket = require "socket"
 local unix = require "socket.unix"
@@ -24,11 +24,11 @@ local ADVICE = "; with --proxy-protocol every connection starts with one (HAProx
 local unix_socks = {}
 
 -- luaecho with --proxy-protocol (and `extra` flags) serving the fixture.
-local function start_proxied(extra)
+local function start_proxied(extra, opts)
   local args = { "--proxy-protocol" }
   for _, arg in ipairs(extra or {}) do args[#args + 1] = arg end
   args[#args + 1] = server.fixture(FIXTURE)
-  return server.start(args)
+  return server.start(args, opts)
 end
 
 -- One line (without its LF) from a luasocket stream within `timeout` s.
@@ -43,11 +43,11 @@ end
 
 -- The fixture's report line, parsed.
 local function parse_report(line)
-  local host, port, shost, sport, listener =
-    line:match("^peer (%S+) (%S+) socket (%S+) (%S+) listener (%S+)$")
+  local host, port, shost, sport, listener, worker =
+    line:match("^peer (%S+) (%S+) socket (%S+) (%S+) listener (%S+) worker (%S+)$")
   assert(host, "not a report line: " .. line)
   return { host = host, port = tonumber(port) or port, socket_host = shost,
-           socket_port = tonumber(sport) or sport, listener = listener }
+           socket_port = tonumber(sport) or sport, listener = listener, worker = tonumber(worker) or worker }
 end
 
 -- Connect, send `bytes` in one send, return the conn and its report.
@@ -180,7 +180,8 @@ describe("--proxy-protocol #integration", function()
       -- One send: the header, then more than one read buffer of payload.
       local payload = ("0123456789abcdef"):rep(8192) .. "end"
       local header = v1("TCP4", "192.0.2.10", "192.0.2.20", 4711, 443)
-      local line = ("peer 192.0.2.10 4711 socket %s %d listener 127.0.0.1:%d\n"):format(my_host, my_port, proc.port)
+      local line = ("peer 192.0.2.10 4711 socket %s %d listener 127.0.0.1:%d worker 1\n"):format(
+        my_host, my_port, proc.port)
       local got = client.exchange({ { conn = conn, send = header .. payload, expect = #line + #payload } }, 10)[1]
       assert.are.equal(line, got:sub(1, #line))
       assert.is_true(got:sub(#line + 1) == payload, "the payload came back changed or short")
@@ -401,6 +402,79 @@ describe("--proxy-protocol #integration", function()
 
     -- And the TCP listener of the same process wants its header as well.
     assert_still_served(proc)
+  end)
+
+  describe("with --workers 2 and no SO_REUSEPORT (worker 1 hands sockets round)", function()
+    local HANDOFF = { LUAECHO_NO_REUSEPORT = "1" }
+
+    -- Six clients, each with a header naming 192.0.2.(100 + i): their reports.
+    local function six_reports(proc)
+      local reports = {}
+      for i = 1, 6 do
+        local header = v1("TCP4", "192.0.2." .. 100 + i, "192.0.2.2", 41000 + i, 80)
+        local conn, report = connect_and_send(proc, header .. "w")
+        assert.are.equal("w", conn:receive_exactly(1))
+        report.my_port = select(2, conn:sockname())
+        reports[i] = report
+        conn:close()
+      end
+      return reports
+    end
+
+    it("reads the header in every worker, on handed-over sockets too", function()
+      local proc = start_proxied({ "--workers", "2" }, { env = HANDOFF })
+      local seen = {}
+      for i, report in ipairs(six_reports(proc)) do
+        assert.are.equal("192.0.2." .. 100 + i, report.host, "worker " .. report.worker)
+        assert.are.equal(41000 + i, report.port, "worker " .. report.worker)
+        assert.are.equal(report.my_port, report.socket_port, "worker " .. report.worker)
+        seen[report.worker] = true
+      end
+      assert.are.same({ [1] = true, [2] = true }, seen)
+      local bad = client.connect(proc.host, proc.port)
+      bad:send_all("no header\r\n")
+      assert_rejected(proc, bad, "not a PROXY protocol header")
+      assert_still_served(proc)
+    end)
+
+    -- Fails on a bug (not of the PROXY stage): a worker that is handed its
+    -- sockets never learns its listener's name (server_open_without_socket).
+    it("names the listener in every worker", function()
+      local proc = start_proxied({ "--workers", "2" }, { env = HANDOFF })
+      for _, report in ipairs(six_reports(proc)) do
+        assert.are.equal("127.0.0.1:" .. proc.port, report.listener, "listener in worker " .. report.worker)
+      end
+    end)
+  end)
+
+  -- The timeout is kept in whole milliseconds, where 0 would mean no PROXY
+  -- stage at all: a timeout the command line accepts must never turn the
+  -- header off. Either it is refused (exit 2), or a client's header is still
+  -- read (or its connection closed at the timeout), never handed to the
+  -- script as data with the load balancer taken for the client.
+  it("never lets a --proxy-timeout below a millisecond turn the header off", function()
+    local proc = server.spawn({ "--proxy-protocol", "--proxy-timeout", "0.0004", "--port", "0",
+                                server.fixture(FIXTURE) })
+    local listening = wait.until_true(function()
+      if proc:stderr():find("luaecho: listening on ", 1, true) then return "listening" end
+      if proc:exited() then return "exited" end
+    end, 5, "the 'listening on' line or an exit")
+    if listening == "exited" then
+      assert.are.equal(2, proc.code, proc:describe())
+      return
+    end
+    proc:wait_listening()
+    local conn = client.connect(proc.host, proc.port)
+    conn:send_all(v1("TCP4", "192.0.2.80", "192.0.2.2", 8080, 80) .. "data")
+    conn.sock:settimeout(5)
+    local line, err, partial = conn.sock:receive("*l")
+    if not line then -- closed: at its (tiny) timeout, as it should be then
+      assert.are.same({ "closed", "" }, { err, partial })
+      return
+    end
+    local report = parse_report(line)
+    assert.are.same({ "192.0.2.80", 8080 }, { report.host, report.port }, "the header was not read: " .. line)
+    assert.are.equal("data", conn:receive_exactly(4))
   end)
 
   it("refuses --proxy-timeout without --proxy-protocol (exit 2)", function()
