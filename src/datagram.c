@@ -78,16 +78,17 @@ static const char *const method_names[] = {
 
 /* --- naming ------------------------------------------------------------ */
 
-/* " for udp 127.0.0.1:5000" (or the listener, or nothing): where a failure
- * happened, after the callback's name in its log line. */
+/* " for udp:127.0.0.1:5000" (the listener's name, or the socket's address
+ * in the same form): where a failure happened, after the callback's name
+ * in its log line. */
 static const char *endpoint_note(const struct endpoint *e, char *buf, size_t len)
 {
     union addr a;
     char where[ADDR_STRLEN];
-    if (!uv_is_closing((const uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
-        snprintf(buf, len, " for udp %s", addr_format(&a, where, sizeof where));
-    else if (e->listener)
+    if (e->listener)
         snprintf(buf, len, " for %s", e->listener);
+    else if (!uv_is_closing((const uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
+        snprintf(buf, len, " for udp:%s", addr_format(&a, where, sizeof where));
     else
         snprintf(buf, len, " for a datagram endpoint");
     return buf;
@@ -452,6 +453,11 @@ static void check_protocol(lua_State *L, int idx, const char *what, const char *
                    "%s: %s Protocol has no datagram_received(data, host, port), so it cannot serve datagrams "
                    "(a streams handler function(reader, writer) serves only stream listeners)",
                    what, whose);
+}
+
+void endpoint_check_protocol(lua_State *L, int idx, const char *what)
+{
+    check_protocol(L, idx, what, "the script's");
 }
 
 struct endpoint *endpoint_new(struct loop_context *ctx, lua_State *L, const char *what)

@@ -27,6 +27,10 @@ struct endpoint_list {
 /* Create the transport's metatable once per state. [-0, +0, e] */
 void datagram_register(lua_State *L);
 
+/* Raise, naming 'what', unless the value at 'idx' is a Protocol table that
+ * can serve datagrams (has datagram_received): what endpoint_new checks,
+ * for a reload to check before it commits. [-0, +0, e] */
+void endpoint_check_protocol(lua_State *L, int idx, const char *what);
 /* An endpoint for the Protocol table on top of the stack, in ctx's list.
  * Raises (nothing allocated) when the Protocol has no datagram_received,
  * naming 'what' (e.g. "udp:127.0.0.1:2222") in the message. [-1, +0, e] */

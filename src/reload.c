@@ -113,7 +113,7 @@ void reload_trigger_close(struct reload_trigger *t)
 }
 
 struct prepare_args {
-    const char *dir, *chunkname, *source;
+    const char *dir, *chunkname, *source, *datagrams;
     size_t len;
     struct reload_pending *pending;
 };
@@ -125,6 +125,8 @@ static int prepare(lua_State *L)
     args->pending->modules_ref = runtime_forget_modules(L, args->dir);
     args->pending->modules_set_aside = true;
     runtime_load_handler_buffer(L, args->source, args->len, args->chunkname);
+    if (args->datagrams)
+        endpoint_check_protocol(L, -1, args->datagrams);
     args->pending->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
     lua_pop(L, 1);
     protocol_class_init(L, &args->pending->protocol);
@@ -133,10 +135,11 @@ static int prepare(lua_State *L)
 }
 
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
-                   struct reload_pending *pending, char **error)
+                   const char *datagrams, struct reload_pending *pending, char **error)
 {
     *pending = (struct reload_pending){.dir = dir, .modules_ref = LUA_NOREF};
-    struct prepare_args args = {.dir = dir, .chunkname = chunkname, .source = source, .len = len, .pending = pending};
+    struct prepare_args args = {.dir = dir, .chunkname = chunkname, .source = source, .len = len,
+                                .datagrams = datagrams, .pending = pending};
     struct runtime_error err;
     if (runtime_call(L, prepare, &args, &err) != 0) {
         *error = err.message;

@@ -52,10 +52,12 @@ struct reload_pending {
 
 /* Load 'source' (the script's text, named 'chunkname' in messages) into a
  * fresh environment, after setting aside the modules required from 'dir'
- * (so the candidate loads them afresh). Returns 0, or -1 and a malloc'd
- * message in *error; then everything is as it was, modules included. */
+ * (so the candidate loads them afresh). With 'datagrams' (a UDP
+ * listener's name; NULL: none), the new Protocol must serve datagrams, as
+ * at start. Returns 0, or -1 and a malloc'd message in *error; then
+ * everything is as it was, modules included. */
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
-                   struct reload_pending *pending, char **error);
+                   const char *datagrams, struct reload_pending *pending, char **error);
 /* Serve the new connections of the 'n' servers (NULL entries skipped)
  * with the pending code (generation+1), and call its upgrade(instance)
  * for their open connections when it has one; every UDP endpoint of ctx

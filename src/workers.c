@@ -187,7 +187,13 @@ static void prepare_reload(struct worker *w)
 {
     struct workers *g = w->group;
     char *error = NULL;
-    int rc = reload_prepare(w->host.L, g->script_dir, g->chunkname, g->source, g->source_len, &w->pending, &error);
+    const char *datagrams = NULL;
+    for (int i = 0; i < g->listener_count && !datagrams; i++) {
+        if (g->listeners[i].spec->kind == LISTEN_UDP)
+            datagrams = g->listeners[i].name;
+    }
+    int rc = reload_prepare(w->host.L, g->script_dir, g->chunkname, g->source, g->source_len, datagrams,
+                            &w->pending, &error);
     reply(g, rc == 0, error, 0, 0, w->pending.has_upgrade);
 }
 

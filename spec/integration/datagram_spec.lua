@@ -90,7 +90,7 @@ describe("a UDP server written with create_datagram_endpoint #integration", func
     local proc, port = start_echo()
     local sock = udp_socket()
     assert(sock:sendto("boom", "127.0.0.1", port))
-    proc:wait_output("stderr", "datagram_received failed for udp 127%.0%.0%.1:" .. port
+    proc:wait_output("stderr", "datagram_received failed for udp:127%.0%.0%.1:" .. port
       .. ": [^\n]*echo_server%.lua:%d+: datagram exploded", TIMEOUT, "the failure's log line")
     assert.matches("stack traceback:", proc:stderr(), 1, true)
     assert(sock:sendto("still there?", "127.0.0.1", port))
