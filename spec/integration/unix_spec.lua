@@ -6,6 +6,7 @@
 -- Every socket lives in a scratch directory, removed after each spec; every
 -- wait has a deadline.
 local uv = require "luv"
+local socket = require "socket"
 local unix = require "socket.unix"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
@@ -186,6 +187,37 @@ describe("a Unix socket listener #integration", function()
     assert.matches("is not a socket", err, 1, true)
     assert.are.equal("precious\n", files.read(path))
   end)
+
+  -- A start that fails on a later listener must not leave the Unix
+  -- socket it had already made behind.
+  local later_failures = {
+    { "a path that is not a socket", function(scratch)
+      return { "--listen", "unix:" .. files.write(scratch:path("file"), "x\n") }
+    end },
+    { "a TCP port in use", function()
+      local busy = assert(socket.tcp())
+      assert(busy:bind("127.0.0.1", 0))
+      assert(busy:listen(8))
+      sockets[#sockets + 1] = busy
+      local _, port = busy:getsockname()
+      return { "--listen", "127.0.0.1:" .. port }
+    end },
+    { "a UDP listener the script cannot serve", function()
+      return { "--listen", "udp:127.0.0.1:0", fixture("no_datagram.lua") }
+    end },
+  }
+  for _, case in ipairs(later_failures) do
+    it("removes its socket file when the start fails on " .. case[1], function()
+      local scratch = files.scratch("unix")
+      local path = scratch:path("first.sock")
+      local args = { "--listen", "unix:" .. path }
+      for _, arg in ipairs(case[2](scratch)) do args[#args + 1] = arg end
+      local code, _, err = server.run(args, nil, TIMEOUT)
+      assert.are.equal(1, code, err)
+      assert.not_matches("listening on", err, 1, true)
+      assert.is_nil(file_type(path), "the socket file of the failed start is still there")
+    end)
+  end
 
   for _, signal in ipairs({ "sigterm", "sigint" }) do
     it("removes its socket file when " .. signal:upper() .. " stops it", function()
