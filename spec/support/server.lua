@@ -133,6 +133,56 @@ function M.start(args, opts)
   return proc
 end
 
+--- How many listeners `args` asks for: one per --listen (or --listen=SPEC).
+function M.listen_count(args)
+  local n = 0
+  for _, arg in ipairs(args) do
+    if arg == "--listen" or arg:match("^%-%-listen=") then n = n + 1 end
+  end
+  return n
+end
+
+--- One `luaecho: listening on NAME` name parsed: { kind = "tcp", "unix"
+-- or "udp", name = NAME as printed, host, port (TCP, UDP; an IPv6 host
+-- without its brackets) or path (Unix) }.
+function M.parse_listener(name)
+  local path = name:match("^unix:(.*)$")
+  if path then return { kind = "unix", name = name, path = path } end
+  local kind, address = "tcp", name
+  if name:sub(1, 4) == "udp:" then kind, address = "udp", name:sub(5) end
+  local host, port = address:match("^(.*):(%d+)$")
+  return { kind = kind, name = name, host = host and (host:match("^%[(.*)%]$") or host), port = tonumber(port) }
+end
+
+--- Start the binary with exactly `args` (no --port added) and wait until
+-- it has printed one `luaecho: listening on ...` line per --listen in args
+-- (opts.count to expect another number; opts.timeout, default 5 s). Fails
+-- at once, with the output, if the process exits first. Returns the Proc
+-- with proc.listeners: a list, in the order printed, of the records
+-- M.parse_listener makes; proc.host and proc.port are set from the first
+-- TCP listener, if any. opts.env and opts.cwd as for M.spawn.
+function M.start_listeners(args, opts)
+  opts = opts or {}
+  local want = opts.count or M.listen_count(args)
+  local proc = M.spawn(args, opts)
+  local names = wait.until_true(function()
+    local found = {}
+    for name in proc:stderr():gmatch("luaecho: listening on ([^\n]+)\n") do found[#found + 1] = name end
+    if #found >= want then return found end
+    if proc:exited() then
+      error(("luaecho exited with %s after %d of %d 'listening on' lines\n%s"):format(
+        tostring(proc.code), #found, want, proc:describe()), 0)
+    end
+  end, opts.timeout or 5, ("%d 'listening on' lines"):format(want))
+  proc.listeners = {}
+  for i, name in ipairs(names) do
+    local listener = M.parse_listener(name)
+    proc.listeners[i] = listener
+    if listener.kind == "tcp" and not proc.host then proc.host, proc.port = listener.host, listener.port end
+  end
+  return proc
+end
+
 --- Run the binary to completion: returns exit code, stdout, stderr.
 -- For commands that end on their own (--help, bad flags, bad scripts).
 function M.run(args, opts, timeout)
