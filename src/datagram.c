@@ -22,6 +22,7 @@
 #include "failure.h"
 #include "log.h"
 #include "runtime.h"
+#include "transport.h"
 
 #define DATAGRAM_TRANSPORT_METATABLE "luaecho.datagram_transport"
 /* Room for the largest datagram (65507 bytes over IPv4, 65527 over IPv6). */
@@ -700,34 +701,15 @@ static int dgram_get_write_buffer_size(lua_State *L)
     return 1;
 }
 
-/* As transport.c: nil (-1), or an integer mark in 0..CONN_MAX_WATER. */
-static lua_Integer check_mark(lua_State *L, int arg, const char *name)
-{
-    if (lua_isnoneornil(L, arg))
-        return -1;
-    lua_Integer mark = luaL_checkinteger(L, arg);
-    if (mark < 0 || mark > CONN_MAX_WATER)
-        luaL_error(L, "transport:set_write_buffer_limits(): %s must be between 0 and %I bytes, not %I", name,
-                   (lua_Integer)CONN_MAX_WATER, mark);
-    return mark;
-}
-
-/* set_write_buffer_limits([high [, low]]): low defaults to high/4, high to
- * 4*low (64 KiB when both are absent), as asyncio. */
+/* set_write_buffer_limits([high [, low]]), read as transport.c reads it. */
 static int dgram_set_write_buffer_limits(lua_State *L)
 {
     struct endpoint *e = check_box(L)->endpoint;
-    lua_Integer high = check_mark(L, 2, "high");
-    lua_Integer low = check_mark(L, 3, "low");
-    if (high < 0)
-        high = low < 0 ? CONN_DEFAULT_HIGH_WATER : low > CONN_MAX_WATER / 4 ? CONN_MAX_WATER : 4 * low;
-    if (low < 0)
-        low = high / 4;
-    if (low > high)
-        return luaL_error(L, "transport:set_write_buffer_limits(): high (%I) must be >= low (%I) >= 0", high, low);
+    size_t high, low;
+    transport_check_write_limits(L, &high, &low);
     if (e && !e->closing) {
-        e->high_water = (size_t)high;
-        e->low_water = (size_t)low;
+        e->high_water = high;
+        e->low_water = low;
         check_high_water(e);
         report_pause(e);
     }
@@ -743,15 +725,6 @@ static int dgram_get_write_buffer_limits(lua_State *L)
     return 2;
 }
 
-static int push_address(lua_State *L, const union addr *a)
-{
-    char host[ADDR_STRLEN];
-    int port = addr_host_port(a, host, sizeof host);
-    lua_pushstring(L, host);
-    lua_pushinteger(L, port);
-    return 2;
-}
-
 /* get_extra_info(name [, default]): "sockname" -> host, port (until close);
  * "peername" -> host, port of a connected endpoint; "listener" (the spec it
  * serves, when a listener made it); "worker"; "generation". */
@@ -763,11 +736,11 @@ static int dgram_get_extra_info(lua_State *L)
     lua_settop(L, 3); /* the default, nil when absent */
     union addr a;
     if (strcmp(name, "peername") == 0 && box->connected)
-        return push_address(L, &box->remote);
+        return transport_push_address(L, &box->remote);
     if (!e)
         return 1;
     if (strcmp(name, "sockname") == 0 && !uv_is_closing((uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
-        return push_address(L, &a);
+        return transport_push_address(L, &a);
     if (strcmp(name, "listener") == 0 && e->listener) {
         lua_pushstring(L, e->listener);
         return 1;

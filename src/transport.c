@@ -139,8 +139,7 @@ static int transport_is_closing(lua_State *L)
     return 1;
 }
 
-/* Push host, port of 'a'. [-0, +2, e] */
-static int push_address(lua_State *L, const union addr *a)
+int transport_push_address(lua_State *L, const union addr *a)
 {
     char host[ADDR_STRLEN];
     int port = addr_host_port(a, host, sizeof host);
@@ -170,7 +169,7 @@ static int push_peer(lua_State *L, const struct transport *t, const union addr *
         return push_unix_path(L, t, true);
     if (a->sa.sa_family == AF_UNSPEC)
         return 1; /* the default */
-    return push_address(L, a);
+    return transport_push_address(L, a);
 }
 
 /* {pid=, uid=, gid=} of a Unix socket's peer, as the kernel gave them. [-0, +1, e] */
@@ -210,7 +209,7 @@ static int transport_get_extra_info(lua_State *L)
         if (t->unix_socket)
             return push_unix_path(L, t, false);
         if (conn_sockname(c, &a) == 0)
-            return push_address(L, &a);
+            return transport_push_address(L, &a);
     }
     if (c && strcmp(name, "worker") == 0) {
         lua_pushinteger(L, runtime_context(L)->worker_id);
@@ -274,11 +273,8 @@ static lua_Integer check_mark(lua_State *L, int arg, const char *name)
     return mark;
 }
 
-/* set_write_buffer_limits([high [, low]]): as asyncio, low defaults to high/4
- * and high to 4*low (64 KiB when both are absent; at most the maximum). */
-static int transport_set_write_buffer_limits(lua_State *L)
+void transport_check_write_limits(lua_State *L, size_t *high_out, size_t *low_out)
 {
-    struct conn *c = check_transport(L)->conn;
     lua_Integer high = check_mark(L, 2, "high");
     lua_Integer low = check_mark(L, 3, "low");
     if (high < 0)
@@ -286,9 +282,18 @@ static int transport_set_write_buffer_limits(lua_State *L)
     if (low < 0)
         low = high / 4;
     if (low > high)
-        return luaL_error(L, "transport:set_write_buffer_limits(): high (%I) must be >= low (%I) >= 0", high, low);
+        luaL_error(L, "transport:set_write_buffer_limits(): high (%I) must be >= low (%I) >= 0", high, low);
+    *high_out = (size_t)high;
+    *low_out = (size_t)low;
+}
+
+static int transport_set_write_buffer_limits(lua_State *L)
+{
+    struct conn *c = check_transport(L)->conn;
+    size_t high, low;
+    transport_check_write_limits(L, &high, &low);
     if (c && !conn_is_closing(c))
-        conn_set_write_limits(c, (size_t)high, (size_t)low);
+        conn_set_write_limits(c, high, low);
     return 0;
 }
 

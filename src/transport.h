@@ -32,6 +32,14 @@ struct transport {
     bool unix_socket;
 };
 
+/* Push host, port of 'a'. [-0, +2, e] */
+int transport_push_address(lua_State *L, const union addr *a);
+/* The arguments 2 and 3 of set_write_buffer_limits([high [, low]]), read
+ * as asyncio does (low defaults to high/4, high to 4*low, 64 KiB when both
+ * are absent; at most the maximum), or a Lua error naming the method.
+ * Shared by the datagram transport. [-0, +0, e] */
+void transport_check_write_limits(lua_State *L, size_t *high, size_t *low);
+
 /* Create the metatable once per state. [-0, +0, e] */
 void transport_register(lua_State *L);
 /* Send what c's callback wrote while corked (conn_cork), and let go of the

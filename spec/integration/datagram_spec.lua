@@ -5,20 +5,11 @@ local socket = require "socket"
 local cleanup = require "support.cleanup"
 local sanitizer = require "support.sanitizer"
 local server = require "support.server"
+local sockets = require "support.sockets"
 
 local TIMEOUT = 5
 
--- The spec's own UDP sockets, closed after each spec.
-local sockets = {}
-
-local function udp_socket()
-  local sock = assert(socket.udp())
-  assert(sock:setsockname("127.0.0.1", 0))
-  sock:settimeout(TIMEOUT)
-  sockets[#sockets + 1] = sock
-  local _, port = sock:getsockname()
-  return sock, tonumber(port)
-end
+local udp_socket = sockets.udp
 
 -- A port on 127.0.0.1 where nothing listens (bound, then let go).
 local function closed_port()

@@ -7,12 +7,12 @@
 -- answer with its version, kind, listener and worker. Every receive and
 -- wait has a deadline.
 local socket = require "socket"
-local unix = require "socket.unix"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
 local sanitizer = require "support.sanitizer"
 local server = require "support.server"
+local sockets = require "support.sockets"
 local text = require "support.text"
 local wait = require "support.wait"
 
@@ -22,24 +22,14 @@ local function fixture(name)
   return server.fixture("listeners/" .. name)
 end
 
--- Sockets this spec opened (UDP and Unix), closed after each spec.
-local sockets = {}
-
 after_each(function()
-  for i = #sockets, 1, -1 do
-    sockets[i]:close()
-    sockets[i] = nil
-  end
+  sockets.close_all()
   cleanup.expect_clean() -- no crash, a clean exit on SIGTERM, no sanitizer report; scratch removed
 end)
 
 -- A UDP socket on 127.0.0.1, any port.
 local function udp_socket()
-  local sock = assert(socket.udp())
-  assert(sock:setsockname("127.0.0.1", 0))
-  sock:settimeout(TIMEOUT)
-  sockets[#sockets + 1] = sock
-  return sock
+  return (sockets.udp())
 end
 
 -- Send `data` to the listener and return the one datagram answered.
@@ -51,18 +41,7 @@ local function ask_udp(sock, listener, data)
   return answer
 end
 
--- Connect to the Unix socket at `path`.
-local function unix_connect(path)
-  local sock = assert(unix.stream())
-  sock:settimeout(TIMEOUT)
-  local ok, err = sock:connect(path)
-  if not ok then
-    sock:close()
-    error(("cannot connect to %s: %s"):format(path, tostring(err)), 2)
-  end
-  sockets[#sockets + 1] = sock
-  return sock
-end
+local unix_connect = sockets.unix_connect
 
 -- Send a line on a Unix connection and return the line answered.
 local function ask_unix(sock, line)

@@ -12,6 +12,7 @@ local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
 local server = require "support.server"
+local sockets = require "support.sockets"
 local wait = require "support.wait"
 
 local TIMEOUT = 5
@@ -20,14 +21,8 @@ local function fixture(name)
   return server.fixture("listeners/" .. name)
 end
 
--- Sockets this spec opened, closed after each spec.
-local sockets = {}
-
 after_each(function()
-  for i = #sockets, 1, -1 do
-    sockets[i]:close()
-    sockets[i] = nil
-  end
+  sockets.close_all()
   cleanup.expect_clean() -- no crash, a clean exit on SIGTERM, no sanitizer report; scratch removed
 end)
 
@@ -36,18 +31,7 @@ local function socket_path(name)
   return files.scratch("unix"):path(name or "luaecho.sock")
 end
 
--- Connect to the Unix socket at `path`, within the deadline.
-local function connect(path)
-  local sock = assert(unix.stream())
-  sock:settimeout(TIMEOUT)
-  local ok, err = sock:connect(path)
-  if not ok then
-    sock:close()
-    error(("cannot connect to %s: %s"):format(path, tostring(err)), 2)
-  end
-  sockets[#sockets + 1] = sock
-  return sock
-end
+local connect = sockets.unix_connect
 
 -- Send all of `data`.
 local function send(sock, data)
@@ -198,7 +182,7 @@ describe("a Unix socket listener #integration", function()
       local busy = assert(socket.tcp())
       assert(busy:bind("127.0.0.1", 0))
       assert(busy:listen(8))
-      sockets[#sockets + 1] = busy
+      sockets.track(busy)
       local _, port = busy:getsockname()
       return { "--listen", "127.0.0.1:" .. port }
     end },
