@@ -15,6 +15,7 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +40,8 @@ struct conn {
     struct conn_list *list;
     struct conn *prev, *next;
     union addr peer;             /* who the connection is from (a PROXY header may say) */
-    union addr socket_peer;      /* the socket's own peer (a load balancer); AF_UNSPEC: 'peer' */
     char *error;                 /* why it ended, for lost(); NULL: clean */
-    char *unread;                /* bytes to deliver before reading again (conn_unread) */
-    size_t unread_len;
+    struct unread *unread;       /* bytes to deliver before reading again (conn_unread) */
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     uint32_t high_water, low_water;
     uint32_t last_active;        /* loop time (ms, wrapping) of the last byte in or out */
@@ -60,6 +59,7 @@ struct conn {
     bool pause_due : 1;          /* ... and is still to be reported (see report_pause) */
     bool deferred : 1;           /* read its fill this turn, or has 'unread' bytes: resumes next turn */
     bool unix_socket : 1;        /* a uv_pipe_t */
+    bool peer_from_header : 1;   /* 'peer' is a PROXY header's client, not the socket's peer */
     alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
 
@@ -92,6 +92,13 @@ struct cork {
 };
 
 static _Thread_local struct cork cork;
+
+/* Bytes put back by conn_unread(): rare (after a PROXY header), so one
+ * pointer in the connection, not a buffer. */
+struct unread {
+    size_t len;
+    char bytes[];
+};
 
 /* A queued write owns a copy of the bytes the kernel did not take at once. */
 struct write_req {
@@ -203,15 +210,25 @@ int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
     return rc;
 }
 
+/* The credentials of the Unix peer on socket 'fd'. */
+static int credentials_of(uv_os_fd_t fd, union addr *out)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    *out = (union addr){.local = {.family = AF_UNIX}};
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        return uv_translate_sys_error(errno);
+    out->local = (struct addr_local){.family = AF_UNIX, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+    return 0;
+}
+
 /* A Unix peer's credentials, from the kernel. */
 static void read_credentials(struct conn *c)
 {
     uv_os_fd_t fd;
-    struct ucred cred;
-    socklen_t len = sizeof cred;
     c->peer = (union addr){.local = {.family = AF_UNIX}};
-    if (uv_fileno(&c->h.handle, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-        c->peer.local = (struct addr_local){.family = AF_UNIX, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+    if (uv_fileno(&c->h.handle, &fd) == 0)
+        credentials_of(fd, &c->peer);
 }
 
 /* Remember the peer, and answer small writes at once (echo-style protocols). */
@@ -283,9 +300,8 @@ void conn_set_events(struct conn *c, const struct conn_events *events)
 
 void conn_set_peer(struct conn *c, const union addr *peer)
 {
-    if (c->socket_peer.sa.sa_family == AF_UNSPEC)
-        c->socket_peer = c->peer;
     c->peer = *peer;
+    c->peer_from_header = true;
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -314,21 +330,13 @@ static void count_full_read(struct conn *c)
 
 int conn_unread(struct conn *c, const char *base, size_t len)
 {
-    char *copy = malloc(len);
-    char *joined = copy && c->unread ? realloc(c->unread, c->unread_len + len) : NULL;
-    if (!copy || (c->unread && !joined)) {
-        free(copy);
-        return UV_ENOMEM;
-    }
-    if (joined) { /* after the bytes already put back */
-        memcpy(joined + c->unread_len, base, len);
-        free(copy);
-        c->unread = joined;
-    } else {
-        memcpy(copy, base, len);
-        c->unread = copy;
-    }
-    c->unread_len += len;
+    size_t before = c->unread ? c->unread->len : 0;
+    struct unread *u = realloc(c->unread, sizeof *u + before + len);
+    if (!u)
+        return UV_ENOMEM; /* what was put back before is still there */
+    memcpy(u->bytes + before, base, len); /* after the bytes already put back */
+    u->len = before + len;
+    c->unread = u;
     stop_reading(c);
     start_reading(c); /* defers: they are delivered on the next turn */
     check_state(c);
@@ -338,13 +346,11 @@ int conn_unread(struct conn *c, const char *base, size_t len)
 /* Hand the bytes put back to the owner, as if just read. */
 static void deliver_unread(struct conn *c)
 {
-    char *bytes = c->unread;
-    size_t len = c->unread_len;
+    struct unread *u = c->unread;
     c->unread = NULL;
-    c->unread_len = 0;
     c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-    c->events->data(c, bytes, len);
-    free(bytes);
+    c->events->data(c, u->bytes, u->len);
+    free(u);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -716,9 +722,22 @@ const union addr *conn_peer(const struct conn *c)
     return &c->peer;
 }
 
-const union addr *conn_socket_peer(const struct conn *c)
+int conn_socket_peer(const struct conn *c, union addr *out)
 {
-    return c->socket_peer.sa.sa_family != AF_UNSPEC ? &c->socket_peer : &c->peer;
+    if (!c->peer_from_header) { /* the same: no system call */
+        *out = c->peer;
+        return 0;
+    }
+    if (uv_is_closing(&c->h.handle))
+        return UV_EBADF;
+    uv_os_fd_t fd;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (uv_fileno(&c->h.handle, &fd) != 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return UV_ENOTCONN;
+    if (c->unix_socket)
+        return credentials_of(fd, out);
+    return addr_from_sockaddr(out, (struct sockaddr *)&ss);
 }
 
 bool conn_is_unix(const struct conn *c)

@@ -106,9 +106,10 @@ void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low);
 /* The peer as it was at accept time (or as a PROXY header named it):
  * still known after the connection ended. A Unix peer has its credentials. */
 const union addr *conn_peer(const struct conn *c);
-/* The peer the socket itself is connected to (a load balancer), which
- * conn_set_peer() does not change. */
-const union addr *conn_socket_peer(const struct conn *c);
+/* The peer the socket itself is connected to: conn_peer() unless a PROXY
+ * header named another (then the load balancer's, asked of the live
+ * socket). Returns 0, or UV_EBADF once closing, or UV_ENOTCONN. */
+int conn_socket_peer(const struct conn *c, union addr *out);
 /* The client's address from a PROXY header. */
 void conn_set_peer(struct conn *c, const union addr *peer);
 bool conn_is_unix(const struct conn *c);

@@ -57,7 +57,7 @@ static void reject(struct conn *c, const char *reason)
     snprintf(line, sizeof line,
              "closing %s before serving it: %s; with --proxy-protocol every connection starts with one "
              "(HAProxy: send-proxy or send-proxy-v2)",
-             addr_format(conn_socket_peer(c), peer, sizeof peer), reason);
+             addr_format(conn_peer(c), peer, sizeof peer), reason); /* the socket's: no header yet */
     log_window(key, LOG_WARN, line);
     conn_abort(c, reason);
 }

@@ -206,7 +206,7 @@ static int transport_get_extra_info(lua_State *L)
     if (strcmp(name, "peercred") == 0 && t->socket_peer.sa.sa_family == AF_UNIX)
         return push_credentials(L, &t->socket_peer);
     if (c && strcmp(name, "sockname") == 0 && !conn_is_closing(c)) {
-        if (t->unix_socket)
+        if (conn_is_unix(c))
             return push_unix_path(L, t, false);
         if (conn_sockname(c, &a) == 0)
             return transport_push_address(L, &a);
@@ -357,8 +357,8 @@ struct transport *transport_new(lua_State *L, struct conn *c, const struct trans
     t->conn = c;
     t->info = info;
     t->peer = *conn_peer(c);
-    t->socket_peer = *conn_socket_peer(c);
-    t->unix_socket = conn_is_unix(c);
+    if (conn_socket_peer(c, &t->socket_peer) != 0) /* a peer gone already: its header's is what we have */
+        t->socket_peer = t->peer;
     luaL_setmetatable(L, TRANSPORT_METATABLE);
     return t;
 }

@@ -29,7 +29,6 @@ struct transport {
     const struct transport_info *info;
     union addr peer;        /* kept: connection_lost and later code may still ask */
     union addr socket_peer; /* the socket's own peer (not a PROXY header's client) */
-    bool unix_socket;
 };
 
 /* Push host, port of 'a'. [-0, +2, e] */
