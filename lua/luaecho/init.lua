@@ -35,6 +35,32 @@ function M.sleep(seconds)
   task.suspend("luaecho.sleep()")
 end
 
+-- What luaecho.shared() has made, by name: this module is loaded once per
+-- worker and a hot swap leaves it alone, so these outlive every generation.
+local shared = {}
+
+--- The table named 'name', the same one for every generation of the script
+-- in this worker: state that must survive a hot swap (a chat room's
+-- members, a cache). The first call makes it: 'init' is a table to use, a
+-- function returning one (called once), or nil for an empty table; later
+-- calls return the table already made and ignore 'init'. With --workers N
+-- each worker has its own.
+function M.shared(name, init)
+  if type(name) ~= "string" then error("luaecho.shared(): name must be a string", 2) end
+  local t = shared[name]
+  if t ~= nil then return t end
+  if type(init) == "function" then
+    t = init()
+    if type(t) ~= "table" then error("luaecho.shared(): init() must return a table, not " .. type(t), 2) end
+  elseif type(init) == "table" or init == nil then
+    t = init or {}
+  else
+    error("luaecho.shared(): init must be a table or a function, not " .. type(init), 2)
+  end
+  shared[name] = t
+  return t
+end
+
 --- Run fn(...) as a task of its own; returns the task. A failing task is
 -- logged with its traceback.
 M.spawn = task.spawn
