@@ -259,6 +259,17 @@ describe("luaecho.telnet.codec #unit", function()
       assert.are.same({ sub(31, ""), command(codec.IP) }, codec.new():feed("\255\250\31\255\244"))
     end)
 
+    it("cut by IAC and any byte but IAC or SE read that as they would be read outside", function()
+      for b = 0, 254 do
+        if b ~= SE then
+          local outside = codec.new():feed(char(IAC, b, 31) .. "x")
+          local want = { sub(24, "ab") }
+          for _, ev in ipairs(outside) do want[#want + 1] = ev end
+          assert.are.same(want, codec.new():feed("\255\250\24ab" .. char(IAC, b, 31) .. "x"), "byte " .. b)
+        end
+      end
+    end)
+
     it("keep a trailing IAC inside them waiting", function()
       local p = codec.new()
       assert.are.same({}, p:feed("\255\250\24\0ab\255"))
