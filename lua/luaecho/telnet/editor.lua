@@ -149,18 +149,19 @@ end
 ------------------------------------------------------------------------------
 -- Line mode.
 
--- Where to cut 's' (longer than 'm' bytes) for a piece of at most m bytes:
--- m, or less when m would fall inside a UTF-8 character and backing off
--- leaves something.
-local function cut(s, m)
-  local b = byte(s, m + 1)
+-- Where to cut 's' from 'pos' on (more than 'm' bytes are left) for a piece
+-- of at most m bytes: the piece's length, m or less when m would fall inside
+-- a UTF-8 character and backing off leaves something.
+local function cut(s, pos, m)
+  local last = pos + m - 1
+  local b = byte(s, last + 1)
   if b < 0x80 or b > 0xBF then return m end
-  for p = m, m - 2, -1 do
-    if p < 1 then return m end
+  for p = last, last - 2, -1 do
+    if p < pos then return m end
     local lead = byte(s, p)
     if lead >= 0xC0 then
       local len = lead >= 0xF0 and 4 or lead >= 0xE0 and 3 or 2
-      if p + len - 1 > m and p > 1 then return p - 1 end
+      if p + len - 1 > last and p > pos then return p - pos end
       return m
     elseif lead < 0x80 then
       return m
@@ -174,21 +175,22 @@ local function clear_partial(self)
   self.plen = 0
 end
 
--- A line over max_line: pieces for "split" (what is left, at most max_line
--- bytes, is returned), otherwise the line is dropped and skipping starts.
-local function overflow(self, line)
-  local policy, m = self.policy, self.max_line
-  if policy == "split" then
-    while #line > m do
-      local c = cut(line, m)
-      emit(self, { kind = "line", line = sub(line, 1, c) })
-      line = sub(line, c + 1)
-    end
-    return line
+-- Split mode: deliver pieces of a line over max_line; returns what is left
+-- (at most max_line bytes).
+local function split(self, line)
+  local m, pos, n = self.max_line, 1, #line
+  while n - pos >= m do
+    local c = cut(line, pos, m)
+    emit(self, { kind = "line", line = sub(line, pos, pos + c - 1) })
+    pos = pos + c
   end
-  if policy == "error" then emit(self, { kind = "too_long", dropped = m + 1 }) end
+  return sub(line, pos)
+end
+
+-- Error or discard: the line is dropped, skipping starts.
+local function drop(self)
+  if self.policy == "error" then emit(self, { kind = "too_long", dropped = self.max_line + 1 }) end
   self.skip = true
-  return nil
 end
 
 -- Bytes of a line whose end has not come yet.
@@ -199,10 +201,12 @@ local function add_partial(self, s)
   local plen = self.plen + #s
   self.plen = plen
   if plen > self.max_line then
-    local rest = overflow(self, concat(self.parts, "", 1, np))
+    local rest = self.policy == "split" and split(self, concat(self.parts, "", 1, np))
     clear_partial(self)
     if rest then
       self.parts[1], self.np, self.plen = rest, 1, #rest
+    else
+      drop(self)
     end
   end
 end
@@ -220,11 +224,12 @@ local function end_line(self, s)
   end
   self.plen = 0
   if #line > self.max_line then
-    line = overflow(self, line)
-    if not line then
-      self.skip = false
+    if self.policy ~= "split" then
+      -- the line end is here already: nothing to skip
+      if self.policy == "error" then emit(self, { kind = "too_long", dropped = self.max_line + 1 }) end
       return
     end
+    line = split(self, line)
   end
   emit(self, { kind = "line", line = line })
 end
