@@ -47,6 +47,12 @@
 --             shorter); in character mode a character never is.
 -- In character mode a line being skipped is not echoed; the Enter that ends
 -- the skip echoes "\r\n" and delivers nothing.
+--
+-- Beside the contract: e:interrupt() returns its events like feed does;
+-- e:flush() is extra (above); e.mode reads the mode. Ctrl-C and e:interrupt()
+-- echo nothing: the session, which prints the new prompt, starts the new
+-- screen line. Erasing assumes one column per character, as agreed, so a
+-- double-width character (CJK, most emoji) leaves half of itself on screen.
 -- @usage
 --   local e = editor.new({ mode = "character", echo = function(b) session:send(b) end })
 --   for _, ev in ipairs(e:feed(data)) do
