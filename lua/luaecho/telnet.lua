@@ -97,14 +97,13 @@ M.to_wire = to_wire
 local Session = {}
 Session.__index = Session
 
--- The option tables handed to luaecho.telnet.options: what we agree to
--- do (us) and let the client do (him) in 'mode'.
-local function set_wanted(s, mode)
-  local us, him = s.allow_us, s.allow_him
-  local chars = mode ~= "line"
-  us[ECHO], us[SGA], him[SGA] = chars or nil, chars or nil, chars or nil
-  us[BINARY], him[BINARY] = s.opts.binary or nil, s.opts.binary or nil
-  him[NAWS], him[TTYPE] = true, true
+-- The option sets handed to luaecho.telnet.options (which copies them):
+-- what we agree to do (us) and let the client do (him) in 'mode'. A later
+-- set_mode() asks and stops asking itself (see Session:set_mode).
+local function wanted(mode, binary)
+  local chars = mode ~= "line" or nil
+  return { [ECHO] = chars, [SGA] = chars, [BINARY] = binary or nil },
+    { [NAWS] = true, [TTYPE] = true, [SGA] = chars, [BINARY] = binary or nil }
 end
 
 -- Send raw bytes (already on the wire format). While a batch is open
@@ -132,6 +131,8 @@ local function option_changed(s, side, option, enabled)
       s.binary_out = enabled
     elseif option == ECHO then
       s.echoing = enabled
+      -- a session switched back to line mode does not echo: the client must
+      if enabled and s.current_mode == "line" then s.q:disable("us", ECHO) end
     end
   end
 end
@@ -141,17 +142,16 @@ end
 local function new_session(opts, out, closing, sink)
   local s = setmetatable({
     opts = opts, out = out, out_closing = closing, sink = sink,
-    allow_us = {}, allow_him = {},
     current_mode = opts.mode, prompt_text = nil,
     width = nil, height = nil, ttype = nil, ttype_asked = false,
     binary_in = false, binary_out = false, echoing = false,
     plain = true,        -- no 0xFF received yet: bytes skip the codec
     closed = false, write_paused = false,
   }, Session)
-  set_wanted(s, opts.mode)
+  local us, him = wanted(opts.mode, opts.binary)
   s.parser = codec.new({ max_subnegotiation = opts.max_subnegotiation })
   s.q = options.new({
-    us = s.allow_us, him = s.allow_him,
+    us = us, him = him,
     send = function(bytes) send_raw(s, bytes) end,
     changed = function(side, option, enabled) option_changed(s, side, option, enabled) end,
   })
@@ -340,7 +340,6 @@ function Session:set_mode(mode)
   if mode == self.current_mode then return end
   local was_line = self.current_mode == "line"
   self.current_mode = mode
-  set_wanted(self, mode)
   self.editor:set_mode(mode)
   local q = self.q
   if was_line then

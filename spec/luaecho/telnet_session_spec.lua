@@ -282,6 +282,11 @@ describe("luaecho.telnet session #unit", function()
       conn:send(neg(DO, ECHO) .. neg(DO, SGA) .. neg(WILL, SGA))
       H.last.session:set_mode("line")
       assert.are.equal(neg(WONT, ECHO) .. neg(WONT, SGA) .. neg(DONT, SGA), conn:output())
+      conn:send(neg(DONT, ECHO) .. neg(DONT, SGA) .. neg(WONT, SGA))
+      conn:send(neg(DO, ECHO))   -- asked again in line mode: it ends off
+      assert.is_false(H.last.session:option("us", ECHO))
+      conn:send("typed\r\n")
+      assert.are.equal("line typed", H.last.calls[#H.last.calls])
     end)
   end)
 
