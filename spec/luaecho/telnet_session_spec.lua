@@ -255,6 +255,18 @@ describe("luaecho.telnet session #unit", function()
       assert.are.equal(4, lines)
     end)
 
+    it("drops a line over max_line, says so and prompts again (policy \"error\")", function()
+      local H = recorder({ connection_made = function(self, s)
+        self.session = s
+        s:prompt("> ")
+      end })
+      local conn = testing.connect(telnet.protocol(H, { max_line = 8 }))
+      conn:output()
+      conn:send(("x"):rep(20) .. "\r\nshort\r\n")
+      assert.matches("^\r\nline too long %(%d+ bytes dropped%)\r\n> $", conn:output())
+      assert.are.equal("line short", H.last.calls[#H.last.calls])
+    end)
+
     it("keys mode hands each key to key_received", function()
       local H = recorder()
       local conn = testing.connect(telnet.protocol(H, { mode = "keys" }))
@@ -315,6 +327,22 @@ describe("luaecho.telnet session #unit", function()
       s:close()
       assert.is_false(s:write("late"))
       assert.is_true(conn:closed())
+    end)
+  end)
+
+  describe("hot swap", function()
+    it("a Handler with upgrade() takes over open connections; without it, there is no upgrade", function()
+      local Old = recorder()
+      local conn = testing.connect(telnet.protocol(Old))
+      local New = {}
+      function New.upgrade(handler) setmetatable(handler, { __index = New }) end
+      function New:line_received(line) self.session:write("new:" .. line .. "\n") end
+      local P2 = telnet.protocol(New)
+      P2.upgrade(conn:protocol())
+      conn:output()
+      conn:send("x\r\n")
+      assert.are.equal("new:x\r\n", conn:output())
+      assert.is_nil(telnet.protocol(recorder()).upgrade)
     end)
   end)
 
