@@ -15,7 +15,7 @@ local telnet = require "luaecho.telnet"
 local byte, char = string.byte, string.char
 
 local NAMES = {
-  ["\r"] = "Enter", ["\n"] = "Enter", ["\t"] = "Tab", ["\127"] = "Backspace", ["\b"] = "Backspace",
+  ["\r"] = "Enter", ["\t"] = "Tab", ["\127"] = "Backspace", ["\b"] = "Backspace",
   ["\27"] = "Esc", ["\27[A"] = "Up", ["\27[B"] = "Down", ["\27[C"] = "Right", ["\27[D"] = "Left",
   ["\27OA"] = "Up", ["\27OB"] = "Down", ["\27OC"] = "Right", ["\27OD"] = "Left",
 }
@@ -37,16 +37,11 @@ function Keys:connection_made(session)
   session:write("Type keys; Ctrl-C or Ctrl-D quits.\n")
 end
 
+-- Enter comes as "\r", whatever line end the client sent ("\r\n",
+-- "\r\0", nc's "\n"); Ctrl-C comes as interrupt(), not as a key.
 function Keys:key_received(key)
-  local session = self.session
   if key == "\4" then return self:interrupt() end
-  -- Enter is "\r\n" or "\r\0" from telnet, "\n" from nc: one Enter each
-  if key == "\0" or (key == "\n" and self.last == "\r") then
-    self.last = key
-    return
-  end
-  self.last = key
-  session:write("echo:" .. show(key) .. "\n")
+  self.session:write("echo:" .. show(key) .. "\n")
 end
 
 function Keys:interrupt()

@@ -228,8 +228,7 @@ end
 -- A 2-byte telnet command.
 local function command(s, cmd)
   if cmd == CMD_IP then
-    s.editor:interrupt()
-    s.sink.interrupt()
+    edited(s, s.editor:interrupt())   -- the line dropped, and an interrupt event
   elseif cmd == CMD_EOF then
     s.sink.eof()
   elseif cmd == CMD_AYT then
@@ -254,13 +253,33 @@ local function subnegotiation(s, option, payload)
   end
 end
 
+-- A lone ESC (the Escape key) cannot be told from the start of an escape
+-- sequence until the next byte: when a chunk ends with one, the editor is
+-- told to settle it after ESC_WAIT seconds of silence (Protocol style).
+M.ESC_WAIT = 0.05
+
+local function settle_later(s, data)
+  local timer = s.esc_timer
+  if timer then
+    timer:cancel()
+    s.esc_timer = nil
+  end
+  if s.call_later == nil or s.current_mode == "line" or sub(data, -1) ~= "\27" then return end
+  s.esc_timer = s.call_later(M.ESC_WAIT, function()
+    s.esc_timer = nil
+    if not s.closed then edited(s, s.editor:flush()) end
+  end)
+end
+
 -- Bytes received: through the codec (unless none was ever 0xFF: then the
 -- codec is still in its data state and would hand them back unchanged),
 -- then the editor.
 local function receive(s, data)
   if s.plain then
     if not find(data, IAC, 1, true) then
-      return feed_editor(s, data)
+      feed_editor(s, data)
+      if s.current_mode ~= "line" then settle_later(s, data) end
+      return
     end
     s.plain = false
   end
@@ -279,6 +298,7 @@ local function receive(s, data)
       subnegotiation(s, e.option, e.data)
     end
   end
+  if s.current_mode ~= "line" then settle_later(s, data) end
 end
 
 --- Write 'text' to the user: 0xFF doubled; "\n" sent as "\r\n" (and a
@@ -471,6 +491,7 @@ function M.protocol(Handler, opts)
   function Instance:connection_made(transport)
     local s = new_session(opts, transport, transport_closing, handler_sink(self))
     s.transport = transport
+    s.call_later = require("luaecho").call_later
     self.session = s
     start(s)
     call(self.handler, "connection_made", s)
@@ -497,7 +518,10 @@ function M.protocol(Handler, opts)
 
   function Instance:connection_lost(err)
     local s = self.session
-    if s then s.closed = true end
+    if s then
+      s.closed = true
+      if s.esc_timer then s.esc_timer:cancel() end
+    end
     call(self.handler, "connection_lost", err)
   end
 

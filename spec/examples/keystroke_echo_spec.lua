@@ -47,6 +47,18 @@ describe("examples/keystroke_echo.lua #unit", function()
     assert.are.equal("echo:Up\r\necho:^A\r\n", conn:output())
   end)
 
+  it("tells the Escape key alone from an arrow once 50 ms pass with nothing more", function()
+    conn:output()
+    conn:send("\27")
+    assert.are.equal("", conn:output())
+    testing.advance(0.05)
+    assert.are.equal("echo:Esc\r\n", conn:output())
+    conn:send("\27")
+    conn:send("[B")            -- the rest of an arrow, in time
+    testing.advance(1)
+    assert.are.equal("echo:Down\r\n", conn:output())
+  end)
+
   it("says bye and closes at Ctrl-C, and at Ctrl-D", function()
     conn:send("\3")
     assert.matches("Bye%.\r\n$", conn:output())
