@@ -32,7 +32,7 @@
 local codec = require "luaecho.telnet.codec"
 local options = require "luaecho.telnet.options"
 local editor = require "luaecho.telnet.editor"
-local find, gsub, sub = string.find, string.gsub, string.sub
+local byte, find, gsub, sub = string.byte, string.find, string.gsub, string.sub
 local error, pairs, setmetatable, tostring, type = error, pairs, setmetatable, tostring, type
 
 local M = {}
@@ -84,6 +84,12 @@ local function to_wire(text, binary)
     return (gsub(text, IAC, "\255\255"))
   end
   if not find(text, "[\r\n\255]") then return text end
+  local has_cr, has_iac = find(text, "\r", 1, true), find(text, IAC, 1, true)
+  if not has_cr and not has_iac then return (gsub(text, "\n", "\r\n")) end -- the usual "...\n": one pass
+  if not has_iac and not find(text, "\r[^\n]") and not find(text, "[^\r]\n")
+    and byte(text, 1) ~= 10 and byte(text, -1) ~= 13 then
+    return text -- already NVT: every "\r" is followed by "\n", every "\n" follows "\r"
+  end
   if find(text, "\r\n", 1, true) then text = gsub(text, "\r\n", "\n") end
   return (gsub(text, "[\r\n\255]", NVT))
 end

@@ -230,6 +230,12 @@ describe("luaecho.telnet session #unit", function()
       local text = ("plain text "):rep(100)
       assert.are.equal(text, telnet.to_wire(text, false))
       assert.is_true(rawequal(text, telnet.to_wire(text, false)))
+      local nvt = ("a line\r\n"):rep(100)                       -- already NVT: not copied either
+      assert.is_true(rawequal(nvt, telnet.to_wire(nvt, false)))
+      for input, wire in pairs({ ["\n"] = "\r\n", ["\r"] = "\r\0", ["a\n\r\nb\r"] = "a\r\n\r\nb\r\0",
+        ["\r\r\n\n"] = "\r\0\r\n\r\n", ["\255\r\n"] = "\255\255\r\n", ["x\ny"] = "x\r\ny" }) do
+        assert.are.equal(wire, telnet.to_wire(input, false), input)
+      end
       H.last.session:write(text)
       assert.are.equal(text, conn:output())
     end)
