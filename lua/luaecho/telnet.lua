@@ -16,7 +16,13 @@
 -- Output: session:write(text) doubles 0xFF (also in BINARY mode, as RFC 856
 -- wants) and, unless we send in BINARY, turns a lone "\n" into "\r\n" and a
 -- lone "\r" into "\r\0" (NVT line ends, RFC 854). Text with none of these
--- three bytes goes to the transport as it is, never copied.
+-- three bytes, or already in NVT form, goes to the transport as it is,
+-- never copied; received bytes with no 0xFF skip the codec.
+-- Beside the contract: session:get_write_buffer_size(), is_writing_paused(),
+-- is_closing(), abort(), option(side, option), redraw(), partial_line(),
+-- get_extra_info(); Handler's pause_writing(), resume_writing(),
+-- line_too_long(dropped), terminal_type_received(name), upgrade(handler);
+-- wrap's readkey().
 -- @usage
 --   local telnet = require "luaecho.telnet"
 --   local Echo = {}
@@ -129,8 +135,6 @@ local function option_changed(s, side, option, enabled)
     if option == TTYPE and enabled and not s.ttype_asked then
       s.ttype_asked = true
       send_raw(s, codec.ttype_send())
-    elseif option == BINARY then
-      s.binary_in = enabled
     end
   else
     if option == BINARY then
@@ -150,7 +154,7 @@ local function new_session(opts, out, closing, sink)
     opts = opts, out = out, out_closing = closing, sink = sink,
     current_mode = opts.mode, prompt_text = nil,
     width = nil, height = nil, ttype = nil, ttype_asked = false,
-    binary_in = false, binary_out = false, echoing = false,
+    binary_out = false, echoing = false,
     plain = true,        -- no 0xFF received yet: bytes skip the codec
     closed = false, write_paused = false,
   }, Session)
