@@ -46,6 +46,7 @@ local M = {}
 local IAC = "\255"
 local ECHO, SGA, BINARY, NAWS, TTYPE = codec.ECHO, codec.SGA, codec.BINARY, codec.NAWS, codec.TTYPE
 local CMD_IP, CMD_EOF, CMD_AYT = codec.IP, codec.EOF, codec.AYT
+local TIMING_MARK = codec.TIMING_MARK
 
 --- What a session answers to IAC AYT (are you there).
 M.AYT_ANSWER = "[yes]\r\n"
@@ -294,6 +295,13 @@ local function receive(s, data)
     s.plain = false
   end
   local events = s.parser:feed(data)
+  -- A DO TIMING-MARK is answered before anything else this read does: the
+  -- clients that send one after IAC IP drop all output until it is
+  -- answered, and interrupt()'s new prompt must not be dropped.
+  for i = 1, #events do
+    local e = events[i]
+    if e.kind == "negotiate" and e.option == TIMING_MARK then s.q:received(e.verb, e.option) end
+  end
   for i = 1, #events do
     if s.closed then return end
     local e = events[i]
@@ -301,7 +309,7 @@ local function receive(s, data)
     if kind == "data" then
       feed_editor(s, e.data)
     elseif kind == "negotiate" then
-      s.q:received(e.verb, e.option)
+      if e.option ~= TIMING_MARK then s.q:received(e.verb, e.option) end
     elseif kind == "command" then
       command(s, e.command)
     elseif kind == "subnegotiation" then

@@ -140,7 +140,7 @@ describe("luaecho.telnet.options #unit", function()
       assert.are.equal(10, q.ignored)
     end)
 
-    it("are refused for all 256 options a peer offers, once each", function()
+    it("are refused for all 256 options a peer offers, once each (DO TIMING-MARK: every time)", function()
       local q, log = make({ us = {}, him = {} })
       for _ = 1, 2 do
         for option = 0, 255 do
@@ -148,8 +148,17 @@ describe("luaecho.telnet.options #unit", function()
           q:received(DO, option)
         end
       end
-      assert.are.equal(512, sent(log))
-      assert.are.equal(512, q.refused)
+      assert.are.equal(513, sent(log))
+      assert.are.equal(513, q.refused)
+    end)
+
+    it("answer every DO TIMING-MARK, once per request: a client waits for each answer", function()
+      local q, log = make({ us = {}, him = {} })
+      for _ = 1, 3 do q:received(DO, 6) end
+      assert.are.same({ { "send", WONT, 6 }, { "send", WONT, 6 }, { "send", WONT, 6 } }, log)
+      q:received(WILL, 6)
+      q:received(WILL, 6)
+      assert.are.equal(4, sent(log))   -- WILL TIMING-MARK: refused once, as any other
     end)
 
     it("can be asked for by us, which accepts them from then on", function()

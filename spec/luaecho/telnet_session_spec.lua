@@ -146,6 +146,19 @@ describe("luaecho.telnet session #unit", function()
       assert.are.same({ "line d" }, { H.last.calls[#H.last.calls] })
     end)
 
+    it("answers IAC IP + DO TIMING-MARK (Linux telnet's Ctrl-C) before the new prompt, every time", function()
+      local H = recorder({ connection_made = function(self, s)
+        self.session = s
+        s:prompt("> ")
+      end })
+      local conn = testing.connect(telnet.protocol(H))
+      conn:output()
+      for _ = 1, 3 do   -- the client drops all output until its DO TIMING-MARK is answered
+        conn:send(char(IAC, IP) .. neg(DO, 6))
+        assert.are.equal(neg(WONT, 6) .. "\r\n> ", conn:output())
+      end
+    end)
+
     it("Ctrl-C does the same in character mode", function()
       local H = recorder({ connection_made = function(self, s)
         self.session = s

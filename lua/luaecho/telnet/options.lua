@@ -90,6 +90,12 @@ local function settle(q, side, option, state, reply)
   q.changed(side, option, state == YES)
 end
 
+-- Options a peer asks us about again and again on purpose, waiting for
+-- each answer: DO TIMING-MARK (RFC 860) follows every IAC IP of inetutils' and
+-- netkit's clients, which drop all output until it is answered. Refused
+-- every time it is asked, one reply per request, never "once".
+local ANSWER_EVERY_TIME = { [6] = true } -- TIMING-MARK
+
 --- Handle a received WILL, WONT, DO or DONT for 'option', replying per RFC 1143.
 function Q:received(verb, option)
   local side = SIDE_OF[verb]
@@ -103,7 +109,7 @@ function Q:received(verb, option)
     if state == NO then
       if self.accept[side][option] then
         settle(self, side, option, YES, ASK_ON[side])
-      elseif self.refused_once[side][option] then
+      elseif self.refused_once[side][option] and not (side == "us" and ANSWER_EVERY_TIME[option]) then
         self.ignored = self.ignored + 1                   -- refused already: not again
       else
         self.refused_once[side][option] = true
