@@ -1,0 +1,235 @@
+--- Real terminal programs (telnet clients) driven through a pseudo-terminal
+-- for integration specs: each runs in a detached tmux session on its own
+-- server socket, in a fresh temporary directory, so no user's tmux is
+-- touched. Keys go in with send-keys, the screen comes out with
+-- capture-pane, and every wait polls the screen until a pattern shows or a
+-- deadline passes. kill_all() in after_each ends every tmux server still
+-- running, continues a client a spec stopped, and removes the directories.
+-- @usage
+--   local term = tty.start({ "telnet", proc.host, proc.port }, { width = 80, height = 24 })
+--   term:wait_for("Escape character")
+--   term:type("hello")      -- literal text
+--   term:keys("Enter")      -- key names: Enter, BSpace, C-c, C-d, Left ...
+--   term:wait_for("echo:hello")
+--   term:resize(100, 30)    -- the client gets SIGWINCH
+--   after_each(tty.kill_all)
+local uv = require "luv"
+local wait = require "support.wait"
+
+local M = {}
+
+-- Terminals started and not yet killed.
+local live = {}
+
+-- Quote one word for sh.
+local function quote(word)
+  return "'" .. tostring(word):gsub("'", [['\'']]) .. "'"
+end
+M.quote = quote
+
+-- Run a shell command line; returns its output, or raises with it when the
+-- command fails.
+local function run(line)
+  local pipe = assert(io.popen(line .. " 2>&1", "r"))
+  local output = pipe:read("a")
+  local ok, how, code = pipe:close()
+  if not ok then
+    error(("command failed (%s %s): %s\n%s"):format(tostring(how), tostring(code), line, output), 3)
+  end
+  return output
+end
+
+-- tmux's configuration for these servers: a pane whose program has exited
+-- stays (its last screen can still be read), history is kept for floods,
+-- and no status line takes a row from the program.
+local CONF = table.concat({
+  "set -g remain-on-exit on",
+  "set -g history-limit 100000",
+  "set -g status off",
+  "set -g default-terminal screen",
+  "",
+}, "\n")
+
+local Term = {}
+Term.__index = Term
+
+-- The tmux command line for this terminal's server, with `args` after it.
+function Term:tmux(...)
+  local words = { "tmux", "-f", quote(self.conf), "-S", quote(self.socket) }
+  for _, word in ipairs({ ... }) do words[#words + 1] = quote(word) end
+  return run(table.concat(words, " "))
+end
+
+--- Start `command` in a new detached tmux session of opts.width x
+-- opts.height (default 80 x 24). `command` is a list of words (run with
+-- exec, so the pane's process is the program itself) or a string for sh
+-- (a pipeline). Returns a Term at once; wait_for what the program shows.
+function M.start(command, opts)
+  opts = opts or {}
+  local dir = assert(uv.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/luaecho-tty-XXXXXX"))
+  local self = setmetatable({
+    dir = dir,
+    socket = dir .. "/tmux.sock",
+    conf = dir .. "/tmux.conf",
+    width = opts.width or 80,
+    height = opts.height or 24,
+    stopped = {},
+  }, Term)
+  local f = assert(io.open(self.conf, "w"))
+  assert(f:write(CONF))
+  f:close()
+  local line = command
+  if type(command) == "table" then
+    local words = {}
+    for i, word in ipairs(command) do words[i] = quote(word) end
+    line = "exec " .. table.concat(words, " ")
+  end
+  self.command = line
+  live[self] = true
+  -- TMUX set (a spec run from inside tmux) would make tmux refuse to nest.
+  local ok, err = pcall(run, ("env -u TMUX tmux -f %s -S %s new-session -d -s tty -x %d -y %d %s"):format(
+    quote(self.conf), quote(self.socket), self.width, self.height, quote(line)))
+  if not ok then
+    self:kill()
+    error(err, 2)
+  end
+  self.pid = tonumber(self:tmux("display-message", "-p", "-t", "tty", "#{pane_pid}"):match("%d+"))
+  return self
+end
+
+--- Type `text` as it is (send-keys -l): no key names, no shell.
+function Term:type(text)
+  self:tmux("send-keys", "-t", "tty", "-l", text)
+end
+
+--- Press keys by tmux name: term:keys("BSpace"), term:keys("C-c", "Enter").
+function Term:keys(...)
+  self:tmux("send-keys", "-t", "tty", ...)
+end
+
+--- Send raw bytes given in hex (send-keys -H), e.g. term:bytes("ff"):
+-- what no key on a UTF-8 keyboard types, such as a lone 0xFF.
+function Term:bytes(...)
+  self:tmux("send-keys", "-t", "tty", "-H", ...)
+end
+
+--- The screen and its scrollback as text, wrapped lines joined, trailing
+-- spaces trimmed.
+function Term:screen()
+  return self:tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "tty")
+end
+
+--- Only what is visible now (no scrollback).
+function Term:visible()
+  return self:tmux("capture-pane", "-p", "-J", "-t", "tty")
+end
+
+--- Wait until the screen (with scrollback) matches the Lua `pattern` and
+-- return the captures; raises after `timeout` seconds (default 5) with the
+-- screen as it was.
+function Term:wait_for(pattern, timeout, what)
+  local screen
+  local ok, err = pcall(wait.until_true, function()
+    screen = self:screen()
+    local found = table.pack(screen:match(pattern))
+    if found[1] then return true end
+  end, timeout or 5, what or ("%q on the screen"):format(pattern))
+  if not ok then
+    error(("%s\n--- screen of %s:\n%s"):format(err, self.command, screen), 2)
+  end
+  return screen:match(pattern)
+end
+
+--- How many lines of the screen (with scrollback) match `pattern`.
+function Term:count(pattern)
+  local n = 0
+  for line in self:screen():gmatch("[^\n]*") do
+    if line:match(pattern) then n = n + 1 end
+  end
+  return n
+end
+
+--- Wait until at least `n` lines match `pattern`; raises with the screen.
+function Term:wait_count(pattern, n, timeout, what)
+  local ok, err = pcall(wait.until_true, function()
+    return self:count(pattern) >= n
+  end, timeout or 5, what or ("%d lines %q on the screen"):format(n, pattern))
+  if not ok then
+    error(("%s\n--- screen of %s:\n%s"):format(err, self.command, self:screen()), 2)
+  end
+end
+
+--- Resize the window to width x height: the pane's pty gets the new size
+-- and the program SIGWINCH (resize-window works on a detached session).
+function Term:resize(width, height)
+  self:tmux("resize-window", "-t", "tty", "-x", tostring(width), "-y", tostring(height))
+  self.width, self.height = width, height
+end
+
+--- Start recording everything the program writes to the terminal, raw, to
+-- a file (pipe-pane); term:recorded() reads it.
+function Term:record()
+  self.recording = self.dir .. "/output"
+  self:tmux("pipe-pane", "-t", "tty", "-o", "cat >> " .. quote(self.recording))
+end
+
+--- The raw bytes recorded since term:record().
+function Term:recorded()
+  local f = io.open(assert(self.recording, "term:record() first"), "rb")
+  if not f then return "" end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+--- True while the pane's program runs.
+function Term:alive()
+  return self:tmux("display-message", "-p", "-t", "tty", "#{pane_dead}"):match("0") ~= nil
+end
+
+--- Stop (SIGSTOP) or continue (SIGCONT) the pane's program: a stopped
+-- client reads neither the terminal nor its socket.
+function Term:stop()
+  assert(uv.kill(self.pid, "sigstop"))
+  self.stopped[self.pid] = true
+end
+
+function Term:continue()
+  uv.kill(self.pid, "sigcont")
+  self.stopped[self.pid] = nil
+end
+
+local function running(pid)
+  return uv.kill(pid, 0) == 0
+end
+
+--- End the tmux server (its pane's program gets SIGHUP; one still there
+-- after 2 s gets SIGKILL) and remove the directory. Safe to call twice.
+function Term:kill()
+  if not live[self] then return end
+  live[self] = nil
+  -- A stopped program would keep the SIGHUP pending forever.
+  for pid in pairs(self.stopped) do uv.kill(pid, "sigcont") end
+  pcall(run, ("tmux -S %s kill-server"):format(quote(self.socket)))
+  if self.pid and running(self.pid) then
+    if not pcall(wait.until_true, function() return not running(self.pid) end, 2) then
+      uv.kill(self.pid, "sigkill")
+    end
+  end
+  for _, name in ipairs({ "tmux.sock", "tmux.conf", "output" }) do os.remove(self.dir .. "/" .. name) end
+  uv.fs_rmdir(self.dir)
+end
+
+--- Kill every terminal still live; for after_each / teardown.
+function M.kill_all()
+  for term in pairs(live) do term:kill() end
+end
+
+-- An error outside a spec must not leave tmux servers behind.
+M._guard = setmetatable({}, { __gc = function()
+  for term in pairs(live) do
+    pcall(os.execute, ("tmux -S %s kill-server 2>/dev/null; rm -rf %s"):format(quote(term.socket), quote(term.dir)))
+  end
+end })
+
+return M
