@@ -166,6 +166,40 @@ function Term:resize(width, height)
   self.width, self.height = width, height
 end
 
+--- The terminal modes the program set on its pty, as `stty -a` prints
+-- them ("-icanon -echo" once a telnet client is in character mode).
+function Term:modes()
+  local path = self:tmux("display-message", "-p", "-t", "tty", "#{pane_tty}"):match("%S+")
+  return run("stty -a -F " .. quote(path))
+end
+
+--- Wait until the program has put its terminal in raw mode (no line
+-- editing, no echo: a telnet client in character mode); raises with the
+-- modes and the screen after `timeout` seconds.
+function Term:wait_raw(timeout)
+  local modes
+  local ok, err = pcall(wait.until_true, function()
+    modes = self:modes()
+    return modes:match("%-icanon") and modes:match("%-echo%f[%A]")
+  end, timeout or 5, "the terminal in raw mode (-icanon -echo)")
+  if not ok then
+    error(("%s\n--- modes:\n%s--- screen of %s:\n%s"):format(err, modes, self.command, self:screen()), 2)
+  end
+end
+
+--- Paste `text` into the terminal at once (load-buffer, paste-buffer): a
+-- flood of lines in one tmux command. Line ends are sent as typed: "\n"
+-- becomes Enter.
+function Term:paste(text)
+  local path = self.dir .. "/paste"
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(text))
+  f:close()
+  self:tmux("load-buffer", "-b", "paste", path)
+  self:tmux("paste-buffer", "-d", "-b", "paste", "-t", "tty")
+  os.remove(path)
+end
+
 --- Start recording everything the program writes to the terminal, raw, to
 -- a file (pipe-pane); term:recorded() reads it.
 function Term:record()
@@ -199,8 +233,15 @@ function Term:continue()
   self.stopped[self.pid] = nil
 end
 
+-- True while `pid` runs: a zombie (exited, not reaped yet: tmux's server
+-- daemonised, so init reaps its children when it gets to it) does not.
 local function running(pid)
-  return uv.kill(pid, 0) == 0
+  local f = io.open(("/proc/%d/stat"):format(pid), "r")
+  if not f then return false end
+  local stat = f:read("a") or ""
+  f:close()
+  local state = stat:match("%) (%a)")
+  return state ~= nil and state ~= "Z"
 end
 
 --- End the tmux server (its pane's program gets SIGHUP; one still there
@@ -216,7 +257,7 @@ function Term:kill()
       uv.kill(self.pid, "sigkill")
     end
   end
-  for _, name in ipairs({ "tmux.sock", "tmux.conf", "output" }) do os.remove(self.dir .. "/" .. name) end
+  for _, name in ipairs({ "tmux.sock", "tmux.conf", "output", "paste" }) do os.remove(self.dir .. "/" .. name) end
   uv.fs_rmdir(self.dir)
 end
 
