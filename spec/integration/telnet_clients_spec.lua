@@ -1,0 +1,210 @@
+-- Real telnet clients against luaecho.telnet: inetutils' telnet (Debian's
+-- `telnet`), netkit's (the telnet-ssl package's client, without SSL) and
+-- busybox's, each in a detached tmux session (support.tty), typing as a
+-- person would and reading the screen; the server side is read from the
+-- handler's stdout. A case is pending for a client only where the client
+-- cannot do it, with the reason.
+--
+-- What the clients do (observed with a byte-dumping server; inetutils 2.4,
+-- netkit 0.17, busybox 1.35):
+--   * On a port given on the command line none offers an option first; each
+--     answers the server's offers: DO NAWS -> WILL NAWS and the size, DO
+--     TTYPE -> WILL TTYPE (inetutils names the terminal in capitals).
+--   * WILL ECHO puts each in character mode (its terminal raw). Busybox
+--     answers DO SGA with DONT SGA (it takes any SGA verb as the server's),
+--     and refuses BINARY (DONT/WONT BINARY).
+--   * Enter: line mode "\r\n" (busybox "\r\n" always); character mode
+--     inetutils and netkit "\r\0"; with BINARY on, a bare "\r" in character
+--     mode and a bare "\n" in line mode.
+--   * Ctrl-C: character mode "\3" from all three; line mode inetutils and
+--     netkit send IAC IP, IAC DO TIMING-MARK and drop everything the server
+--     sends until TIMING-MARK is answered (WILL or WONT); busybox opens its
+--     console escape menu and sends nothing.
+--   * NAWS again on a resize (SIGWINCH): inetutils and netkit; busybox sends
+--     the size once, at connect, and has no SIGWINCH handler.
+--   * A 0xFF typed (send-keys -H ff) goes out as IAC IAC from all three.
+local cleanup = require "support.cleanup"
+local server = require "support.server"
+local tty = require "support.tty"
+
+local CLIENTS = {
+  {
+    name = "inetutils telnet",
+    command = { "telnet" },
+    ip_in_line_mode = true,
+    naws_on_resize = true,
+  },
+  {
+    name = "netkit telnet (telnet-ssl)",
+    command = { "telnet-ssl" },
+    ip_in_line_mode = true,
+    naws_on_resize = true,
+  },
+  {
+    name = "busybox telnet",
+    command = { "busybox", "telnet" },
+    ip_in_line_mode = false,
+    naws_on_resize = false,
+  },
+}
+
+local function hex(bytes)
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- Start `client` in a terminal connected to `proc`.
+local function connect(client, proc, opts)
+  local argv = { table.unpack(client.command) }
+  argv[#argv + 1] = proc.host
+  argv[#argv + 1] = tostring(proc.port)
+  return tty.start(argv, opts)
+end
+
+-- luaecho serving fixtures/telnet_clients/session.lua with the session's
+-- options from `env` (TELNET_MODE, TELNET_BINARY).
+local function session_server(env)
+  return server.start({ server.fixture("telnet_clients/session.lua") }, { env = env })
+end
+
+-- luaecho serving a shipped example.
+local function example_server(name)
+  return server.start({ server.script("examples/" .. name) })
+end
+
+describe("telnet clients through a terminal #integration", function()
+  after_each(function()
+    tty.kill_all()       -- the clients first: their connections close
+    cleanup.expect_clean()
+  end)
+
+  for _, client in ipairs(CLIENTS) do
+    describe(client.name, function()
+      it("enters character mode for telnet_echo.lua: helo, BSpace, lo, Enter shows echo:hello", function()
+        local proc = example_server("telnet_echo.lua")
+        local term = connect(client, proc)
+        term:wait_raw()    -- WILL ECHO took the client to character mode
+        term:type("helo")
+        term:wait_for("helo")   -- the server's echo: the client echoes nothing itself now
+        term:keys("BSpace")
+        term:type("lo")
+        term:keys("Enter")
+        term:wait_for("echo:hello\n")
+      end)
+
+      it("sends each key at once for keystroke_echo.lua: a, b, c show echo:a, echo:b, echo:c", function()
+        local proc = example_server("keystroke_echo.lua")
+        local term = connect(client, proc)
+        term:wait_raw()
+        term:type("a")
+        term:wait_for("echo:a")  -- no Enter: the key went alone
+        term:type("bc")
+        term:wait_for("echo:b.*echo:c")
+      end)
+
+      it("reports the window size it connects with as window_resized", function()
+        local proc = session_server({ TELNET_MODE = "line" })
+        connect(client, proc, { width = 80, height = 24 })
+        proc:wait_output("stdout", "resized 80 24\n")
+      end)
+
+      it("reports a window resize as window_resized", function()
+        if not client.naws_on_resize then
+          -- busybox telnet sends NAWS once, when the server asks at connect;
+          -- it has no SIGWINCH handler, so a resize never reaches the server.
+          pending("busybox telnet sends no NAWS on a resize")
+          return
+        end
+        local proc = session_server({ TELNET_MODE = "line" })
+        local term = connect(client, proc, { width = 80, height = 24 })
+        proc:wait_output("stdout", "resized 80 24\n")
+        term:resize(100, 30)
+        proc:wait_output("stdout", "resized 100 30\n")
+        term:resize(61, 17)
+        proc:wait_output("stdout", "resized 61 17\n")
+      end)
+
+      it("turns Ctrl-C in line mode (IAC IP) into interrupt(), and shows output after each", function()
+        if not client.ip_in_line_mode then
+          -- In line mode busybox telnet leaves the terminal cooked and takes
+          -- the SIGINT of Ctrl-C as its console escape (a menu on the
+          -- screen); nothing goes to the server.
+          pending("busybox telnet sends nothing for Ctrl-C in line mode")
+          return
+        end
+        local proc = session_server({ TELNET_MODE = "line" })
+        local term = connect(client, proc)
+        term:wait_for("ready")
+        term:type("abc")       -- in the terminal's line buffer, not sent
+        term:keys("C-c")
+        proc:wait_output("stdout", "interrupt\n")
+        term:wait_for("interrupted")
+        term:type("after")
+        term:keys("Enter")
+        term:wait_for("hex:" .. hex("after"))
+        -- The client asks DO TIMING-MARK with every IP and discards what
+        -- the server sends until it is answered: the second must be too.
+        term:keys("C-c")
+        proc:wait_count("stdout", "^interrupt$", 2)
+        term:type("again")
+        term:keys("Enter")
+        proc:wait_output("stdout", "line " .. hex("again") .. "\n")
+        term:wait_for("hex:" .. hex("again"))
+        assert.are.equal(2, term:count("^interrupted$"))
+        assert.is_nil(proc:stdout():match("line " .. hex("abc")))
+      end)
+
+      it("turns Ctrl-C in character mode (\\3) into interrupt() and drops the line", function()
+        local proc = session_server({ TELNET_MODE = "character" })
+        local term = connect(client, proc)
+        term:wait_raw()
+        term:wait_for("ready")
+        term:type("abc")
+        term:wait_for("abc")    -- echoed by the server
+        term:keys("C-c")
+        proc:wait_output("stdout", "interrupt\n")
+        term:type("de")
+        term:keys("Enter")
+        proc:wait_output("stdout", "line (%x*)\n")
+        assert.are.equal("line " .. hex("de") .. "\n", proc:stdout():match("line %x*\n"))
+        term:wait_for("hex:" .. hex("de"))
+      end)
+
+      it("carries a 0xFF byte both ways with binary = true", function()
+        -- Busybox refuses BINARY (DONT/WONT BINARY) but escapes 0xFF as
+        -- IAC IAC and undoes the server's escaping all the same, so the
+        -- byte makes the round trip in NVT mode; inetutils and netkit agree
+        -- to BINARY both ways.
+        local proc = session_server({ TELNET_MODE = "line", TELNET_BINARY = "1" })
+        local term = connect(client, proc)
+        term:wait_for("ready")
+        term:record()
+        term:type("a")
+        term:bytes("ff")       -- no key of a UTF-8 keyboard types a lone 0xFF
+        term:type("b")
+        term:keys("Enter")
+        proc:wait_output("stdout", "line 61ff62\n")
+        term:wait_for("hex:61ff62")
+        -- The bytes the client wrote to its terminal: the server's "raw:"
+        -- line came back with the 0xFF unescaped.
+        require("support.wait").until_true(function()
+          return term:recorded():find("raw:a\255b", 1, true)
+        end, 5, "raw:a\\255b written to the terminal")
+      end)
+
+      it("ends a line at Enter in character mode with BINARY on (a bare CR from inetutils and netkit)", function()
+        local proc = session_server({ TELNET_MODE = "character", TELNET_BINARY = "1" })
+        local term = connect(client, proc)
+        term:wait_raw()
+        term:wait_for("ready")
+        term:type("xyz")
+        term:keys("Enter")
+        term:wait_for("hex:" .. hex("xyz"))
+        term:type("uv")
+        term:keys("Enter")
+        term:wait_for("hex:" .. hex("uv"))
+        assert.are.equal(("line %s\nline %s\n"):format(hex("xyz"), hex("uv")),
+          table.concat({ proc:stdout():match("(line %x+\n)(line %x+\n)") }))
+      end)
+    end)
+  end
+end)
