@@ -123,34 +123,46 @@ describe("telnet clients through a terminal #integration", function()
         proc:wait_output("stdout", "resized 61 17\n")
       end)
 
-      it("turns Ctrl-C in line mode (IAC IP) into interrupt(), and shows output after each", function()
+      -- In line mode inetutils and netkit send Ctrl-C as IAC IP IAC DO
+      -- TIMING-MARK and discard everything the server sends until
+      -- TIMING-MARK is answered (RFC 860); an unanswered one mutes the server
+      -- for good. In line mode busybox telnet leaves the terminal cooked and
+      -- takes the SIGINT of Ctrl-C as its console escape (a menu on the
+      -- screen); nothing goes to the server.
+      local function line_mode_ctrl_c()
         if not client.ip_in_line_mode then
-          -- In line mode busybox telnet leaves the terminal cooked and takes
-          -- the SIGINT of Ctrl-C as its console escape (a menu on the
-          -- screen); nothing goes to the server.
           pending("busybox telnet sends nothing for Ctrl-C in line mode")
-          return
+          return nil
         end
         local proc = session_server({ TELNET_MODE = "line" })
         local term = connect(client, proc)
         term:wait_for("ready")
-        term:type("abc")       -- in the terminal's line buffer, not sent
+        return proc, term
+      end
+
+      it("turns each Ctrl-C in line mode (IAC IP) into interrupt(), and the server is heard after each", function()
+        local proc, term = line_mode_ctrl_c()
+        if not proc then return end
+        for i, word in ipairs({ "one", "two", "three" }) do
+          term:type("abc")       -- in the terminal's line buffer, not sent
+          term:keys("C-c")
+          proc:wait_count("stdout", "^interrupt$", i)
+          term:type(word)
+          term:keys("Enter")
+          proc:wait_output("stdout", "line " .. hex(word) .. "\n")
+          term:wait_for("hex:" .. hex(word))
+        end
+        assert.is_nil(proc:stdout():match("line " .. hex("abc")))
+      end)
+
+      it("shows what interrupt() writes after Ctrl-C in line mode", function()
+        local proc, term = line_mode_ctrl_c()
+        if not proc then return end
         term:keys("C-c")
         proc:wait_output("stdout", "interrupt\n")
+        -- Written in interrupt(): it must reach the client after the
+        -- answer to its DO TIMING-MARK, or the client throws it away.
         term:wait_for("interrupted")
-        term:type("after")
-        term:keys("Enter")
-        term:wait_for("hex:" .. hex("after"))
-        -- The client asks DO TIMING-MARK with every IP and discards what
-        -- the server sends until it is answered: the second must be too.
-        term:keys("C-c")
-        proc:wait_count("stdout", "^interrupt$", 2)
-        term:type("again")
-        term:keys("Enter")
-        proc:wait_output("stdout", "line " .. hex("again") .. "\n")
-        term:wait_for("hex:" .. hex("again"))
-        assert.are.equal(2, term:count("^interrupted$"))
-        assert.is_nil(proc:stdout():match("line " .. hex("abc")))
       end)
 
       it("turns Ctrl-C in character mode (\\3) into interrupt() and drops the line", function()
@@ -207,4 +219,64 @@ describe("telnet clients through a terminal #integration", function()
       end)
     end)
   end
+
+  describe("chat.lua with one client of each kind", function()
+    -- Join `client` to the room as `nick`; returns its terminal once the
+    -- room has greeted it.
+    local function join(proc, client, nick)
+      local term = connect(client, proc)
+      term:wait_for("Your nickname: ")
+      term:type(nick)
+      term:keys("Enter")
+      term:wait_for("Hello " .. nick .. "%.")
+      return term
+    end
+
+    it("carries lines between three telnet clients and drops one that stopped reading", function()
+      local proc = example_server("chat.lua")
+      local ann = join(proc, CLIENTS[1], "ann")     -- inetutils
+      local bob = join(proc, CLIENTS[2], "bob")     -- netkit
+      local cy = join(proc, CLIENTS[3], "cy")       -- busybox
+      bob:wait_for("Here: ann%.")
+      cy:wait_for("Here: ann, bob%.")
+      ann:wait_for("%* cy joined")
+      ann:type("hello from ann")
+      ann:keys("Enter")
+      bob:wait_for("<ann> hello from ann")
+      cy:wait_for("<ann> hello from ann")
+      cy:type("hi ann")
+      cy:keys("Enter")
+      ann:wait_for("<cy> hi ann")
+      bob:wait_for("<cy> hi ann")
+
+      -- ann's client stops: it reads neither its terminal nor its socket.
+      ann:stop()
+      -- bob and cy flood the room, a chunk at a time, each chunk ending in a
+      -- line the other waits for; until the room says ann is gone (5 s
+      -- after her output went over the high mark) or 16 MiB went by.
+      local line = ("x"):rep(1000)
+      local chunk = {}
+      for i = 1, 256 do chunk[i] = line end
+      local notice = "%* ann was disconnected: not reading for 5 s"
+      local sent, k = 0, 0
+      while sent < 16 * 1024 * 1024 and not bob:screen():find(notice) do
+        k = k + 1
+        local from, to = bob, cy
+        if k % 2 == 0 then from, to = cy, bob end
+        local mark = ("end of chunk %d"):format(k)
+        from:paste(table.concat(chunk, "\n") .. "\n" .. mark .. "\n")
+        to:wait_for(mark .. "\n", 10)
+        sent = sent + 256 * 1001
+      end
+      bob:wait_for(notice, 10)
+      cy:wait_for(notice, 5)
+      -- bob and cy go on without ann.
+      bob:type("/who")
+      bob:keys("Enter")
+      bob:wait_for("Here: bob, cy%.")
+      bob:type("still here")
+      bob:keys("Enter")
+      cy:wait_for("<bob> still here")
+    end)
+  end)
 end)

@@ -47,11 +47,24 @@ local CONF = table.concat({
   "set -g history-limit 100000",
   "set -g status off",
   "set -g default-terminal screen",
+  "set -g default-shell /bin/sh",
   "",
 }, "\n")
 
+local state -- defined below
+
 local Term = {}
 Term.__index = Term
+
+-- The end of a screen for a failure message: its last 30 non-empty lines,
+-- each cut at 160 bytes (a flood must not bury the error).
+local function tail(screen)
+  local lines = {}
+  for line in (screen or ""):gmatch("[^\n]+") do
+    lines[#lines + 1] = #line > 160 and line:sub(1, 160) .. "..." or line
+  end
+  return table.concat(lines, "\n", math.max(1, #lines - 29))
+end
 
 -- The tmux command line for this terminal's server, with `args` after it.
 function Term:tmux(...)
@@ -61,9 +74,11 @@ function Term:tmux(...)
 end
 
 --- Start `command` in a new detached tmux session of opts.width x
--- opts.height (default 80 x 24). `command` is a list of words (run with
--- exec, so the pane's process is the program itself) or a string for sh
--- (a pipeline). Returns a Term at once; wait_for what the program shows.
+-- opts.height (default 80 x 24). `command` is a list of words or a string
+-- for sh (a pipeline). Returns a Term at once; wait_for what the program
+-- shows. The pane's process is a sh that runs the command as its child:
+-- tmux sends SIGCONT at once to a pane process that stops (but not to its
+-- children), so only a child can be stopped for good (term:stop()).
 function M.start(command, opts)
   opts = opts or {}
   local dir = assert(uv.fs_mkdtemp((os.getenv("TMPDIR") or "/tmp") .. "/luaecho-tty-XXXXXX"))
@@ -82,13 +97,14 @@ function M.start(command, opts)
   if type(command) == "table" then
     local words = {}
     for i, word in ipairs(command) do words[i] = quote(word) end
-    line = "exec " .. table.concat(words, " ")
+    line = table.concat(words, " ")
   end
   self.command = line
   live[self] = true
   -- TMUX set (a spec run from inside tmux) would make tmux refuse to nest.
+  -- "; exit" keeps sh from exec-ing a lone command in its own place.
   local ok, err = pcall(run, ("env -u TMUX tmux -f %s -S %s new-session -d -s tty -x %d -y %d %s"):format(
-    quote(self.conf), quote(self.socket), self.width, self.height, quote(line)))
+    quote(self.conf), quote(self.socket), self.width, self.height, quote(line .. "; exit $?")))
   if not ok then
     self:kill()
     error(err, 2)
@@ -135,7 +151,7 @@ function Term:wait_for(pattern, timeout, what)
     if found[1] then return true end
   end, timeout or 5, what or ("%q on the screen"):format(pattern))
   if not ok then
-    error(("%s\n--- screen of %s:\n%s"):format(err, self.command, screen), 2)
+    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(screen)), 2)
   end
   return screen:match(pattern)
 end
@@ -155,7 +171,7 @@ function Term:wait_count(pattern, n, timeout, what)
     return self:count(pattern) >= n
   end, timeout or 5, what or ("%d lines %q on the screen"):format(n, pattern))
   if not ok then
-    error(("%s\n--- screen of %s:\n%s"):format(err, self.command, self:screen()), 2)
+    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(self:screen())), 2)
   end
 end
 
@@ -183,7 +199,7 @@ function Term:wait_raw(timeout)
     return modes:match("%-icanon") and modes:match("%-echo%f[%A]")
   end, timeout or 5, "the terminal in raw mode (-icanon -echo)")
   if not ok then
-    error(("%s\n--- modes:\n%s--- screen of %s:\n%s"):format(err, modes, self.command, self:screen()), 2)
+    error(("%s\n--- modes:\n%s--- screen of %s (end):\n%s"):format(err, modes, self.command, tail(self:screen())), 2)
   end
 end
 
@@ -221,27 +237,46 @@ function Term:alive()
   return self:tmux("display-message", "-p", "-t", "tty", "#{pane_dead}"):match("0") ~= nil
 end
 
---- Stop (SIGSTOP) or continue (SIGCONT) the pane's program: a stopped
--- client reads neither the terminal nor its socket.
+-- The state letter of `pid` in /proc (R, S, T, Z...), nil once gone.
+function state(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid), "r")
+  if not f then return nil end
+  local stat = f:read("a") or ""
+  f:close()
+  return stat:match("%) (%a)")
+end
+
+--- The pids of the command's processes (the children of the pane's sh);
+-- waits until there is one.
+function Term:programs()
+  return wait.until_true(function()
+    local pids = {}
+    for pid in run("pgrep -P " .. self.pid .. " || true"):gmatch("%d+") do pids[#pids + 1] = tonumber(pid) end
+    if #pids > 0 then return pids end
+  end, 5, "the processes of " .. self.command)
+end
+
+--- Stop (SIGSTOP) the command's processes, or continue them (SIGCONT): a
+-- stopped client reads neither its terminal nor its socket. Returns once
+-- they are stopped.
 function Term:stop()
-  assert(uv.kill(self.pid, "sigstop"))
-  self.stopped[self.pid] = true
+  for _, pid in ipairs(self:programs()) do
+    assert(uv.kill(pid, "sigstop"))
+    self.stopped[pid] = true
+    wait.until_true(function() return state(pid) ~= "R" and state(pid) ~= "S" end, 5, "a stopped " .. pid)
+  end
 end
 
 function Term:continue()
-  uv.kill(self.pid, "sigcont")
-  self.stopped[self.pid] = nil
+  for pid in pairs(self.stopped) do uv.kill(pid, "sigcont") end
+  self.stopped = {}
 end
 
 -- True while `pid` runs: a zombie (exited, not reaped yet: tmux's server
 -- daemonised, so init reaps its children when it gets to it) does not.
 local function running(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid), "r")
-  if not f then return false end
-  local stat = f:read("a") or ""
-  f:close()
-  local state = stat:match("%) (%a)")
-  return state ~= nil and state ~= "Z"
+  local s = state(pid)
+  return s ~= nil and s ~= "Z"
 end
 
 --- End the tmux server (its pane's program gets SIGHUP; one still there
@@ -249,12 +284,19 @@ end
 function Term:kill()
   if not live[self] then return end
   live[self] = nil
+  local pids = {}
+  for pid in pairs(self.stopped) do pids[#pids + 1] = pid end
+  if self.pid then
+    pids[#pids + 1] = self.pid
+    local ok, children = pcall(run, "pgrep -P " .. self.pid)
+    for pid in (ok and children or ""):gmatch("%d+") do pids[#pids + 1] = tonumber(pid) end
+  end
   -- A stopped program would keep the SIGHUP pending forever.
-  for pid in pairs(self.stopped) do uv.kill(pid, "sigcont") end
+  self:continue()
   pcall(run, ("tmux -S %s kill-server"):format(quote(self.socket)))
-  if self.pid and running(self.pid) then
-    if not pcall(wait.until_true, function() return not running(self.pid) end, 2) then
-      uv.kill(self.pid, "sigkill")
+  for _, pid in ipairs(pids) do
+    if not pcall(wait.until_true, function() return not running(pid) end, 2) then
+      uv.kill(pid, "sigkill")
     end
   end
   for _, name in ipairs({ "tmux.sock", "tmux.conf", "output", "paste" }) do os.remove(self.dir .. "/" .. name) end
