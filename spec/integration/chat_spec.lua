@@ -1,0 +1,71 @@
+-- The telnet chat example (lua/examples/chat.lua) on the real binary, with
+-- plain TCP clients that never answer option offers (as nc does): the room
+-- survives a hot swap of chat.lua, because it lives in luaecho.shared, so a
+-- member who joined before the swap and one who joined after it see each
+-- other. (Its other rules have specs on luaecho.testing, in
+-- spec/examples/chat_spec.lua; real telnet clients chat in
+-- telnet_clients_spec.lua.) Every read has a deadline.
+local cleanup = require "support.cleanup"
+local client = require "support.client"
+local files = require "support.files"
+local server = require "support.server"
+local text = require "support.text"
+local wait = require "support.wait"
+
+after_each(cleanup.expect_clean)
+
+local TIMEOUT = 5
+
+-- What a member has read so far, telnet commands (IAC ...) left out.
+local function readable(member)
+  return (member.seen:gsub("\255[\251-\254].", ""))
+end
+
+-- Read until what `member` has seen matches `pattern`; returns the capture.
+local function expect(member, pattern, what)
+  return wait.until_true(function()
+    member.conn.sock:settimeout(0.05)
+    local data, _, partial = member.conn.sock:receive(4096)
+    member.seen = member.seen .. (data or partial or "")
+    return readable(member):match(pattern)
+  end, TIMEOUT, what or pattern)
+end
+
+local function join(proc, nick)
+  local member = { conn = client.connect(proc.host, proc.port), seen = "" }
+  expect(member, "Your nickname: ", "the nickname prompt")
+  member.conn:send_all(nick .. "\r\n")
+  expect(member, "Hello " .. nick .. "%.", "the greeting of " .. nick)
+  return member
+end
+
+describe("the chat example #integration", function()
+  it("keeps one room across a hot swap: members from before and after it see each other", function()
+    local original = files.read(server.script("examples/chat.lua"))
+    local scratch = files.scratch("chat")
+    local script = scratch:write("chat.lua", original)
+    local proc = server.start({ script })
+    local ann = join(proc, "ann")
+
+    -- The new code says hello differently: who joins after the swap runs it.
+    local edited, n = original:gsub('"Hello %%s%. %%s\\n"', '"Welcome back, %%s. %%s\\n"')
+    assert.are.equal(1, n, "chat.lua's greeting line changed: update this spec")
+    scratch:replace("chat.lua", edited)
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: reloaded " .. text.literal(script) .. " %(generation 2%)\n", 10,
+      "the 'reloaded' line")
+
+    local bob = { conn = client.connect(proc.host, proc.port), seen = "" }
+    expect(bob, "Your nickname: ")
+    bob.conn:send_all("bob\r\n")
+    expect(bob, "Welcome back, bob%. Here: ann%.", "the new code's greeting, naming ann")
+    expect(ann, "%* bob joined", "ann told that bob joined")
+
+    ann.conn:send_all("hi bob\r\n")
+    expect(bob, "<ann> hi bob")
+    bob.conn:send_all("hi ann\r\n")
+    expect(ann, "<bob> hi ann")
+    bob.conn:send_all("/who\r\n")
+    expect(bob, "Here: ann, bob%.")
+  end)
+end)
