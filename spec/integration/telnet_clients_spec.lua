@@ -26,6 +26,7 @@
 local cleanup = require "support.cleanup"
 local server = require "support.server"
 local tty = require "support.tty"
+local wait = require "support.wait"
 
 local CLIENTS = {
   {
@@ -89,6 +90,19 @@ describe("telnet clients through a terminal #integration", function()
         term:type("lo")
         term:keys("Enter")
         term:wait_for("echo:hello\n")
+      end)
+
+      it("ends telnet_echo.lua with Ctrl-D on an empty line: Bye., the connection closes, the client exits", function()
+        local proc = example_server("telnet_echo.lua")
+        local term = connect(client, proc)
+        term:wait_raw()
+        term:type("x")
+        term:wait_for("> x")
+        term:keys("BSpace")      -- the line is empty again
+        wait.until_true(function() return not term:visible():find("> x", 1, true) end, 5, "the x erased")
+        term:keys("C-d")
+        term:wait_for("Bye%.")
+        wait.until_true(function() return not term:alive() end, 5, "the client to exit")
       end)
 
       it("sends each key at once for keystroke_echo.lua: a, b, c show echo:a, echo:b, echo:c", function()
@@ -198,7 +212,7 @@ describe("telnet clients through a terminal #integration", function()
         term:wait_for("hex:61ff62")
         -- The bytes the client wrote to its terminal: the server's "raw:"
         -- line came back with the 0xFF unescaped.
-        require("support.wait").until_true(function()
+        wait.until_true(function()
           return term:recorded():find("raw:a\255b", 1, true)
         end, 5, "raw:a\\255b written to the terminal")
       end)
@@ -251,22 +265,24 @@ describe("telnet clients through a terminal #integration", function()
 
       -- ann's client stops: it reads neither its terminal nor its socket.
       ann:stop()
-      -- bob and cy flood the room, a chunk at a time, each chunk ending in a
-      -- line the other waits for; until the room says ann is gone (5 s
-      -- after her output went over the high mark) or 16 MiB went by.
+      -- bob and cy flood the room together, a chunk at a time, each chunk
+      -- ending in a line the other waits for, until the room says ann is
+      -- gone: 5 s after her output went over the high mark, that is after
+      -- her socket's buffers (some 4 MiB on loopback) and then the
+      -- transport's 64 KiB filled. At most 32 MiB.
       local line = ("x"):rep(1000)
       local chunk = {}
-      for i = 1, 256 do chunk[i] = line end
+      for i = 1, 512 do chunk[i] = line end
+      chunk = table.concat(chunk, "\n") .. "\n"
       local notice = "%* ann was disconnected: not reading for 5 s"
       local sent, k = 0, 0
-      while sent < 16 * 1024 * 1024 and not bob:screen():find(notice) do
+      while sent < 32 * 1024 * 1024 and not bob:visible():find(notice) do
         k = k + 1
-        local from, to = bob, cy
-        if k % 2 == 0 then from, to = cy, bob end
-        local mark = ("end of chunk %d"):format(k)
-        from:paste(table.concat(chunk, "\n") .. "\n" .. mark .. "\n")
-        to:wait_for(mark .. "\n", 10)
-        sent = sent + 256 * 1001
+        bob:paste(chunk .. ("bob's chunk %d\n"):format(k))
+        cy:paste(chunk .. ("cy's chunk %d\n"):format(k))
+        cy:wait_for(("<bob> bob's chunk %d\n"):format(k), 10)
+        bob:wait_for(("<cy> cy's chunk %d\n"):format(k), 10)
+        sent = sent + 2 * #chunk
       end
       bob:wait_for(notice, 10)
       cy:wait_for(notice, 5)
