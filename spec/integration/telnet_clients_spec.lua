@@ -49,6 +49,18 @@ local CLIENTS = {
   },
 }
 
+local MiB = 1024 * 1024
+
+-- Field `n` of /proc/sys/NAME (a kernel setting), or `default`.
+local function kernel_setting(name, n, default)
+  local f = io.open("/proc/sys/" .. name, "r")
+  if not f then return default end
+  local fields = {}
+  for field in f:read("a"):gmatch("%d+") do fields[#fields + 1] = tonumber(field) end
+  f:close()
+  return fields[n] or default
+end
+
 local function hex(bytes)
   return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
@@ -265,27 +277,33 @@ describe("telnet clients through a terminal #integration", function()
 
       -- ann's client stops: it reads neither its terminal nor its socket.
       ann:stop()
-      -- bob and cy flood the room together, a chunk at a time, each chunk
-      -- ending in a line the other waits for, until the room says ann is
-      -- gone: 5 s after her output went over the high mark, that is after
-      -- her socket's buffers (some 4 MiB on loopback) and then the
-      -- transport's 64 KiB filled. At most 32 MiB.
-      local line = ("x"):rep(1000)
+      -- bob and cy take turns flooding the room with 1000-byte lines, a
+      -- chunk at a time: while one pastes, the other waits for the
+      -- chunk's last line (only one types at a time: a terminal's local
+      -- echo of typing interleaves with the lines arriving on it). The
+      -- flood is what ann's socket buffers can take (the sender's grows to
+      -- tcp_wmem's maximum, the stalled receiver's stays at tcp_rmem's
+      -- default) and 1 MiB more, so her transport goes over its 64 KiB
+      -- high mark within the last MiB, and the flood is over before the
+      -- 5 s the room allows her have passed.
+      local flood = kernel_setting("net/ipv4/tcp_wmem", 3, 4 * MiB)
+        + 2 * kernel_setting("net/ipv4/tcp_rmem", 2, 128 * 1024) + MiB
+      local line = ("x"):rep(999)
       local chunk = {}
-      for i = 1, 512 do chunk[i] = line end
+      for i = 1, 1024 do chunk[i] = line end
       chunk = table.concat(chunk, "\n") .. "\n"
-      local notice = "%* ann was disconnected: not reading for 5 s"
       local sent, k = 0, 0
-      while sent < 32 * 1024 * 1024 and not bob:visible():find(notice) do
+      while sent < flood do
         k = k + 1
-        bob:paste(chunk .. ("bob's chunk %d\n"):format(k))
-        cy:paste(chunk .. ("cy's chunk %d\n"):format(k))
-        cy:wait_for(("<bob> bob's chunk %d\n"):format(k), 10)
-        bob:wait_for(("<cy> cy's chunk %d\n"):format(k), 10)
-        sent = sent + 2 * #chunk
+        local from, nick, to = bob, "bob", cy
+        if k % 2 == 0 then from, nick, to = cy, "cy", bob end
+        from:paste(chunk .. ("end of chunk %d\n"):format(k))
+        to:wait_visible(("<%s> end of chunk %d\n"):format(nick, k), 15)
+        sent = sent + #chunk
       end
-      bob:wait_for(notice, 10)
-      cy:wait_for(notice, 5)
+      local notice = "%* ann was disconnected: not reading for 5 s\n"
+      bob:wait_visible(notice, 10)
+      cy:wait_visible(notice, 5)
       -- bob and cy go on without ann.
       bob:type("/who")
       bob:keys("Enter")

@@ -140,20 +140,31 @@ function Term:visible()
   return self:tmux("capture-pane", "-p", "-J", "-t", "tty")
 end
 
---- Wait until the screen (with scrollback) matches the Lua `pattern` and
--- return the captures; raises after `timeout` seconds (default 5) with the
--- screen as it was.
-function Term:wait_for(pattern, timeout, what)
+-- Poll `read` (screen or visible) until it matches `pattern`; raises with
+-- the end of the screen once `timeout` passes.
+local function wait_match(self, read, pattern, timeout, what)
   local screen
   local ok, err = pcall(wait.until_true, function()
-    screen = self:screen()
-    local found = table.pack(screen:match(pattern))
-    if found[1] then return true end
+    screen = read(self)
+    return screen:match(pattern) ~= nil
   end, timeout or 5, what or ("%q on the screen"):format(pattern))
   if not ok then
-    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(screen)), 2)
+    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(screen)), 3)
   end
   return screen:match(pattern)
+end
+
+--- Wait until the screen (with scrollback) matches the Lua `pattern` and
+-- return the captures; raises after `timeout` seconds (default 5) with the
+-- end of the screen as it was.
+function Term:wait_for(pattern, timeout, what)
+  return wait_match(self, Term.screen, pattern, timeout, what)
+end
+
+--- wait_for on the visible screen only: cheaper than the whole scrollback
+-- when a flood has filled it.
+function Term:wait_visible(pattern, timeout, what)
+  return wait_match(self, Term.visible, pattern, timeout, what)
 end
 
 --- How many lines of the screen (with scrollback) match `pattern`.
