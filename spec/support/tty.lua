@@ -141,7 +141,8 @@ function Term:visible()
 end
 
 -- Poll `read` (screen or visible) until it matches `pattern`; raises with
--- the end of the screen once `timeout` passes.
+-- the end of the screen once `timeout` passes, blaming the caller of
+-- wait_for or wait_visible (they tail-call this: their frame is gone).
 local function wait_match(self, read, pattern, timeout, what)
   local screen
   local ok, err = pcall(wait.until_true, function()
@@ -149,7 +150,7 @@ local function wait_match(self, read, pattern, timeout, what)
     return screen:match(pattern) ~= nil
   end, timeout or 5, what or ("%q on the screen"):format(pattern))
   if not ok then
-    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(screen)), 3)
+    error(("%s\n--- screen of %s (end):\n%s"):format(err, self.command, tail(screen)), 2)
   end
   return screen:match(pattern)
 end
