@@ -36,6 +36,8 @@ local scripts = require "luaecho.testing.scripts"
 local peer = require "luaecho.testing.peer"
 local runner = require "luaecho.testing.runner"
 local fake_core = require "luaecho.testing.core"
+local endpoint = require "luaecho.testing.endpoint"
+local datagram = require "luaecho.testing.datagram"
 local format = string.format
 local floor, huge = math.floor, math.huge
 local error, ipairs, tostring, type = error, ipairs, tostring, type
@@ -87,6 +89,27 @@ function M.connect_to(host, port, opts)
       tostring(port)), 2)
   end
   return peer.connect(S, opts, 2)
+end
+
+--- Serve 'script' (a path or a Protocol table) on a fake UDP listener,
+-- as `luaecho --listen udp:HOST:PORT` does: one protocol instance, whose
+-- connection_made runs now. opts.host (default "127.0.0.1"), opts.port
+-- (default: a free one), opts.listener (what get_extra_info("listener")
+-- answers; default "udp:HOST:PORT"), opts.max_write_buffer. A Protocol
+-- without datagram_received is refused with the host's message. Returns
+-- the Endpoint: send(data [, host, port]), sent(), error(message),
+-- hold(), release(), close(), events(), errors(), printed(), lost().
+function M.datagram(script, opts)
+  return endpoint.listen(script, opts, 2)
+end
+
+--- The Endpoint bound where host:port reaches (one a program made with
+-- luaecho.create_datagram_endpoint, say), or nil.
+function M.datagram_at(host, port)
+  settle()
+  local addr = server.resolve(host)
+  local E = addr and datagram.bound_at(addr, port)
+  return E and endpoint.handle(E)
 end
 
 --- The Server listening at host:port, or nil.

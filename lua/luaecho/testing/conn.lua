@@ -58,8 +58,14 @@ function M.new_end(fields)
   return C
 end
 
---- "host:port" of the end's peer, as the host's log lines name it.
+--- "host:port" of the end's peer, as the host's log lines name it
+-- ("unix peer (pid 4242, uid 1000)" for a Unix one).
 function M.peer_text(C)
+  local p = C.peer
+  if p and p.unix then
+    if p.pid > 0 then return format("unix peer (pid %d, uid %d)", p.pid, p.uid) end
+    return "unix peer"
+  end
   return address.peer(C.transport)
 end
 

@@ -15,6 +15,7 @@ local args = require "luaecho.testing.args"
 local conn = require "luaecho.testing.conn"
 local transport = require "luaecho.testing.transport"
 local server = require "luaecho.testing.server"
+local datagram = require "luaecho.testing.datagram"
 local format, find = string.format, string.find
 local ceil = math.ceil
 local error, package, rawget, setmetatable, tostring, type = error, package, rawget, setmetatable, tostring, type
@@ -106,6 +107,55 @@ local function connect_pair(owner, host, port, Protocol)
   return A
 end
 
+-- Connect a client end running 'Protocol' to the Unix server at 'path'.
+-- Returns the client end, or nil and why.
+local function connect_unix_pair(owner, path, Protocol)
+  local S = W.listening["unix:" .. path]
+  if S == nil or W.shutting_down then
+    return nil, format("cannot connect to unix:%s: no such file or directory", path)
+  end
+  local A = transport.new_end({ peer = server.unix_peer(path, nil), sock = { "" }, unix = true, parent = owner })
+  local B = server.accept(S, server.unix_peer("", nil), A)
+  A.remote = B
+  conn.open(B, S.protocol)
+  conn.open(A, Protocol)
+  return A
+end
+
+-- A Unix socket path, checked as the host checks it.
+local function check_path(fname, path, level)
+  path = args.string(path, 1, fname, level + 1)
+  if path == "" or find(path, "\0", 1, true) then
+    args.bad(1, fname, "path must be a non-empty string without NUL bytes", level + 1)
+  end
+  return path
+end
+
+function core.connect_unix(path, Protocol, cb)
+  path = check_path("connect_unix", path, 2)
+  if #path > 107 then args.bad(1, "connect_unix", "a Unix socket path has at most 107 bytes", 2) end
+  if type(Protocol) ~= "table" then args.expected(2, "connect_unix", "table", Protocol, 2) end
+  args.fn(cb, 3, "connect_unix", 2)
+  local owner = W.owner
+  clock.post(function()
+    local A, err = connect_unix_pair(owner, path, Protocol)
+    if A == nil then return report.callback(owner, "connect callback", cb, nil, err) end
+    if A.instance == nil then return report.callback(owner, "connect callback", cb, nil, nil) end
+    report.callback(owner, "connect callback", cb, A.transport, A.instance)
+  end)
+end
+
+function core.listen_unix(path, Protocol)
+  path = check_path("listen_unix", path, 2)
+  if type(Protocol) ~= "table" then args.expected(2, "listen_unix", "table", Protocol, 2) end
+  if #path > 107 then
+    return nil, format("cannot listen on unix:%s: name too long (a Unix socket path has at most 107 bytes)", path)
+  end
+  local S, err = server.new(Protocol, nil, nil, { unix = path }, W.owner, nil)
+  if S == nil then return nil, err .. " (another process is listening on it; stop it first, it is not removed)" end
+  return S.object
+end
+
 function core.connect(host, port, Protocol, cb)
   host, port = check_address_args("connect", host, port, Protocol, cb, 1)
   local owner = W.owner
@@ -130,6 +180,67 @@ function core.listen(host, port, Protocol, cb)
   local owner = W.owner
   clock.post(function()
     report.callback(owner, "listen callback", cb, listen(owner, host, port, Protocol))
+  end)
+end
+
+-- An optional host argument (nil or a string).
+local function opt_host(v, i)
+  if v == nil then return nil end
+  return args.string(v, i, "datagram_endpoint", 3)
+end
+
+-- Resolve, bind, connect and start an endpoint for core.datagram_endpoint:
+-- its record, or nil and the host's message.
+local function open_endpoint(owner, Protocol, local_host, local_port, remote_host, remote_port)
+  local here, there
+  if local_host then
+    here = server.resolve(local_host)
+    if here == nil then
+      return nil, format("cannot resolve %s port %d: unknown node or service", local_host, local_port)
+    end
+  end
+  if remote_host then
+    there = server.resolve(remote_host)
+    if there == nil then
+      return nil, format("cannot resolve %s port %d: unknown node or service", remote_host, remote_port)
+    end
+  end
+  if W.shutting_down then return nil, "cannot create a datagram endpoint: operation canceled" end
+  if here == nil then -- bound to any port, seen from the loopback address of the remote's family
+    here = find(there, ":", 1, true) and "::1" or "127.0.0.1"
+    local_port = 0
+  end
+  local E, why = datagram.bind(Protocol, here, local_port, there and { there, remote_port } or nil,
+    { parent = owner })
+  if E == nil then
+    return nil, format("cannot bind to %s port %d: %s", local_host or "the wildcard address",
+      local_host and local_port or 0, why)
+  end
+  datagram.start(E)
+  return E
+end
+
+function core.datagram_endpoint(Protocol, local_host, local_port, remote_host, remote_port, cb)
+  if type(Protocol) ~= "table" then args.expected(1, "datagram_endpoint", "table", Protocol, 2) end
+  local_host = opt_host(local_host, 2)
+  local_port = local_port == nil and 0 or args.integer(local_port, 3, "datagram_endpoint", 2)
+  if local_port < 0 or local_port > 65535 then args.bad(3, "datagram_endpoint", "port must be 0 to 65535", 2) end
+  remote_host = opt_host(remote_host, 4)
+  remote_port = remote_port == nil and 0 or args.integer(remote_port, 5, "datagram_endpoint", 2)
+  if remote_host and (remote_port < 1 or remote_port > 65535) then
+    args.bad(5, "datagram_endpoint", "port must be 1 to 65535", 2)
+  end
+  args.fn(cb, 6, "datagram_endpoint", 2)
+  if local_host == nil and remote_host == nil then
+    error("luaecho.create_datagram_endpoint(): give a local address, a remote one, or both", 2)
+  end
+  local refused = datagram.refusal(Protocol, "luaecho.create_datagram_endpoint()", "the")
+  if refused then error(refused, 2) end
+  local owner = W.owner
+  clock.post(function()
+    local E, err = open_endpoint(owner, Protocol, local_host, local_port, remote_host, remote_port)
+    if E == nil then return report.callback(owner, "datagram endpoint callback", cb, nil, err) end
+    report.callback(owner, "datagram endpoint callback", cb, E.transport, E.instance)
   end)
 end
 

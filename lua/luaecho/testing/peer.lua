@@ -201,9 +201,12 @@ function Conn:transport()
   return self.C.transport
 end
 
---- The peer's address, as the handler sees it (get_extra_info("peername")).
+--- The peer's address, as the handler sees it (get_extra_info("peername")):
+-- host, port, or a Unix peer's path.
 function Conn:address()
-  return self.C.peer[1], self.C.peer[2]
+  local p = self.C.peer
+  if p.unix then return p.path end
+  return p[1], p[2]
 end
 
 --- The Server this connection was accepted by.
@@ -223,6 +226,70 @@ function M.handle(S)
   return S.handle
 end
 
+-- An address the spec gave for a connection's peer: {host, port}, or a
+-- Unix socket's path (a string) when 'unix'. Errors blame 'level' above
+-- the caller.
+local function given_address(value, name, unix, level)
+  if unix and type(value) == "string" then return server.unix_peer(value, nil) end
+  if type(value) ~= "table" or type(value[1]) ~= "string" or math_type(value[2]) ~= "integer" then
+    error(format("luaecho.testing: opts.%s is {host, port}%s, not %s", name, unix and " or a Unix path" or "",
+      tostring(value)), level + 1)
+  end
+  return { value[1], value[2] }
+end
+
+-- How a connection to server S came in, from the spec's opts: its peer,
+-- the socket's own peer (they differ behind a PROXY header), its
+-- listener. Errors blame 'level' above the caller.
+local function arrival(S, opts, level)
+  local listener = opts.listener or S.key
+  if type(listener) ~= "string" then
+    error("luaecho.testing: opts.listener is a listener's name (\"127.0.0.1:2222\", \"unix:PATH\"), not "
+      .. tostring(listener), level + 1)
+  end
+  if listener:match("^udp:") then
+    error("luaecho.testing: a stream connection cannot come in on " .. listener .. ": use testing.datagram()",
+      level + 1)
+  end
+  local unix = listener:match("^unix:") ~= nil
+  local cred = opts.peercred
+  if cred ~= nil then
+    if not unix then
+      error("luaecho.testing: opts.peercred is for a Unix connection: serve with opts.unix = PATH, or give "
+        .. "opts.listener = \"unix:PATH\"", level + 1)
+    end
+    if type(cred) ~= "table" then error("luaecho.testing: opts.peercred is {pid =, uid =, gid =}", level + 1) end
+    for _, field in ipairs({ "pid", "uid", "gid" }) do
+      if math_type(cred[field]) ~= "integer" then
+        error("luaecho.testing: opts.peercred." .. field .. " must be an integer", level + 1)
+      end
+    end
+  end
+  local socket_peer, peer
+  if opts.socket_peername ~= nil then
+    socket_peer = given_address(opts.socket_peername, "socket_peername", unix, level + 1)
+    if unix and not socket_peer.unix then
+      error("luaecho.testing: opts.socket_peername of a Unix connection is the peer's path (a string)", level + 1)
+    end
+  end
+  if opts.peername ~= nil then
+    peer = given_address(opts.peername, "peername", unix, level + 1)
+    if peer.unix then -- the Unix peer's path
+      if socket_peer then
+        error("luaecho.testing: give a Unix peer's path as opts.peername or opts.socket_peername, not both",
+          level + 1)
+      end
+      socket_peer = peer
+    end
+  end
+  if unix then
+    socket_peer = server.unix_peer(socket_peer and socket_peer.path or "", cred)
+    if peer == nil or peer.unix then peer = socket_peer end
+  end
+  peer = peer or socket_peer or { "127.0.0.1", server.next_peer_port() }
+  return peer, { socket_peer = socket_peer or peer, listener = listener }
+end
+
 --- A new connection from a fake peer to server record S; errors blame
 -- 'level' above the caller.
 function M.connect(S, opts, level)
@@ -232,9 +299,9 @@ function M.connect(S, opts, level)
       level + 1)
   end
   settle()
-  local addr = opts.peername or { "127.0.0.1", server.next_peer_port() }
+  local addr, how = arrival(S, opts, level + 1)
   local peer = setmetatable({ out = {}, is_peer = true }, Conn)
-  local C = server.accept(S, { addr[1], addr[2] }, peer)
+  local C = server.accept(S, addr, peer, how)
   C.hold = opts.hold_output and true or false
   peer.C = C
   conn.open(C, S.protocol)
@@ -243,8 +310,14 @@ function M.connect(S, opts, level)
 end
 
 --- A new connection from a fake peer. opts.peername = {host, port} (the
--- default is 127.0.0.1 and a port of its own); opts.hold_output: the peer
--- does not read until drain() or release_output().
+-- default is 127.0.0.1 and a port of its own; a Unix connection's peer is
+-- the path "" unless given as a string); opts.hold_output: the peer does
+-- not read until drain() or release_output(); opts.listener: the name
+-- get_extra_info("listener") answers (default the server's own;
+-- "unix:PATH" makes it a Unix connection); opts.peercred = {pid, uid,
+-- gid}: a Unix peer's credentials; opts.socket_peername: the socket's own
+-- peer when it differs from peername (a balancer that sent a PROXY
+-- header naming peername).
 function Server:connect(opts)
   return M.connect(self.S, opts, 2)
 end
@@ -261,9 +334,16 @@ function Server:serving()
   return not self.S.closed
 end
 
---- host, port it listens on.
+--- host, port it listens on (a Unix socket's path).
 function Server:address()
+  if self.S.unix then return self.S.unix end
   return self.S.host, self.S.port
+end
+
+--- Its listener's name, as luaecho prints it ("127.0.0.1:40000",
+-- "unix:/run/echo.sock").
+function Server:listener()
+  return self.S.key
 end
 
 --- Connections open now.
@@ -301,9 +381,16 @@ function M.serve(script, opts, level)
   settle()
   local owner = { printed = {}, errors = {}, logs = {} }
   local Protocol, path = scripts.protocol(script, level + 1, owner)
-  local addr = server.resolve(opts.host or "127.0.0.1")
-  if addr == nil then error("luaecho.testing: unknown host " .. tostring(opts.host), level + 1) end
-  local S, err = server.new(Protocol, addr, opts.port or 0, opts, nil, path)
+  local addr, port = opts.host or "127.0.0.1", opts.port or 0
+  if opts.unix ~= nil then
+    if type(opts.unix) ~= "string" or opts.unix == "" then
+      error("luaecho.testing: opts.unix is the Unix socket's path, not " .. tostring(opts.unix), level + 1)
+    end
+  else
+    addr = server.resolve(addr)
+    if addr == nil then error("luaecho.testing: unknown host " .. tostring(opts.host), level + 1) end
+  end
+  local S, err = server.new(Protocol, addr, port, opts, nil, path)
   if S == nil then error("luaecho.testing: " .. err, level + 1) end
   adopt(S, owner)
   return S

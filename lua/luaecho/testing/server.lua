@@ -67,6 +67,7 @@ end
 function M.methods.sockname(self)
   local S = M.check(self, "sockname")
   if S.closed then return nil end
+  if S.unix then return S.unix end
   return S.host, S.port
 end
 
@@ -77,7 +78,7 @@ end
 function ServerObjectMeta.__tostring(self)
   local S = records[self]
   if S.closed then return "luaecho.server (closed)" end
-  return format("luaecho.server (%s)", addr_text(S.host, S.port))
+  return format("luaecho.server (%s)", S.key)
 end
 
 --- The address a host name stands for, or nil. IP literals stand for
@@ -108,15 +109,19 @@ end
 
 --- A server record listening at addr:port (0: a free port) with
 -- 'Protocol'; nil and the host's message when the address is taken.
--- opts: idle_timeout, max_write_buffer. 'parent' shares its logs and
--- prints; 'script' is the path it was loaded from.
+-- opts: idle_timeout, max_write_buffer, unix (a path: a Unix socket
+-- listener there instead, addr and port unused). 'parent' shares its logs
+-- and prints; 'script' is the path it was loaded from. Its key is the
+-- listener's name, as luaecho prints it ("127.0.0.1:2222", "unix:PATH").
 function M.new(Protocol, addr, port, opts, parent, script)
-  if port == 0 then port = free_port(addr) end
-  local key = addr_text(addr, port)
+  opts = opts or {}
+  local unix = opts.unix
+  if unix == nil and port == 0 then port = free_port(addr) end
+  local key = unix and "unix:" .. unix or addr_text(addr, port)
   if W.listening[key] then return nil, "cannot listen on " .. key .. ": address already in use" end
   local S = {
-    protocol = Protocol, host = addr, port = port, key = key, closed = false, connections = 0,
-    waiters = {}, opts = opts or {}, parent = parent, script = script,
+    protocol = Protocol, host = addr, port = port, key = key, closed = false, connections = 0, unix = unix,
+    waiters = {}, opts = opts, parent = parent, script = script,
     printed = {}, errors = {}, logs = {},
   }
   S.object = setmetatable({}, ServerObjectMeta)
@@ -140,27 +145,48 @@ local function connection_gone(C)
   check_finished(S)
 end
 
---- A new end accepted by server S from 'peer' ({host, port}), talking to
--- 'remote'. The caller opens it (luaecho.testing.conn.open).
-function M.accept(S, peer, remote)
+--- The credentials a fake Unix peer has unless the spec says otherwise.
+M.PEERCRED = { pid = 4242, uid = 1000, gid = 1000 }
+
+--- A Unix socket peer: its path (usually "") and credentials.
+function M.unix_peer(path, cred)
+  cred = cred or M.PEERCRED
+  return { unix = true, path = path or "", pid = cred.pid, uid = cred.uid, gid = cred.gid }
+end
+
+--- A new end accepted by server S from 'peer' ({host, port}, or a
+-- unix_peer), talking to 'remote'. 'how' may set the socket's own peer
+-- when a PROXY header named 'peer' (socket_peer) and the listener it came
+-- in on (listener: default the server's name). The caller opens it
+-- (luaecho.testing.conn.open).
+function M.accept(S, peer, remote, how)
+  how = how or {}
   S.connections = S.connections + 1
   local idle = S.opts.idle_timeout
+  local listener = how.listener or S.key
+  local unix_path = listener:match("^unix:(.*)$")
   return transport.new_end({
-    server = S, parent = S, on_gone = connection_gone, peer = peer, sock = { S.host, S.port },
+    server = S, parent = S, on_gone = connection_gone, peer = peer, socket_peer = how.socket_peer or peer,
+    sock = unix_path and { unix_path } or { S.host, S.port }, unix = unix_path ~= nil, listener = listener,
     remote = remote, idle_ms = idle and floor(idle * 1000) or nil,
     max_write_buffer = S.opts.max_write_buffer or defaults.max_write_buffer,
   })
 end
 
+--- What else SIGTERM closes (UDP endpoints): functions called after the
+-- connections are closed.
+M.at_shutdown = {}
+
 --- What SIGTERM does (src/server.c's order): stop accepting, close every
--- connection (flushing), abort what is still open after the shutdown
--- timeout.
+-- connection (flushing) and the rest (at_shutdown), abort what is still
+-- open after the shutdown timeout.
 function M.shutdown(why)
   if W.shutting_down then return end
   W.shutting_down = true
   report.log(nil, "info", "shutting down (" .. why .. ")")
   for _, S in ipairs(world.copy(W.servers)) do M.close(S) end
   for _, C in ipairs(world.copy(W.conns)) do conn.close(C) end
+  for _, fn in ipairs(M.at_shutdown) do fn() end
   clock.add_timer(W.now + defaults.shutdown_timeout_ms, function()
     local left = world.copy(W.conns)
     if left[1] == nil then return end

@@ -103,17 +103,30 @@ function Transport.is_closing(self)
   return check_end(self, "is_closing").state ~= "open"
 end
 
--- As the README says: peername answers for the transport's whole life,
--- sockname until close() or abort(), and "server", "worker" and
--- "generation" until connection_lost has returned (simple_echo.lua closes
--- its server from there).
+-- A peer, as get_extra_info answers it: host, port, or a Unix socket
+-- peer's path ("" once the connection has gone, as in the host).
+local function push_peer(C, p)
+  if p.unix then return C.state == "gone" and "" or p.path end
+  return p[1], p[2]
+end
+
+-- As the README says: peername (and socket_peername, the socket's own
+-- peer: a balancer behind --proxy-protocol, else the same) and peercred
+-- (a Unix peer's {pid, uid, gid}) answer for the transport's whole life,
+-- sockname (a Unix socket's path) until close() or abort(), and
+-- "server", "listener", "worker" and "generation" until connection_lost
+-- has returned (simple_echo.lua closes its server from there).
 function Transport.get_extra_info(self, name, default)
   local C = check_end(self, "get_extra_info")
   if type(name) ~= "string" and type(name) ~= "number" then args.expected(1, "get_extra_info", "string", name, 2) end
   name = tostring(name)
-  if name == "peername" then return C.peer[1], C.peer[2] end
+  if name == "peername" then return push_peer(C, C.peer) end
+  if name == "socket_peername" then return push_peer(C, C.socket_peer or C.peer) end
+  local sp = C.socket_peer or C.peer
+  if name == "peercred" and sp.unix then return { pid = sp.pid, uid = sp.uid, gid = sp.gid } end
   if C.state ~= "gone" then
     if name == "server" and C.server then return C.server.object end
+    if name == "listener" and C.listener then return C.listener end
     if name == "worker" then return 1 end
     if name == "generation" then return 1 end
   end
@@ -141,25 +154,34 @@ function Transport.get_write_buffer_size(self)
   return (C.state == "open" or (C.state == "closing" and not C.aborted)) and C.buffered or 0
 end
 
--- A flow-control mark: nil (-1), or 0..max_water (the host's marks are 32-bit).
+-- A flow-control mark: nil (-1), or 0..max_water (the host's marks are
+-- 32-bit). Errors blame the caller of the caller of write_limits.
 local MAX_WATER = defaults.max_water
 local function check_mark(mark, name)
   if mark == nil then return -1 end
   if mark < 0 or mark > MAX_WATER then
     error(format("transport:set_write_buffer_limits(): %s must be between 0 and %d bytes, not %d",
-      name, MAX_WATER, mark), 3)
+      name, MAX_WATER, mark), 4)
   end
   return mark
 end
 
-function Transport.set_write_buffer_limits(self, high, low)
-  local C = check_end(self, "set_write_buffer_limits")
-  high = check_mark(args.opt_integer(high, 1, "set_write_buffer_limits", 2), "high")
-  low = check_mark(args.opt_integer(low, 2, "set_write_buffer_limits", 2), "low")
+--- The marks set_write_buffer_limits(high, low) settles on, checked as
+-- the host checks them (src/transport.c, for streams and datagrams
+-- alike); errors blame the caller of the method calling this.
+function M.write_limits(high, low)
+  high = check_mark(args.opt_integer(high, 1, "set_write_buffer_limits", 3), "high")
+  low = check_mark(args.opt_integer(low, 2, "set_write_buffer_limits", 3), "low")
   high, low = conn.marks(high, low)
   if low > high then
-    error(format("transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0", high, low), 2)
+    error(format("transport:set_write_buffer_limits(): high (%d) must be >= low (%d) >= 0", high, low), 3)
   end
+  return high, low
+end
+
+function Transport.set_write_buffer_limits(self, high, low)
+  local C = check_end(self, "set_write_buffer_limits")
+  high, low = M.write_limits(high, low)
   if C.state == "open" then conn.set_marks(C, high, low) end
 end
 

@@ -24,6 +24,8 @@ local function fresh()
     listening = {},         -- "addr:port" -> server record
     servers = {},           -- every server record, in creation order
     conns = {},             -- connection ends not yet gone, in creation order
+    bound = {},             -- "addr:port" -> UDP endpoint record
+    endpoints = {},         -- UDP endpoint records not yet gone, in creation order
     logs = {}, printed = {}, errors = {},
     rates = {},             -- the log limiter's state, per kind
     next_port = FIRST_PORT, next_peer_port = FIRST_PEER_PORT,
