@@ -17,9 +17,12 @@
 -- time the spec talks to the fake (send, output, advance, run...). A spec
 -- that provokes errors on purpose says so first: testing.expect_errors();
 -- conn:errors() and testing.logs() then show them.
+-- UDP too: testing.datagram serves a script's DatagramProtocol on a fake
+-- udp: listener, and luaecho.create_datagram_endpoint makes fake
+-- endpoints that reach each other by address.
 -- This file is the public face; the fake host lives in luaecho.testing.*
--- (world, args, report, clock, conn, transport, server, core, scripts,
--- peer, runner), which never require this file.
+-- (world, args, report, clock, conn, transport, server, datagram, core,
+-- scripts, peer, endpoint, runner), which never require this file.
 -- @usage
 --   local testing = require "luaecho.testing"
 --   before_each(testing.reset)

@@ -512,7 +512,7 @@ describe("luaecho.testing #unit", function()
       local dir = package.searchpath("luaecho.testing.world", package.path):match("^(.*)/world%.lua$")
       local needs = {}
       for _, part in ipairs({ "world", "args", "report", "clock", "conn", "transport", "server", "scripts", "core",
-        "peer", "runner" }) do
+        "peer", "runner", "datagram", "endpoint" }) do
         local text = assert(io.open(dir .. "/" .. part .. ".lua")):read("a"):gsub("\n%-%-[^\n]*", "")
         needs[part] = {}
         for name in text:gmatch('require "luaecho%.testing%.?([%w_]*)"') do
