@@ -227,6 +227,133 @@ describe("luaecho.testing #unit", function()
     end)
   end)
 
+  describe("where a connection comes from", function()
+    -- get_extra_info(name) for each name, as "name=value[,value]".
+    local function info(conn, names)
+      local out = {}
+      for _, name in ipairs(names) do
+        local values = table.pack(conn:transport():get_extra_info(name))
+        local parts = {}
+        for i = 1, values.n do
+          local v = values[i]
+          parts[i] = type(v) == "table" and ("{pid=%s uid=%s gid=%s}"):format(v.pid, v.uid, v.gid) or tostring(v)
+        end
+        out[#out + 1] = name .. "=" .. table.concat(parts, ",")
+      end
+      return table.concat(out, " ")
+    end
+    local NAMES = { "listener", "peername", "socket_peername", "sockname", "peercred" }
+
+    it("names the listener it came in on: the server's address, or the one the spec gives", function()
+      local server = testing.serve({}, { port = 2222 })
+      assert.are.equal("listener=127.0.0.1:2222 peername=127.0.0.1,50000 socket_peername=127.0.0.1,50000 "
+        .. "sockname=127.0.0.1,2222 peercred=nil", info(server:connect(), NAMES))
+      assert.are.equal("127.0.0.1:2222", server:listener())
+      local conn = server:connect({ listener = "0.0.0.0:2222" })
+      assert.are.equal("0.0.0.0:2222", conn:transport():get_extra_info("listener"))
+      conn:transport():close()
+      assert.is_true((conn:lost()))
+      assert.is_nil(conn:transport():get_extra_info("listener")) -- only until connection_lost has returned
+      local ok, err = pcall(server.connect, server, { listener = "udp:127.0.0.1:2222" })
+      assert.is_false(ok)
+      assert.matches("luaecho.testing: a stream connection cannot come in on udp:127.0.0.1:2222: use "
+        .. "testing.datagram()", err, 1, true)
+    end)
+
+    it("tells the handler a listener's name before connection_lost has returned", function()
+      local names = {}
+      local conn = testing.connect({
+        connection_made = function(self, t) self.t = t end,
+        connection_lost = function(self) names[#names + 1] = self.t:get_extra_info("listener") end,
+      }, { listener = "[::]:7" })
+      conn:eof()
+      assert.are.same({ "[::]:7" }, names)
+    end)
+
+    it("serves a Unix socket: peer path \"\", the socket's path, the peer's credentials", function()
+      local server = testing.serve({}, { unix = "/run/echo.sock" })
+      assert.are.equal("listener=unix:/run/echo.sock peername= socket_peername= sockname=/run/echo.sock "
+        .. "peercred={pid=4242 uid=1000 gid=1000}", info(server:connect(), NAMES))
+      assert.are.same({ "/run/echo.sock", "unix:/run/echo.sock" }, { server:address(), server:listener() })
+      assert.are.equal("luaecho.server (unix:/run/echo.sock)", tostring(server:object()))
+      assert.are.equal("/run/echo.sock", server:object():sockname())
+      local conn = server:connect({ peercred = { pid = 7, uid = 0, gid = 5 }, peername = "/tmp/client.sock" })
+      assert.are.equal("peername=/tmp/client.sock peercred={pid=7 uid=0 gid=5}",
+        info(conn, { "peername", "peercred" }))
+      assert.are.equal("/tmp/client.sock", conn:address())
+      conn = testing.connect({}, { listener = "unix:/tmp/other.sock" })
+      assert.are.equal("sockname=/tmp/other.sock peercred={pid=4242 uid=1000 gid=1000}",
+        info(conn, { "sockname", "peercred" }))
+    end)
+
+    it("names a Unix peer in log lines as luaecho does", function()
+      testing.expect_errors()
+      local conn = testing.connect({ data_received = function() error("no") end },
+        { unix = "/run/echo.sock", peercred = { pid = 99, uid = 1001, gid = 1001 } })
+      conn:send("x")
+      assert.matches("^data_received failed for unix peer %(pid 99, uid 1001%): ", conn:errors()[1])
+      assert.are.equal("luaecho.transport (closed)", tostring(conn:transport()))
+    end)
+
+    it("answers socket_peername with the balancer's address behind a PROXY header", function()
+      local conn = testing.connect({}, { peername = { "203.0.113.9", 47118 }, socket_peername = { "10.0.0.2", 36468 } })
+      assert.are.equal("peername=203.0.113.9,47118 socket_peername=10.0.0.2,36468 peercred=nil",
+        info(conn, { "peername", "socket_peername", "peercred" }))
+      conn = testing.connect({}, { unix = "/run/lb.sock", peername = { "203.0.113.9", 47118 } })
+      assert.are.equal("peername=203.0.113.9,47118 socket_peername= peercred={pid=4242 uid=1000 gid=1000}",
+        info(conn, { "peername", "socket_peername", "peercred" }))
+    end)
+
+    it("refuses options that cannot go together", function()
+      assert.has_error(function() testing.connect({}, { peercred = { pid = 1, uid = 0, gid = 0 } }) end,
+        "luaecho.testing: opts.peercred is for a Unix connection: serve with opts.unix = PATH, or give "
+          .. "opts.listener = \"unix:PATH\"")
+      assert.has_error(function() testing.connect({}, { peername = "/tmp/x" }) end,
+        "luaecho.testing: opts.peername is {host, port}, not /tmp/x")
+      assert.has_error(function()
+        testing.connect({}, { unix = "/run/a.sock", socket_peername = { "10.0.0.1", 1 } })
+      end,
+        "luaecho.testing: opts.socket_peername of a Unix connection is the peer's path (a string)")
+    end)
+
+    it("connects a program's Unix clients to its Unix servers", function()
+      local program = testing.run(function()
+        local server = luaecho.start_unix_server(function(reader, writer)
+          writer:write(reader:readline():upper())
+        end, "/tmp/up.sock")
+        print(server:sockname(), tostring(server))
+        local reader, writer = luaecho.open_unix_connection("/tmp/up.sock")
+        writer:write("hello\n")
+        print((reader:readline():gsub("\n$", "")))
+        local _, err = pcall(luaecho.open_unix_connection, "/tmp/nobody.sock")
+        print(tostring(err))
+        local _, taken = pcall(luaecho.create_unix_server, {}, "/tmp/up.sock")
+        print(tostring(taken))
+        writer:close()
+        server:close()
+        server:wait_closed()
+      end)
+      assert.are.equal("done", program:status())
+      assert.are.same({ "/tmp/up.sock\tluaecho.server (unix:/tmp/up.sock)", "HELLO",
+        "ConnectionError: cannot connect to unix:/tmp/nobody.sock: no such file or directory",
+        "ServerError: cannot listen on unix:/tmp/up.sock: address already in use (another process is listening on "
+          .. "it; stop it first, it is not removed)" }, program:printed())
+      -- the server is gone: its path is free again
+      program = testing.run(function() luaecho.create_unix_server({}, "/tmp/up.sock"):close() end)
+      assert.are.equal("done", program:status())
+    end)
+
+    it("gives a program's Unix client the server's path as peername", function()
+      testing.serve({}, { unix = "/run/echo.sock" })
+      local seen
+      testing.run(function()
+        local t = luaecho.create_unix_connection({}, "/run/echo.sock")
+        seen = { t:get_extra_info("peername"), t:get_extra_info("sockname"), t:get_extra_info("peercred").pid }
+      end)
+      assert.are.same({ "/run/echo.sock", "", 4242 }, seen)
+    end)
+  end)
+
   describe("the virtual clock", function()
     it("fires sleeps and call_later timers in time order, without real time passing", function()
       local fired = {}

@@ -130,7 +130,10 @@ function Transport.get_extra_info(self, name, default)
     if name == "worker" then return 1 end
     if name == "generation" then return 1 end
   end
-  if C.state == "open" and name == "sockname" then return C.sock[1], C.sock[2] end
+  if C.state == "open" and name == "sockname" then
+    if C.unix then return C.sock[1] end
+    return C.sock[1], C.sock[2]
+  end
   return default
 end
 
