@@ -31,10 +31,12 @@ function Echo:datagram_received(data, host, port)
 end
 
 function Echo:pause_writing()
+  if self.transport.sendto then return end -- UDP: nothing to pause; past --max-write-buffer datagrams drop
   self.transport:pause_reading()
 end
 
 function Echo:resume_writing()
+  if self.transport.sendto then return end
   self.transport:resume_reading()
 end
 

@@ -7,7 +7,7 @@
 --   local address = require "luaecho.address"
 --   print(address.text("::1", 7000))           --> [::1]:7000
 --   print(address.peer(transport))             --> 127.0.0.1:50000
-local find, tostring = string.find, tostring
+local find, format, tostring = string.find, string.format, tostring
 
 local M = {}
 
@@ -17,10 +17,18 @@ function M.text(host, port)
   return host .. ":" .. tostring(port)
 end
 
---- The peer of 'transport' as text, or "unknown peer" when it has none.
+--- The peer of 'transport' as text, or "unknown peer" when it has none. A
+-- Unix socket's peer (a path, usually "", and no port) is named by its
+-- credentials, as the host's own log lines name it: "unix peer (pid 12, uid
+-- 1000)".
 function M.peer(transport)
   local host, port = transport:get_extra_info("peername")
   if host == nil then return "unknown peer" end
+  if port == nil then
+    local cred = transport:get_extra_info("peercred")
+    if cred and cred.pid and cred.pid > 0 then return format("unix peer (pid %d, uid %d)", cred.pid, cred.uid) end
+    return "unix peer"
+  end
   return M.text(host, port)
 end
 

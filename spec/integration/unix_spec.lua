@@ -120,6 +120,16 @@ describe("a Unix socket listener #integration", function()
     assert.are.equal("", receive_until_close(sock))
   end)
 
+  it("names a Unix peer by its credentials when a streams handler fails, as the host names it", function()
+    local path = socket_path()
+    local proc = start_unix(path, { server.fixture("stream_boom.lua") })
+    local sock = connect(path)
+    send(sock, "boom\n")
+    local pid = math.tointeger(require("luv").os_getpid())
+    proc:wait_output("stderr", "stream handler failed for unix peer %(pid " .. pid .. ", uid %d+%)", TIMEOUT,
+      "the failure's line naming the peer")
+  end)
+
   it("reports the listener, an empty peername, the path as sockname and the peer's credentials", function()
     local path = socket_path()
     start_unix(path, { fixture("unix_info.lua") })
