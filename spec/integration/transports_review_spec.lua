@@ -1,0 +1,55 @@
+-- Regressions found reviewing the transports (issue 14): Unix sockets, UDP
+-- endpoints, the PROXY protocol, several listeners. Each `describe` names
+-- the bug it pins down; fixtures are under spec/fixtures/review/.
+local cleanup = require "support.cleanup"
+local client = require "support.client"
+local server = require "support.server"
+local wait = require "support.wait"
+
+local TIMEOUT = 5
+
+local function fixture(name)
+  return server.fixture("review/" .. name)
+end
+
+after_each(cleanup.expect_clean)
+
+-- A connection whose reading waits for the next loop turn (bytes put back
+-- after a PROXY header, or one that read its fill this turn) stopped
+-- reading, so libuv no longer counted its handle; once the script had
+-- closed its server nothing kept the loop running, and luaecho exited with
+-- the connection open and its bytes unread.
+describe("a connection whose reading waits for the next loop turn #integration", function()
+  it("is served after a PROXY header once the script has closed its server", function()
+    local proc = server.start({ "--proxy-protocol", fixture("one_shot.lua") })
+    local conn = client.connect(proc.host, proc.port)
+    conn:send_all("PROXY TCP4 10.0.0.1 10.0.0.2 1234 80\r\nhello")
+    assert.are.equal("echo:hello", conn:receive_exactly(10, TIMEOUT))
+    assert.is_false(proc:exited())
+    conn:close()
+    assert.are.equal(0, proc:wait_exit(TIMEOUT)) -- its server closed and its last connection gone
+  end)
+
+  it("reads all of a flood that fills the read buffer once the script has closed its server", function()
+    local proc = server.start({ fixture("one_shot.lua") })
+    local conn = client.connect(proc.host, proc.port)
+    local size = 300000 -- several 64 KiB reads
+    conn:send_all(string.rep("x", size))
+    -- Every chunk comes back as "echo:" .. chunk: read until every x is back.
+    local parts, xs = {}, 0
+    local deadline = wait.now() + TIMEOUT
+    while xs < size do
+      assert(wait.now() < deadline, ("timed out with %d of %d bytes back"):format(xs, size))
+      conn.sock:settimeout(0.1)
+      local data, err, partial = conn.sock:receive(65536)
+      local piece = data or partial or ""
+      parts[#parts + 1] = piece
+      xs = xs + select(2, piece:gsub("x", ""))
+      assert(not err or err == "timeout", ("%s with %d of %d bytes back"):format(tostring(err), xs, size))
+    end
+    assert.are.equal("", (table.concat(parts):gsub("echo:", ""):gsub("x", "")))
+    assert.is_false(proc:exited())
+    conn:close()
+    assert.are.equal(0, proc:wait_exit(TIMEOUT))
+  end)
+end)
