@@ -1,9 +1,12 @@
 -- Regressions found reviewing the transports (issue 14): Unix sockets, UDP
 -- endpoints, the PROXY protocol, several listeners. Each `describe` names
 -- the bug it pins down; fixtures are under spec/fixtures/review/.
+local unix = require "socket.unix"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
+local files = require "support.files"
 local server = require "support.server"
+local sockets = require "support.sockets"
 local wait = require "support.wait"
 
 local TIMEOUT = 5
@@ -12,7 +15,10 @@ local function fixture(name)
   return server.fixture("review/" .. name)
 end
 
-after_each(cleanup.expect_clean)
+after_each(function()
+  sockets.close_all()
+  cleanup.expect_clean()
+end)
 
 -- A connection whose reading waits for the next loop turn (bytes put back
 -- after a PROXY header, or one that read its fill this turn) stopped
@@ -52,4 +58,34 @@ describe("a connection whose reading waits for the next loop turn #integration",
     conn:close()
     assert.are.equal(0, proc:wait_exit(TIMEOUT))
   end)
+end)
+
+-- Every worker accepted on the coordinator's one Unix socket, which stayed
+-- open until exit: after server:close() the kernel still took new clients
+-- into its backlog, and they hung unserved, where a closed TCP listener
+-- refuses them.
+describe("a Unix listener closed by the script #integration", function()
+  -- Connect to `path` until the connection is refused; returns the error.
+  local function refused(path)
+    return wait.until_true(function()
+      local sock = assert(unix.stream())
+      sock:settimeout(1)
+      local ok, err = sock:connect(path)
+      sock:close()
+      if not ok then return err end
+    end, TIMEOUT, "the closed Unix listener to refuse a client")
+  end
+
+  for _, workers in ipairs({ "1", "2" }) do
+    it("refuses new clients, as a closed TCP listener does (--workers " .. workers .. ")", function()
+      local path = files.scratch("review"):path("one_shot.sock")
+      server.start_listeners({ "--workers", workers, "--listen", "unix:" .. path, fixture("one_shot.lua") })
+      local first = sockets.unix_connect(path) -- its connection_made closes the server
+      assert(first:send("hi"))
+      assert.are.equal("echo:hi", first:receive(7))
+      assert.are.equal("connection refused", refused(path))
+      assert(first:send("still"))
+      assert.are.equal("echo:still", first:receive(10)) -- the open connection goes on
+    end)
+  end
 end)
