@@ -790,8 +790,8 @@ static int open_listeners(struct workers *g)
             return -1;
         }
         /* With SO_REUSEPORT our workers could join another process's listeners. */
-        if (spec->kind == LISTEN_TCP && g->count > 1 && !g->hand_off && spec->port != 0 &&
-            (rc = server_check_free(&l->addr)) != 0) {
+        if (g->count > 1 && !g->hand_off && spec->port != 0 &&
+            (rc = spec->kind == LISTEN_UDP ? endpoint_check_free(&l->addr) : server_check_free(&l->addr)) != 0) {
             log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
             return -1;
         }

@@ -89,3 +89,21 @@ describe("a Unix listener closed by the script #integration", function()
     end)
   end
 end)
+
+-- With workers every UDP socket has SO_REUSEPORT, and only TCP ports were
+-- checked first: a second luaecho with workers joined the first's UDP port
+-- and took a share of its datagrams, where it exits 1 for a TCP port.
+describe("a UDP port that another luaecho with workers serves #integration", function()
+  it("is refused: exit 1, not a share of its datagrams", function()
+    local first = server.start_listeners({ "--workers", "2", "--listen", "udp:127.0.0.1:0" })
+    local spec = "udp:127.0.0.1:" .. first.listeners[1].port
+    local second = server.spawn({ "--workers", "2", "--listen", spec })
+    wait.until_true(function()
+      return second:exited() or second:stderr():find("listening on", 1, true)
+    end, TIMEOUT, "the second luaecho to exit or listen")
+    assert.is_true(second:exited(), "a second luaecho took a share of a UDP port in use:\n" .. second:describe())
+    assert.are.equal(1, second.code)
+    assert.matches("luaecho: error: cannot listen on " .. spec:gsub("%p", "%%%0") .. ": address already in use",
+      second:stderr())
+  end)
+end)
