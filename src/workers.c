@@ -467,6 +467,17 @@ static void worker_leave(struct worker *w)
     uv_async_send(&g->replies);
 }
 
+/* Close the listeners a running worker closed while we were starting:
+ * its command reached only the workers alive then. */
+static void close_closed_listeners(struct worker *w)
+{
+    unsigned closed = atomic_load(&w->group->listeners_closed);
+    for (int i = 0; i < w->group->listener_count; i++) {
+        if ((closed & (1u << i)) && w->servers[i])
+            server_close(w->servers[i]);
+    }
+}
+
 static void worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -481,6 +492,8 @@ static void worker_main(void *arg)
     const char *why = g->shutdown_why; /* asked for before we could hear it */
     uv_cond_broadcast(&g->started);
     uv_mutex_unlock(&g->lock);
+    if (status == EXIT_OK) /* alive: a listener closed from now on reaches us by command */
+        close_closed_listeners(w);
     if (status == EXIT_OK && why)
         host_shutdown(&w->host, why);
     if (status == EXIT_OK)

@@ -88,6 +88,20 @@ describe("a Unix listener closed by the script #integration", function()
       assert.are.equal("echo:still", first:receive(10)) -- the open connection goes on
     end)
   end
+
+  -- A server closed while a later worker was still starting was closed in
+  -- the workers running then: the later one came up listening.
+  it("stays closed in a worker that was still starting when the script closed it", function()
+    local path = files.scratch("review"):path("slow.sock")
+    local proc = server.spawn({ "--workers", "2", "--listen", "unix:" .. path, fixture("slow_one_shot.lua") })
+    proc:wait_count("stdout", "^loading$", 2, TIMEOUT, "worker 2 to start loading") -- worker 1 listens
+    local first = sockets.unix_connect(path) -- worker 1's connection_made closes the server
+    assert(first:send("hi"))
+    assert.are.equal("echo:hi", first:receive(7))
+    proc:wait_output("stderr", "listening on ", TIMEOUT, "the listening line")
+    assert.are.equal("connection refused", refused(path))
+    assert.are.equal(1, proc:count("stdout", "^made$")) -- worker 2 served none of the probes
+  end)
 end)
 
 -- With workers every UDP socket has SO_REUSEPORT, and only TCP ports were
