@@ -165,6 +165,8 @@ static void forget_deferred(struct conn *c)
     if (*p)
         *p = c->next_deferred;
     c->deferred = false;
+    if (!c->list->deferred)
+        uv_unref((uv_handle_t *)&c->list->next_turn);
 }
 
 /* Lost the connection: tell the owner once, then free it. */
@@ -372,6 +374,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     check_state(c);
 }
 
+/* A deferred connection has stopped reading, so libuv no longer counts its
+ * handle: 'next_turn' is referenced while any waits, or a loop with nothing
+ * else (its server closed) would end with their bytes unread. */
 static void defer(struct conn *c)
 {
     if (c->deferred)
@@ -379,6 +384,7 @@ static void defer(struct conn *c)
     c->deferred = true;
     c->next_deferred = c->list->deferred;
     c->list->deferred = c;
+    uv_ref((uv_handle_t *)&c->list->next_turn);
 }
 
 static void start_reading(struct conn *c)
@@ -788,6 +794,7 @@ static void on_next_turn(uv_prepare_t *handle)
     list->turn++;
     struct conn *c = list->deferred;
     list->deferred = NULL;
+    uv_unref((uv_handle_t *)handle); /* until one is deferred again */
     while (c) {
         struct conn *next = c->next_deferred;
         c->deferred = false;

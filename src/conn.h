@@ -33,7 +33,7 @@ struct conn_list {
     size_t count;
     size_t max_write_buffer; /* abort past this many queued bytes; 0: no cap */
     uint64_t turn;           /* loop iterations, counted by 'next_turn' */
-    uv_prepare_t next_turn;  /* resumes the connections read enough last turn */
+    uv_prepare_t next_turn;  /* resumes the connections read enough last turn (referenced while any wait) */
     struct conn *deferred;   /* ... those connections */
 };
 

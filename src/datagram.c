@@ -510,6 +510,17 @@ int endpoint_bind(struct endpoint *e, const union addr *local, bool reuseport)
     return uv_udp_bind(&e->udp, &local->sa, 0);
 }
 
+int endpoint_check_free(const union addr *addr)
+{
+    int fd = socket(addr->sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    socklen_t len = addr->sa.sa_family == AF_INET6 ? sizeof addr->in6 : sizeof addr->in;
+    int rc = bind(fd, &addr->sa, len) == 0 ? 0 : uv_translate_sys_error(errno); /* no SO_REUSEPORT */
+    close(fd);
+    return rc;
+}
+
 int endpoint_connect(struct endpoint *e, const union addr *remote)
 {
     int rc = uv_udp_connect(&e->udp, &remote->sa);

@@ -38,6 +38,10 @@ struct endpoint *endpoint_new(struct loop_context *ctx, lua_State *L, const char
 /* Bind to 'local' (SO_REUSEPORT with 'reuseport': workers share it).
  * Returns 0 or a libuv error. */
 int endpoint_bind(struct endpoint *e, const union addr *local, bool reuseport);
+/* Is the UDP address 'addr' free? Workers share their port with
+ * SO_REUSEPORT, which would let them join another process's group: ask
+ * first. Returns 0 or a libuv error. */
+int endpoint_check_free(const union addr *addr);
 /* Send to 'remote' by default, and hear only from it (asyncio's
  * remote_addr). Returns 0 or a libuv error. */
 int endpoint_connect(struct endpoint *e, const union addr *remote);

@@ -71,8 +71,9 @@ void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, 
  * listen on the same address and the kernel spreads connections among them.
  * Returns 0 or a libuv error. */
 int server_listen(struct server *s, const union addr *addr, bool reuseport);
-/* Accept on a listening socket opened by server_open_unix (workers share
- * one; 'owned': close it with the server). Returns 0 or a libuv error. */
+/* Accept on a listening socket opened by server_open_unix (each worker on
+ * a duplicate of one; 'owned': close it with the server). Returns 0 or a
+ * libuv error. */
 int server_listen_fd(struct server *s, int fd, enum conn_kind kind, const char *listener, bool owned);
 /* A listening Unix socket at 'path', permissions 'mode' (-1: the umask's).
  * A socket file no process listens on is replaced. Returns 0, or

@@ -5,7 +5,10 @@
  * and serves every listener: on TCP and UDP it binds the shared address
  * with SO_REUSEPORT, so the kernel spreads the load among them; a Unix
  * socket cannot be shared that way, so the coordinator opens it once and
- * every worker accepts on it. Nothing Lua crosses a thread. The coordinator
+ * every worker accepts on a duplicate of its own. The coordinator lets go
+ * of its copy once they have all started, so the socket closes (and
+ * refuses clients, as a closed TCP port does) when every worker has
+ * closed the listener. Nothing Lua crosses a thread. The coordinator
  * reaches a worker only by setting its command bits under the group's lock
  * and waking its async handle; workers answer through the group's reply
  * counters and the coordinator's async handle.
@@ -19,6 +22,7 @@
 #include "workers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <lauxlib.h>
 #include <libgen.h>
@@ -58,8 +62,9 @@ struct workers;
 struct listener {
     const struct listen_spec *spec;
     union addr addr;   /* TCP, UDP: resolved; worker 1 puts the real port in */
-    int unix_fd;       /* Unix: the listening socket every worker accepts on; -1 */
+    int unix_fd;       /* Unix: the listening socket, duplicated by every worker; -1 once they have */
     struct stat unix_file; /* ... and its file, removed at exit if still ours */
+    bool unix_created; /* 'unix_file' is known */
     char name[LISTEN_SPEC_STRLEN]; /* as printed, with the real port */
 };
 
@@ -358,7 +363,8 @@ static int listen_stream(struct worker *w, int i)
     struct server *s = w->servers[i];
     int rc;
     if (l->spec->kind == LISTEN_UNIX) {
-        rc = server_listen_fd(s, l->unix_fd, CONN_UNIX, l->name, false);
+        int fd = fcntl(l->unix_fd, F_DUPFD_CLOEXEC, 0); /* ours: closed when we close the listener */
+        rc = fd < 0 ? uv_translate_sys_error(errno) : server_listen_fd(s, fd, CONN_UNIX, l->name, true);
     } else if (g->hand_off && w->id > 1) {
         server_open_without_socket(s, l->name); /* worker 1 hands it sockets */
         uv_ref((uv_handle_t *)&w->wakeup);
@@ -461,6 +467,17 @@ static void worker_leave(struct worker *w)
     uv_async_send(&g->replies);
 }
 
+/* Close the listeners a running worker closed while we were starting:
+ * its command reached only the workers alive then. */
+static void close_closed_listeners(struct worker *w)
+{
+    unsigned closed = atomic_load(&w->group->listeners_closed);
+    for (int i = 0; i < w->group->listener_count; i++) {
+        if ((closed & (1u << i)) && w->servers[i])
+            server_close(w->servers[i]);
+    }
+}
+
 static void worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -475,6 +492,8 @@ static void worker_main(void *arg)
     const char *why = g->shutdown_why; /* asked for before we could hear it */
     uv_cond_broadcast(&g->started);
     uv_mutex_unlock(&g->lock);
+    if (status == EXIT_OK) /* alive: a listener closed from now on reaches us by command */
+        close_closed_listeners(w);
     if (status == EXIT_OK && why)
         host_shutdown(&w->host, why);
     if (status == EXIT_OK)
@@ -709,16 +728,28 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     return 0;
 }
 
+/* Let go of the coordinator's copies of the Unix sockets: once every
+ * worker has its own, and at exit. */
+static void close_unix_fds(struct workers *g)
+{
+    for (int i = 0; i < g->listener_count; i++) {
+        struct listener *l = &g->listeners[i];
+        if (l->unix_fd >= 0)
+            close(l->unix_fd);
+        l->unix_fd = -1;
+    }
+}
+
 /* Every worker has ended: close the Unix sockets and remove their files
  * (unless another process has put its own socket there since). */
 static void close_unix_listeners(struct workers *g)
 {
+    close_unix_fds(g);
     for (int i = 0; i < g->listener_count; i++) {
         struct listener *l = &g->listeners[i];
-        if (l->unix_fd < 0)
+        if (!l->unix_created)
             continue;
-        close(l->unix_fd);
-        l->unix_fd = -1;
+        l->unix_created = false;
         struct stat now;
         if (lstat(l->spec->path, &now) == 0 && now.st_ino == l->unix_file.st_ino && now.st_dev == l->unix_file.st_dev)
             unlink(l->spec->path);
@@ -759,6 +790,7 @@ static int open_listeners(struct workers *g)
             rc = server_open_unix(spec->path, g->options->unix_mode, &l->unix_fd);
             if (rc == 0 && lstat(spec->path, &l->unix_file) != 0)
                 rc = uv_translate_sys_error(errno);
+            l->unix_created = rc == 0;
             if (rc != 0) {
                 log_error("cannot listen on %s: %s%s", l->name, uv_strerror(rc), server_unix_hint(rc));
                 return -1;
@@ -771,8 +803,8 @@ static int open_listeners(struct workers *g)
             return -1;
         }
         /* With SO_REUSEPORT our workers could join another process's listeners. */
-        if (spec->kind == LISTEN_TCP && g->count > 1 && !g->hand_off && spec->port != 0 &&
-            (rc = server_check_free(&l->addr)) != 0) {
+        if (g->count > 1 && !g->hand_off && spec->port != 0 &&
+            (rc = spec->kind == LISTEN_UDP ? endpoint_check_free(&l->addr) : server_check_free(&l->addr)) != 0) {
             log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
             return -1;
         }
@@ -797,6 +829,7 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
         return EXIT_FAILURE_RUNTIME;
     }
     int status = start_all(&g);
+    close_unix_fds(&g); /* every worker that started has its own */
     if (status == EXIT_OK && reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0) {
         shutdown_all(&g, "the reload trigger could not start");
         status = EXIT_FAILURE_RUNTIME;
