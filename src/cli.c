@@ -457,6 +457,8 @@ static int settle_listeners(struct cli_options *o)
     if (o->proxy_protocol && !has_stream)
         return usage_error("%s applies to TCP and Unix listeners, and every listener is UDP%s", "--proxy-protocol",
                            "");
+    if (o->proxy_protocol && o->command != CLI_SERVE)
+        return usage_error("%s is for serving (luaecho [serve])%s", "--proxy-protocol", "");
     if (o->proxy_timeout_given && !o->proxy_protocol)
         return usage_error("%s needs --proxy-protocol%s", "--proxy-timeout", "");
     return 0;

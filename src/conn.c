@@ -300,6 +300,11 @@ void conn_set_events(struct conn *c, const struct conn_events *events)
     c->events = events;
 }
 
+const struct conn_events *conn_get_events(const struct conn *c)
+{
+    return c->events;
+}
+
 void conn_set_peer(struct conn *c, const union addr *peer)
 {
     c->peer = *peer;

@@ -55,6 +55,8 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
 /* Report to 'events' from now on: a connection whose first bytes belong
  * to a stage before its owner (the PROXY header) changes hands. */
 void conn_set_events(struct conn *c, const struct conn_events *events);
+/* Whom c reports to now (its owner data means what that owner says). */
+const struct conn_events *conn_get_events(const struct conn *c);
 /* Adopt an accepted socket; 'peer' is the address accept() gave (NULL:
  * ask the socket). Returns 0 or a libuv error (then abort the conn, and
  * close fd: it is not the conn's). */

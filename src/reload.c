@@ -183,6 +183,8 @@ struct commit {
 /* The listener being swapped that serves c, or NULL. */
 static struct server *swapped(const struct commit *commit, struct conn *c)
 {
+    if (conn_get_events(c) != &protocol_events)
+        return NULL; /* still reading its PROXY header: its owner data is not a binding yet */
     const struct protocol_owner *owner = protocol_owner(c);
     for (size_t i = 0; i < commit->n; i++) {
         if (commit->servers[i] && owner == &commit->servers[i]->owner)

@@ -363,7 +363,12 @@ int server_listen_unix(struct server *s, const char *path, int mode)
         return rc;
     char listener[SERVER_LISTENER_STRLEN];
     snprintf(listener, sizeof listener, "unix:%s", path);
-    s->unlink_path = true;
+    struct stat st;
+    if (lstat(path, &st) == 0) { /* else nothing to remove later: it is gone already */
+        s->unlink_path = true;
+        s->path_dev = st.st_dev;
+        s->path_ino = st.st_ino;
+    }
     return server_listen_fd(s, fd, CONN_UNIX, listener, true);
 }
 
@@ -422,10 +427,11 @@ static void stop_listening(struct server *s)
     if (s->fd >= 0 && s->owns_fd)
         close(s->fd); /* no longer polled: safe to close */
     s->fd = -1;
-    if (s->unlink_path) {
-        s->unlink_path = false;
-        unlink(s->listener + strlen("unix:"));
-    }
+    struct stat st;
+    const char *path = s->listener + strlen("unix:");
+    if (s->unlink_path && lstat(path, &st) == 0 && st.st_dev == s->path_dev && st.st_ino == s->path_ino)
+        unlink(path); /* still ours: not a socket another process has put there since */
+    s->unlink_path = false;
     if (!uv_is_closing((uv_handle_t *)&s->retry))
         uv_close((uv_handle_t *)&s->retry, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include <lua.h>
 #include <stdbool.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "addr.h"
@@ -27,7 +28,9 @@ struct server_list {
 struct server {
     int fd;              /* the listening socket, -1 when none */
     bool owns_fd;        /* false: another holds it (workers share a Unix socket) */
-    bool unlink_path;    /* remove the Unix socket file on close (a script's server) */
+    bool unlink_path;    /* remove the Unix socket file on close (a script's server) ... */
+    dev_t path_dev;      /* ... if it is still the one it bound */
+    ino_t path_ino;
     enum conn_kind kind; /* of the connections it accepts */
     char listener[SERVER_LISTENER_STRLEN]; /* "HOST:PORT" or "unix:PATH", the real port */
     uint64_t proxy_timeout_ms; /* 0: no PROXY header; else read one within this */

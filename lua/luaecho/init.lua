@@ -133,6 +133,10 @@ function M.create_datagram_endpoint(protocol, opts)
   local transport, instance = await(what, core.datagram_endpoint, protocol, local_host, local_port or 0,
     remote_host, remote_port)
   if not transport then error(errors.new("ConnectionError", instance), 2) end
+  if instance == nil then -- Protocol.new() or connection_made failed: logged, and the endpoint closed
+    error(errors.new("ConnectionError",
+      what .. ": the endpoint could not start: creating its Protocol instance failed (logged above)"), 2)
+  end
   return transport, instance
 end
 

@@ -43,10 +43,7 @@ local function run(args, timeout)
 end
 
 after_each(function()
-  for i = #sockets, 1, -1 do
-    sockets[i]:close()
-    sockets[i] = nil
-  end
+  sockets.close_all()
   cleanup.expect_clean() -- no crash, a clean exit on SIGTERM, no sanitizer report
 end)
 
@@ -144,6 +141,15 @@ describe("create_datagram_endpoint misuse #integration", function()
       err, 1, true)
     assert.matches("no_datagram_received.lua:9", err, 1, true)
     assert.not_matches("not reached", out, 1, true)
+  end)
+
+  it("raises a ConnectionError when the Protocol's new() fails, after logging it", function()
+    local code, out, err = run({ "run", server.fixture("udp/new_fails.lua") })
+    assert.are.equal(0, code, err)
+    assert.matches("creating the datagram protocol instance failed for udp:127%.0%.0%.1:%d+: [^\n]*new_fails%.lua:%d+: "
+      .. "no instance today", err)
+    assert.are.equal("false\tConnectionError: luaecho.create_datagram_endpoint(): the endpoint could not start: "
+      .. "creating its Protocol instance failed (logged above)\n", out)
   end)
 
   it("raises clear errors for bad arguments, and a closed transport is harmless", function()
