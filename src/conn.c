@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #define READ_BUFFER_SIZE LUAECHO_DEFAULT_READ_CHUNK
 /* A connection that fills the read buffer this many times in one loop turn
@@ -757,12 +759,37 @@ bool conn_is_unix(const struct conn *c)
 }
 
 /* One of libuv's name queries on a live connection's handle. */
+/* A Unix socket's own path or its peer's, "" when unnamed. Asked of the
+ * socket here: libuv 1.44's uv_pipe_getpeername reads sun_path[0] even
+ * when the kernel returned no path (an unnamed peer), which valgrind
+ * reports as a jump on an uninitialised value. */
+static int unix_name(const struct conn *c, bool peer, char *buf, size_t *len)
+{
+    uv_os_fd_t fd;
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    socklen_t sun_len = sizeof sun;
+    if (uv_fileno(&c->h.handle, &fd) != 0)
+        return UV_EBADF;
+    struct sockaddr *sa = (struct sockaddr *)&sun;
+    if ((peer ? getpeername(fd, sa, &sun_len) : getsockname(fd, sa, &sun_len)) != 0)
+        return uv_translate_sys_error(errno);
+    bool named = sun_len > offsetof(struct sockaddr_un, sun_path);
+    size_t path_len = named ? strnlen(sun.sun_path, sizeof sun.sun_path) : 0;
+    if (path_len >= *len)
+        return UV_ENOBUFS;
+    memcpy(buf, sun.sun_path, path_len);
+    buf[path_len] = '\0';
+    *len = path_len;
+    return 0;
+}
+
 static int ask_name(const struct conn *c, bool peer, char *buf, size_t *len, struct sockaddr_storage *ss)
 {
     if (uv_is_closing(&c->h.handle))
         return UV_EBADF;
     if (c->unix_socket)
-        return peer ? uv_pipe_getpeername(&c->h.pipe, buf, len) : uv_pipe_getsockname(&c->h.pipe, buf, len);
+        return unix_name(c, peer, buf, len);
     int n = sizeof *ss;
     return peer ? uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)ss, &n)
                 : uv_tcp_getsockname(&c->h.tcp, (struct sockaddr *)ss, &n);
