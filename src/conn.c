@@ -536,8 +536,9 @@ static void check_hard_cap(struct conn *c)
     snprintf(reason, sizeof reason,
              "write buffer over --max-write-buffer (%zu bytes queued, cap %zu): the peer does not read",
              c->h.stream.write_queue_size, cap);
-    log_limited(&write_buffer_rate, LOG_WARN, "aborting %s: %s",
-                addr_format(&c->peer, peer, sizeof peer), reason);
+    addr_format(&c->peer, peer, sizeof peer);
+    log_limited_with(&write_buffer_rate, LOG_WARN, &(struct log_fields){.peer = peer}, "aborting %s: %s", peer,
+                     reason);
     conn_abort(c, reason);
 }
 
@@ -870,7 +871,8 @@ void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct l
         if ((uint32_t)now - c->last_active < timeout_ms || uv_is_closing(&c->h.handle))
             continue;
         char peer[ADDR_STRLEN];
-        log_limited(rate, LOG_INFO, "closing %s: %s", addr_format(&c->peer, peer, sizeof peer), reason);
+        addr_format(&c->peer, peer, sizeof peer);
+        log_limited_with(rate, LOG_INFO, &(struct log_fields){.peer = peer}, "closing %s: %s", peer, reason);
         conn_abort(c, reason);
     }
 }

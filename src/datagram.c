@@ -167,7 +167,8 @@ static int dispatch_call(struct endpoint *e, struct call *call, struct runtime_e
     }
     char note[ADDR_STRLEN + 32];
     failure_report(&err, &(struct failure){.callback = method_names[call->event], .keep = true,
-                                           .note = endpoint_note(e, note, sizeof note)});
+                                           .note = endpoint_note(e, note, sizeof note),
+                                           .listener = e->listener});
     return -1;
 }
 
@@ -407,7 +408,8 @@ void endpoint_start(struct endpoint *e)
     if (runtime_call(e->L, make_instance, &args, &err) != 0) {
         note_error(e, err.message);
         failure_report(&err, &(struct failure){.callback = "creating the datagram protocol instance",
-                                               .keep = true, .note = endpoint_note(e, note, sizeof note)});
+                                               .keep = true, .note = endpoint_note(e, note, sizeof note),
+                                               .listener = e->listener});
         close_handle(e);
         return;
     }
@@ -417,7 +419,8 @@ void endpoint_start(struct endpoint *e)
     if (dispatch_call(e, &call, &err) != 0) {
         note_error(e, err.message);
         failure_report(&err, &(struct failure){.callback = "connection_made", .keep = true,
-                                               .note = endpoint_note(e, note, sizeof note)});
+                                               .note = endpoint_note(e, note, sizeof note),
+                                               .listener = e->listener});
         close_handle(e);
         return;
     }
@@ -603,7 +606,8 @@ bool endpoint_set_protocol(struct endpoint *e, const struct protocol_class *cls)
         char note[ADDR_STRLEN + 80], where[ADDR_STRLEN + 32];
         snprintf(note, sizeof note, "%s, which keeps generation %d", endpoint_note(e, where, sizeof where),
                  e->generation);
-        failure_report(&err, &(struct failure){.callback = "upgrade", .keep = true, .note = note});
+        failure_report(&err, &(struct failure){.callback = "upgrade", .keep = true, .note = note,
+                                               .generation = e->generation, .listener = e->listener});
         return false;
     }
     protocol_class_release(e->L, &e->cls);

@@ -5,6 +5,7 @@
 #include "failure.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,20 +60,39 @@ void failure_report(struct runtime_error *err, const struct failure *where)
         addr_format(conn_peer(where->conn), peer, sizeof peer);
     origin_of(err->message, place, sizeof place);
     snprintf(key, sizeof key, "%s|%s|%s", kind_names[err->kind], where->callback, place);
+    /* The traceback is the message, a newline and the stack: the line says
+     * the message and the stack goes in its own field (on the lines after
+     * it, in text: the same bytes as the traceback whole). */
+    size_t mlen = strlen(err->message);
+    bool split = strncmp(err->traceback, err->message, mlen) == 0 && err->traceback[mlen] == '\n';
     snprintf(line, sizeof line, "%s failed%s%s%s: %s", where->callback, where->conn ? " for " : "", peer,
-             where->note ? where->note : "", err->traceback);
-    log_window(key, LOG_ERROR, line);
+             where->note ? where->note : "", split ? err->message : err->traceback);
+    struct log_fields fields = {
+        .callback = where->callback,
+        .peer = where->conn ? peer : NULL,
+        .listener = where->listener,
+        .generation = where->generation,
+        .traceback = split ? err->traceback + mlen + 1 : NULL,
+    };
+    log_window_with(key, LOG_ERROR, &fields, line);
     if (where->conn && !where->keep)
         conn_abort(where->conn, err->message);
     runtime_error_free(err);
 }
 
-void failure_log_lua(const char *message)
+void failure_log_lua(const char *message, const struct log_fields *fields)
 {
-    char place[160], key[200];
+    char place[160], key[200], head[8192];
     origin_of(message, place, sizeof place);
     const char *peer = strstr(message, " for "); /* "stream handler failed for PEER: ..." */
     size_t what = peer ? (size_t)(peer - message) : strcspn(message, ":\n");
     snprintf(key, sizeof key, "lua|%.*s|%s", (int)(what < 60 ? what : 60), message, place);
-    log_window(key, LOG_ERROR, message);
+    struct log_fields f = fields ? *fields : (struct log_fields){0};
+    const char *stack = strstr(message, "\nstack traceback:");
+    if (stack && (size_t)(stack - message) < sizeof head) {
+        snprintf(head, sizeof head, "%.*s", (int)(stack - message), message);
+        f.traceback = stack + 1;
+        message = head;
+    }
+    log_window_with(key, LOG_ERROR, &f, message);
 }

@@ -10,6 +10,7 @@
 #define LUAECHO_FAILURE_H
 
 #include "conn.h"
+#include "log.h"
 #include "runtime.h"
 
 /* Where a call failed. */
@@ -18,12 +19,16 @@ struct failure {
     struct conn *conn;    /* the connection it ran for: named, and aborted unless 'keep' */
     bool keep;            /* the connection goes on (a failed upgrade keeps its old code) */
     const char *note;     /* said after the peer (", which keeps generation 2"); NULL: nothing */
+    int generation;       /* the generation the note names, for JSON logs; 0: none */
+    const char *listener; /* the listener it serves, for JSON logs (a UDP endpoint's); NULL: none */
 };
 
 /* Log the failure, abort its connection, and free 'err'. */
 void failure_report(struct runtime_error *err, const struct failure *where);
-/* core.log("error", message) from the Lua libraries (a streams handler or
- * a task that failed): the same rate limit, keyed on the message. */
-void failure_log_lua(const char *message);
+/* core.log("error", message, fields) from the Lua libraries (a streams
+ * handler or a task that failed) or a script: the same rate limit, keyed
+ * on the message. 'fields' carries the script's extras (NULL: none); a
+ * "\nstack traceback:" in the message becomes the traceback field. */
+void failure_log_lua(const char *message, const struct log_fields *fields);
 
 #endif

@@ -18,6 +18,7 @@
 #define WINDOWS 64
 #define KEY_MAX 200
 #define FIRST_LINE_MAX 300
+#define FIELD_MAX 96
 
 struct window {
     bool open;
@@ -26,6 +27,9 @@ struct window {
     unsigned repeats;
     char key[KEY_MAX];
     char first_line[FIRST_LINE_MAX]; /* what the summary repeats */
+    /* and the fields of the first line that the summary repeats: */
+    char callback[FIELD_MAX], peer[FIELD_MAX], listener[FIELD_MAX];
+    int generation;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -44,9 +48,17 @@ static uint64_t now_ms(void)
 /* Close w, writing how many repeats it held back, if any. Under lock. */
 static void close_window(struct window *w, uint64_t now)
 {
-    if (w->repeats > 0)
-        log_msg(w->level, "%s (and %u more like it in the last %g s)", w->first_line, w->repeats,
-                (double)((now - w->started_ms + 500) / 1000));
+    if (w->repeats > 0) {
+        struct log_fields f = {
+            .callback = w->callback[0] ? w->callback : NULL,
+            .peer = w->peer[0] ? w->peer : NULL,
+            .listener = w->listener[0] ? w->listener : NULL,
+            .generation = w->generation,
+            .suppressed = w->repeats,
+        };
+        log_with(w->level, &f, "%s (and %u more like it in the last %g s)", w->first_line, w->repeats,
+                 (double)((now - w->started_ms + 500) / 1000));
+    }
     w->open = false;
 }
 
@@ -87,6 +99,11 @@ static void copy_first_line(char *out, const char *message)
 
 void log_window(const char *key, enum log_level level, const char *message)
 {
+    log_window_with(key, level, NULL, message);
+}
+
+void log_window_with(const char *key, enum log_level level, const struct log_fields *fields, const char *message)
+{
     if (!log_enabled(level))
         return;
     uint64_t now = now_ms();
@@ -106,7 +123,13 @@ void log_window(const char *key, enum log_level level, const char *message)
     *w = (struct window){.open = true, .level = level, .started_ms = now};
     snprintf(w->key, sizeof w->key, "%s", key);
     copy_first_line(w->first_line, message);
-    log_msg(level, "%s", message); /* under the lock: its summary cannot come first */
+    if (fields) {
+        snprintf(w->callback, sizeof w->callback, "%s", fields->callback ? fields->callback : "");
+        snprintf(w->peer, sizeof w->peer, "%s", fields->peer ? fields->peer : "");
+        snprintf(w->listener, sizeof w->listener, "%s", fields->listener ? fields->listener : "");
+        w->generation = fields->generation;
+    }
+    log_with(level, fields, "%s", message); /* under the lock: its summary cannot come first */
     pthread_mutex_unlock(&lock);
 }
 

@@ -8,7 +8,9 @@
  *
  * "The same" is the key the caller gives (failure.c keys on the kind of
  * failure, the callback and the script's file:line), so two different
- * errors are always both logged. Process-wide and thread-safe.
+ * errors are always both logged. Process-wide and thread-safe. In JSON the
+ * summary carries the count as "suppressed", and the first line's callback,
+ * peer, listener and generation.
  */
 #ifndef LUAECHO_LOG_WINDOW_H
 #define LUAECHO_LOG_WINDOW_H
@@ -22,6 +24,9 @@
 
 /* Log 'message' (may span lines) under 'key', or count it. */
 void log_window(const char *key, enum log_level level, const char *message);
+/* The same with the line's fields (log.h; NULL: none). */
+void log_window_with(const char *key, enum log_level level, const struct log_fields *fields,
+                     const char *message);
 /* Write the summary line of every window that has ended (or all of them,
  * with 'all': at exit). Its own thread does it when a window ends. */
 void log_window_flush(bool all);

@@ -27,7 +27,7 @@ static int core_log(lua_State *L)
     int level = luaL_checkoption(L, 1, NULL, levels);
     const char *message = luaL_checkstring(L, 2);
     if (level == LOG_ERROR)
-        failure_log_lua(message);
+        failure_log_lua(message, NULL);
     else
         log_msg((enum log_level)level, "%s", message);
     return 0;

@@ -121,7 +121,8 @@ bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
     if (runtime_call(b->L, call_upgrade, &args, &err) != 0) {
         char note[64];
         snprintf(note, sizeof note, ", which keeps generation %d", b->info.generation);
-        failure_report(&err, &(struct failure){.callback = "upgrade", .conn = c, .keep = true, .note = note});
+        failure_report(&err, &(struct failure){.callback = "upgrade", .conn = c, .keep = true, .note = note,
+                                               .generation = b->info.generation});
         return false;
     }
     if (args.upgraded)

@@ -98,13 +98,14 @@ void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, 
 
 /* Count one more accepted connection, or refuse it (and log the refusal)
  * when it would pass --max-connections, which counts the whole process. */
-static bool admit(struct loop_context *ctx)
+static bool admit(struct server *s)
 {
+    struct loop_context *ctx = s->ctx;
     size_t open = atomic_fetch_add(ctx->accepted, 1);
     if (ctx->max_connections == 0 || open < ctx->max_connections)
         return true;
     atomic_fetch_sub(ctx->accepted, 1);
-    log_limited(&max_connections_rate, LOG_WARN,
+    log_limited_with(&max_connections_rate, LOG_WARN, &(struct log_fields){.listener = s->listener},
                 "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
                 ctx->max_connections);
     return false;
@@ -144,7 +145,7 @@ static size_t conn_data_size(void)
 static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
 {
     struct loop_context *ctx = s->ctx;
-    bool admitted = admit(ctx);
+    bool admitted = admit(s);
     bool proxied = admitted && s->proxy_timeout_ms > 0;
     struct conn *c = conn_new(ctx->loop, ctx->conns, proxied ? &proxy_wait_events : &protocol_events,
                               conn_data_size(), s->kind);

@@ -429,7 +429,8 @@ static int worker_start(struct worker *w)
         struct listener *l = &g->listeners[i];
         int rc = l->spec->kind == LISTEN_UDP ? listen_datagram(w, i) : listen_stream(w, i);
         if (rc != 0) {
-            log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
+            log_with(LOG_ERROR, &(struct log_fields){.listener = l->name}, "cannot listen on %s: %s", l->name,
+                     uv_strerror(rc));
             return EXIT_FAILURE_RUNTIME;
         }
         if (w->id == 1) /* the real port */
@@ -482,6 +483,7 @@ static void worker_main(void *arg)
 {
     struct worker *w = arg;
     struct workers *g = w->group;
+    log_set_worker(w->id);
     int status = worker_start(w);
     uv_mutex_lock(&g->lock);
     w->started = true;
@@ -792,20 +794,23 @@ static int open_listeners(struct workers *g)
                 rc = uv_translate_sys_error(errno);
             l->unix_created = rc == 0;
             if (rc != 0) {
-                log_error("cannot listen on %s: %s%s", l->name, uv_strerror(rc), server_unix_hint(rc));
+                log_with(LOG_ERROR, &(struct log_fields){.listener = l->name}, "cannot listen on %s: %s%s", l->name,
+                         uv_strerror(rc), server_unix_hint(rc));
                 return -1;
             }
             continue;
         }
         rc = addr_resolve_blocking(&g->loop, spec->host, spec->port, &l->addr);
         if (rc != 0) {
-            log_error("cannot resolve host '%s' (--listen %s): %s", spec->host, l->name, uv_strerror(rc));
+            log_with(LOG_ERROR, &(struct log_fields){.listener = l->name}, "cannot resolve host '%s' (--listen %s): %s",
+                     spec->host, l->name, uv_strerror(rc));
             return -1;
         }
         /* With SO_REUSEPORT our workers could join another process's listeners. */
         if (g->count > 1 && !g->hand_off && spec->port != 0 &&
             (rc = spec->kind == LISTEN_UDP ? endpoint_check_free(&l->addr) : server_check_free(&l->addr)) != 0) {
-            log_error("cannot listen on %s: %s", l->name, uv_strerror(rc));
+            log_with(LOG_ERROR, &(struct log_fields){.listener = l->name}, "cannot listen on %s: %s", l->name,
+                     uv_strerror(rc));
             return -1;
         }
     }
