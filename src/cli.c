@@ -26,6 +26,7 @@
 
 enum {
     OPT_LOG_LEVEL = 256,
+    OPT_LOG_FORMAT,
     OPT_SHUTDOWN_TIMEOUT,
     OPT_WATCH,
     OPT_MAX_CONNECTIONS,
@@ -48,6 +49,7 @@ static const struct option long_options[] = {
     {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
@@ -109,6 +111,10 @@ static void print_options(void)
         "      --proxy-timeout SEC     close a connection whose PROXY header is not\n"
         "                              complete in SEC seconds (default %g)\n"
         "      --log-level LEVEL       error, warn, info or debug (default info)\n"
+        "      --log-format FORMAT     text or json: with json each line on stderr\n"
+        "                              is one JSON object (time, level, msg, ...),\n"
+        "                              but for the \"listening on\" line, text in\n"
+        "                              both (default text)\n"
         "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
@@ -259,6 +265,7 @@ static int apply_environment(struct cli_options *o)
         .host = DEFAULT_HOST,
         .port = DEFAULT_PORT,
         .log_level = LOG_INFO,
+        .log_format = LOG_FORMAT_TEXT,
         .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
@@ -350,6 +357,10 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
             return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);
+        return 0;
+    case OPT_LOG_FORMAT:
+        if (!log_parse_format(value, &o->log_format))
+            return usage_error("%s must be text or json, not '%s'", "--log-format", value);
         return 0;
     case OPT_SHUTDOWN_TIMEOUT:
         if (!parse_seconds(value, 86400, &o->shutdown_timeout))

@@ -29,6 +29,7 @@ struct cli_options {
     double proxy_timeout;    /* --proxy-timeout: seconds */
     bool proxy_timeout_given;
     enum log_level log_level;
+    enum log_format log_format; /* --log-format */
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
     long workers;            /* threads serving; 0: one per CPU */

@@ -259,6 +259,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     log_set_level(o.log_level);
+    log_set_format(o.log_format);
     /* A peer that resets while we write is an error on that connection, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
