@@ -41,6 +41,7 @@ local runner = require "luaecho.testing.runner"
 local fake_core = require "luaecho.testing.core"
 local endpoint = require "luaecho.testing.endpoint"
 local datagram = require "luaecho.testing.datagram"
+local log = require "luaecho.log"
 local format = string.format
 local floor, huge = math.floor, math.huge
 local error, ipairs, tostring, type = error, ipairs, tostring, type
@@ -165,17 +166,18 @@ function M.shutdown(why)
   settle()
 end
 
---- Every log line so far, formatted as the host writes it on stderr
--- ("luaecho: error: ...", tracebacks included). With 'level', only the
--- messages of that level ("error", "warn", "info", "debug").
+--- Every log line so far, formatted as the host writes it on stderr in
+-- the text format ("luaecho: error: ...", tracebacks included, a script's
+-- fields appended as " key=value"). With 'level', only the messages of that
+-- level ("error", "warn", "info", "debug"), fields appended the same way.
 function M.logs(level)
   settle()
   local out = {}
   for _, entry in ipairs(W.logs) do
     if level == nil then
-      out[#out + 1] = report.LOG_PREFIX[entry.level] .. entry.message
+      out[#out + 1] = report.LOG_PREFIX[entry.level] .. log.text_line(entry.message, entry.fields)
     elseif entry.level == level then
-      out[#out + 1] = entry.message
+      out[#out + 1] = log.text_line(entry.message, entry.fields)
     end
   end
   return out

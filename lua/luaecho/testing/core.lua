@@ -16,6 +16,7 @@ local conn = require "luaecho.testing.conn"
 local transport = require "luaecho.testing.transport"
 local server = require "luaecho.testing.server"
 local datagram = require "luaecho.testing.datagram"
+local log = require "luaecho.log"
 local format, find = string.format, string.find
 local ceil = math.ceil
 local error, package, rawget, setmetatable, tostring, type = error, package, rawget, setmetatable, tostring, type
@@ -30,9 +31,10 @@ M.core = core
 
 local LEVELS = { error = true, warn = true, info = true, debug = true }
 
-function core.log(level, message)
+function core.log(level, message, fields)
   if not LEVELS[level] then args.bad(1, "log", format("invalid option '%s'", tostring(level)), 2) end
-  report.log(W.owner, level, args.string(message, 2, "log", 2))
+  message = args.string(message, 2, "log", 2)
+  report.log(W.owner, level, message, log.check_fields(fields, 3, "log", 2))
 end
 
 function core.now()

@@ -11,6 +11,7 @@
 --   local ok, err = report.call_as(owner, handler.data_received, inst, data)
 --   if not ok then report.log(owner, "error", err.traceback) end
 local world = require "luaecho.testing.world"
+local log = require "luaecho.log"
 local concat, pack, unpack = table.concat, table.pack, table.unpack
 local format, sub, find, gmatch = string.format, string.sub, string.find, string.gmatch
 local traceback, getmetatable_raw, getinfo = debug.traceback, debug.getmetatable, debug.getinfo
@@ -35,14 +36,15 @@ local function headline(msg)
   return i and sub(msg, 1, i - 1) or msg
 end
 
---- A log line from the fake host, charged to 'owner'.
-function M.log(owner, level, msg)
-  world.record(owner, "logs", { level = level, message = msg })
+--- A log line from the fake host, charged to 'owner', with a script's
+-- fields (luaecho.log's; nil: none).
+function M.log(owner, level, msg, fields)
+  world.record(owner, "logs", { level = level, message = msg, fields = fields })
   if level == "error" then
     world.record(owner, "errors", headline(msg))
     if not W.expect_errors then W.unexpected[#W.unexpected + 1] = msg end
   end
-  if M.verbose then io.stderr:write(M.LOG_PREFIX[level], msg, "\n") end
+  if M.verbose then io.stderr:write(M.LOG_PREFIX[level], log.text_line(msg, fields), "\n") end
 end
 
 --- A limit's log line, as the host writes it (src/log.c): at most one a
