@@ -219,8 +219,9 @@ static void put_json_string(struct line *l, const char *str)
     put(l, "\"", 1);
 }
 
-/* A script's number: an integer as one, else as few digits as read back
- * the same; JSON has no NaN or infinity: those become null. */
+/* A script's number: an integer as one, else the first of %.15g, %.16g
+ * and %.17g that reads back the same (0.1, not 0.10000000000000001); JSON
+ * has no NaN or infinity: those become null. */
 static void put_number(struct line *l, const struct log_extra *e)
 {
     double v = e->number;
@@ -228,10 +229,17 @@ static void put_number(struct line *l, const struct log_extra *e)
         print(l, "%lld", e->integer);
     else if (isnan(v) || isinf(v))
         puts_(l, "null");
-    else if (v == (double)(long long)v && fabs(v) < 1e15)
+    else if (fabs(v) < 1e15 && v == (double)(long long)v) /* in range before the cast */
         print(l, "%lld", (long long)v);
-    else
-        print(l, "%.17g", v);
+    else {
+        char text[40];
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(text, sizeof text, "%.*g", digits, v);
+            if (strtod(text, NULL) == v)
+                break;
+        }
+        puts_(l, text);
+    }
 }
 
 /* A text extra's value: as it is, or quoted as a JSON string when it is

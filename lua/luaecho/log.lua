@@ -7,9 +7,8 @@
 -- Each function takes an optional table of fields, string or number values
 -- under string keys: members of the JSON object (never replacing time,
 -- level, msg or worker), or " key=value" after the text message (before a
--- traceback), sorted by key
--- (a value that is empty or holds a space, '"', '=' or a control character
--- is quoted as a JSON string).
+-- traceback), sorted by key (a value that is empty or holds a space, '"',
+-- '=' or a control character is quoted as a JSON string).
 -- @usage
 --   local log = require("luaecho.log")
 --   log.warn("slow reader", { peer = peer, queued = n })
@@ -17,7 +16,7 @@ local package, require, io = package, require, io
 local format, byte, find = string.format, string.byte, string.find
 local concat, sort = table.concat, table.sort
 local floor, huge, mtype = math.floor, math.huge, math.type
-local error, ipairs, next, pairs, type, utf8_len = error, ipairs, next, pairs, type, utf8.len
+local error, ipairs, next, pairs, tonumber, type, utf8_len = error, ipairs, next, pairs, tonumber, type, utf8.len
 
 local M = {}
 
@@ -54,13 +53,19 @@ function M.check_fields(fields, i, fname, level)
   return fields
 end
 
--- A number as the host writes it: an integer as one, else %.17g; null for
--- NaN and infinities (JSON has neither).
+-- A number as the host writes it: an integer as one, else the first of
+-- %.15g, %.16g and %.17g that reads back the same; null for NaN and
+-- infinities (JSON has neither).
 local function number_text(v)
   if mtype(v) == "integer" then return format("%d", v) end
   if v ~= v or v == huge or v == -huge then return "null" end
   if v == floor(v) and v < 1e15 and v > -1e15 then return format("%d", floor(v)) end
-  return format("%.17g", v)
+  local text
+  for digits = 15, 17 do
+    text = format("%." .. digits .. "g", v)
+    if tonumber(text) == v then break end
+  end
+  return text
 end
 
 local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" }

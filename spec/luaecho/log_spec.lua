@@ -62,7 +62,8 @@ describe("luaecho.log fields #unit", function()
   it("formats fields as the host's text format does: sorted, numbers plain, odd strings quoted", function()
     assert.are.equal("", log.text_fields(nil))
     assert.are.equal(" n=3 user=ann", log.text_fields({ user = "ann", n = 3 }))
-    assert.are.equal(" a=1.5 b=2 c=-7 d=null", log.text_fields({ a = 1.5, b = 2.0, c = -7, d = 0 / 0 }))
+    assert.are.equal(" a=1.5 b=2 c=-7 d=null e=0.1 f=1e+300", log.text_fields({ a = 1.5, b = 2.0, c = -7, d = 0 / 0,
+      e = 0.1, f = 1e300 }))
     assert.are.equal(' e="" q="say \\"hi\\"" s="a b" x="1=2"',
       log.text_fields({ e = "", s = "a b", q = 'say "hi"', x = "1=2" }))
     -- Bytes that are not UTF-8 pass as they are, as in any text line.
