@@ -353,9 +353,10 @@ end
 
 local metas = setmetatable({}, { __mode = "k" })  -- Protocol -> the metatable of its instances
 
--- The instance for a new connection: Protocol.new() or a table whose
--- metatable's __index is the Protocol (one metatable per Protocol).
-local function instantiate(Protocol)
+--- The instance for a new connection (or UDP endpoint): Protocol.new() or
+-- a table whose metatable's __index is the Protocol (one metatable per
+-- Protocol).
+function M.instantiate(Protocol)
   local new = Protocol.new
   if new ~= nil then
     local inst = new()
@@ -374,7 +375,7 @@ end
 -- accept and on connect.
 function M.open(C, Protocol)
   if C.idle_ms and C.idle_ms > 0 then arm_idle(C) end
-  local ok, inst = report.call_as(C, instantiate, Protocol)
+  local ok, inst = report.call_as(C, M.instantiate, Protocol)
   if not ok then return fail(C, "creating the protocol instance", inst) end
   C.instance = inst
   M.dispatch(C, "connection_made", C.transport)

@@ -61,20 +61,12 @@ end
 
 --- The endpoint bound where host:port reaches, or nil.
 function M.bound_at(host, port)
-  local b = W.bound
-  return b[addr_text(host, port)]
-    or (find(host, ":", 1, true) == nil and b[addr_text("0.0.0.0", port)])
-    or b[addr_text("::", port)] or nil
+  return world.reaching(W.bound, host, port)
 end
 
 -- A free port at 'host' for an endpoint that asked for port 0.
 local function free_port(host)
-  local port
-  repeat
-    port = W.next_port
-    W.next_port = W.next_port + 1
-  until W.bound[addr_text(host, port)] == nil
-  return port
+  return world.free_port(W.bound, host)
 end
 
 -- Is 'host' an IP literal, as uv_ip4_addr or uv_ip6_addr reads one?
@@ -385,27 +377,10 @@ function M.bind(Protocol, host, port, remote, opts)
   return E
 end
 
-local metas = setmetatable({}, { __mode = "k" }) -- Protocol -> the metatable of its instances
-
-local function instantiate(Protocol)
-  local new = Protocol.new
-  if new ~= nil then
-    local inst = new()
-    if type(inst) ~= "table" then error(format("Protocol.new() must return a table, not %s", type(inst)), 0) end
-    return inst
-  end
-  local mt = metas[Protocol]
-  if mt == nil then
-    mt = { __index = Protocol }
-    metas[Protocol] = mt
-  end
-  return setmetatable({}, mt)
-end
-
 --- Make the instance and call connection_made, as endpoint_start does;
 -- a failure is logged and closes the endpoint.
 function M.start(E)
-  local ok, inst = report.call_as(E, instantiate, E.protocol)
+  local ok, inst = report.call_as(E, conn.instantiate, E.protocol)
   if not ok then
     if E.error == nil then E.error = inst.message end
     report.log(E, "error", "creating the datagram protocol instance failed" .. note(E) .. ": " .. inst.traceback)

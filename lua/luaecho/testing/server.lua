@@ -91,20 +91,12 @@ end
 
 --- The server listening where 'addr':'port' reaches, or nil.
 function M.listener(addr, port)
-  local l = W.listening
-  return l[addr_text(addr, port)]
-    or (find(addr, ":", 1, true) == nil and l[addr_text("0.0.0.0", port)])
-    or l[addr_text("::", port)]
+  return world.reaching(W.listening, addr, port)
 end
 
 -- A free port for a server that asked for port 0.
 local function free_port(addr)
-  local port
-  repeat
-    port = W.next_port
-    W.next_port = W.next_port + 1
-  until W.listening[addr_text(addr, port)] == nil
-  return port
+  return world.free_port(W.listening, addr)
 end
 
 --- A server record listening at addr:port (0: a free port) with

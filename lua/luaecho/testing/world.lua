@@ -7,7 +7,8 @@
 --   local world = require "luaecho.testing.world"
 --   local W = world.W
 --   print(W.now)                               --> 0 (virtual milliseconds)
-local pairs = pairs
+local pairs, tostring = pairs, tostring
+local find = string.find
 
 local M = {}
 
@@ -40,6 +41,34 @@ end
 
 --- The world. Never replaced: reset() refills it.
 M.W = fresh()
+
+--- "host:port", or "[host]:port" for IPv6: the key of W.listening and
+-- W.bound (luaecho.address.text, which this file cannot require: it relies
+-- on nothing).
+function M.addr_text(host, port)
+  if find(host, ":", 1, true) then host = "[" .. host .. "]" end
+  return host .. ":" .. tostring(port)
+end
+
+--- In 'bound' (W.listening or W.bound: "addr:port" -> record), the record
+-- that host:port reaches: bound to that address, else to its family's
+-- wildcard ("0.0.0.0" for IPv4, "::"). nil when none.
+function M.reaching(bound, host, port)
+  return bound[M.addr_text(host, port)]
+    or (find(host, ":", 1, true) == nil and bound[M.addr_text("0.0.0.0", port)])
+    or bound[M.addr_text("::", port)] or nil
+end
+
+--- A free port at 'host' in 'bound', for a record that asked for port 0.
+function M.free_port(bound, host)
+  local W = M.W
+  local port
+  repeat
+    port = W.next_port
+    W.next_port = W.next_port + 1
+  until bound[M.addr_text(host, port)] == nil
+  return port
+end
 
 --- Start afresh (package.path is the caller's business).
 function M.reset()
