@@ -317,8 +317,8 @@ static int add_listener(struct cli_options *o, const char *text)
     return 0;
 }
 
-/* One option and its value. */
-static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
+/* An option that says where and how to listen. */
+static int apply_listen_option(struct cli_options *o, int opt, const char *value)
 {
     switch (opt) {
     case 'H':
@@ -353,6 +353,22 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
                                value);
         o->proxy_timeout_given = true;
         return 0;
+    default:
+        return 0;
+    }
+}
+
+/* One option and its value. */
+static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
+{
+    switch (opt) {
+    case 'H':
+    case 'p':
+    case OPT_LISTEN:
+    case OPT_UNIX_MODE:
+    case OPT_PROXY_PROTOCOL:
+    case OPT_PROXY_TIMEOUT:
+        return apply_listen_option(o, opt, value);
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
             return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);

@@ -27,10 +27,11 @@ struct endpoint_list {
 /* Create the transport's metatable once per state. [-0, +0, e] */
 void datagram_register(lua_State *L);
 
-/* Raise, naming 'what', unless the value at 'idx' is a Protocol table that
- * can serve datagrams (has datagram_received): what endpoint_new checks,
- * for a reload to check before it commits. [-0, +0, e] */
-void endpoint_check_protocol(lua_State *L, int idx, const char *what);
+/* Raise, naming 'what' and 'whose' Protocol ("the script's"), unless the
+ * value at 'idx' is a Protocol table that can serve datagrams (has
+ * datagram_received): what endpoint_new checks, for a reload and a
+ * script's own endpoint to check first. [-0, +0, e] */
+void endpoint_check_protocol(lua_State *L, int idx, const char *what, const char *whose);
 /* An endpoint for the Protocol table on top of the stack, in ctx's list.
  * Raises (nothing allocated) when the Protocol has no datagram_received,
  * naming 'what' (e.g. "udp:127.0.0.1:2222") in the message. [-1, +0, e] */
@@ -66,14 +67,5 @@ void endpoint_list_swap_listeners(struct endpoint_list *list, const struct proto
 /* Close: connection_lost(nil) follows from the loop. Idempotent. */
 void endpoint_close(struct endpoint *e);
 void endpoint_close_all(struct endpoint_list *list);
-
-/* core.datagram_endpoint(Protocol, local_host, local_port, remote_host,
- * remote_port, callback): resolve the hosts without blocking (either
- * address may be nil, not both), bind (to the wildcard of the remote's
- * family when no local address is given), connect to the remote when
- * given, start the endpoint (connection_made runs first), then call
- * callback(transport, instance), or callback(nil, "cannot ...: reason").
- * Raises at once when the Protocol has no datagram_received. [-6, +0, e] */
-int datagram_endpoint(lua_State *L);
 
 #endif

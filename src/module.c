@@ -12,6 +12,7 @@
 #include "client.h"
 #include "context.h"
 #include "datagram.h"
+#include "datagram_open.h"
 #include "exit_guard.h"
 #include "failure.h"
 #include "log.h"

@@ -126,7 +126,7 @@ static int prepare(lua_State *L)
     args->pending->modules_set_aside = true;
     runtime_load_handler_buffer(L, args->source, args->len, args->chunkname);
     if (args->datagrams)
-        endpoint_check_protocol(L, -1, args->datagrams);
+        endpoint_check_protocol(L, -1, args->datagrams, "the script's");
     args->pending->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
     lua_pop(L, 1);
     protocol_class_init(L, &args->pending->protocol);
