@@ -1,0 +1,4 @@
+/*
+ * admin.c - see admin.h. (Being written.)
+ */
+#include "admin.h"

@@ -1,0 +1,4 @@
+/*
+ * ctl.c - see ctl.h. (Being written.)
+ */
+#include "ctl.h"

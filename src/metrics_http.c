@@ -1,0 +1,4 @@
+/*
+ * metrics_http.c - see metrics_http.h. (Being written.)
+ */
+#include "metrics_http.h"
