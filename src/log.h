@@ -16,6 +16,8 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* The level in force (the admin console may change it at any time). */
+enum log_level log_level(void);
 bool log_enabled(enum log_level level);
 /* Parse "error", "warn", "info" or "debug". Returns false for anything else. */
 bool log_parse_level(const char *name, enum log_level *level);

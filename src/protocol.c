@@ -292,7 +292,7 @@ static void on_lost(struct conn *c, const char *error)
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->instance_ref);
     b->instance_ref = b->transport_ref = LUA_NOREF;
     if (b->owner)
-        b->owner->lost(b->owner->data);
+        b->owner->lost(b->owner->data, conn_end_reason(c));
 }
 
 const struct conn_events protocol_events = {

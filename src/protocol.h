@@ -17,7 +17,7 @@
 struct protocol_owner {
     int server_ref;                  /* its Lua object, for get_extra_info("server") */
     const char *listener;            /* for get_extra_info("listener"): "HOST:PORT", "unix:PATH" */
-    void (*lost)(void *data);        /* after connection_lost has returned */
+    void (*lost)(void *data, enum stats_end why); /* after connection_lost has returned */
     void *data;
 };
 
