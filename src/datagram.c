@@ -169,7 +169,7 @@ static int dispatch_call(struct endpoint *e, struct call *call, struct runtime_e
     char note[ADDR_STRLEN + 32];
     failure_report(&err, &(struct failure){.callback = method_names[call->event], .keep = true,
                                            .note = endpoint_note(e, note, sizeof note),
-                                           .listener = e->listener});
+                                           .listener = e->listener, .code_generation = e->generation});
     return -1;
 }
 

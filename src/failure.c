@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "error_ring.h"
 #include "log_window.h"
 
 static const char *const kind_names[] = {
@@ -85,6 +86,14 @@ void failure_report(struct runtime_error *err, const struct failure *where)
         .traceback = split ? err->traceback + mlen + 1 : NULL,
     };
     log_window_with(key, LOG_ERROR, &fields, line);
+    error_ring_add(&(struct error_entry_in){
+        .callback = where->callback,
+        .peer = fields.peer,
+        .worker = log_worker(),
+        .generation = where->code_generation ? where->code_generation : where->generation,
+        .message = err->message,
+        .traceback = fields.traceback,
+    });
     count(err, where->callback);
     if (where->conn && !where->keep)
         conn_abort_for(where->conn, err->kind == RUNTIME_ERROR_SCRIPT ? END_SCRIPT_ERROR : END_LIMIT, err->message);
@@ -106,5 +115,8 @@ void failure_log_lua(const char *message, const struct log_fields *fields)
         message = head;
     }
     log_window_with(key, LOG_ERROR, &f, message);
+    error_ring_add(&(struct error_entry_in){.callback = f.callback, .peer = f.peer, .worker = log_worker(),
+                                            .generation = f.generation, .message = message,
+                                            .traceback = f.traceback});
     stats_callback_failed("handler or task");
 }

@@ -291,6 +291,11 @@ void log_set_worker(int id)
     worker_id = id;
 }
 
+int log_worker(void)
+{
+    return worker_id;
+}
+
 /* The members a script may not set: the line's own. */
 static bool reserved(const char *key)
 {

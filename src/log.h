@@ -33,6 +33,7 @@ bool log_parse_format(const char *name, enum log_format *format);
 /* The worker this thread serves (1..N), for the JSON "worker" member; set
  * once on each worker thread. 0 (the default): none, as on the main thread. */
 void log_set_worker(int id);
+int log_worker(void);
 
 /* One extra member from a script (luaecho.log's fields): a string, or
  * when 'string' is NULL a number (an integer with 'is_integer'). */
