@@ -44,7 +44,7 @@ struct console {
     struct query *queue;   /* its head is asked of the workers */
     unsigned seq;          /* of the query asked */
     bool *asked;           /* by worker: asked the current query */
-    bool closed;
+    int handles;           /* of ours not yet closed: freed at 0 */
 };
 
 /* ---- The worker side. ---- */
@@ -301,8 +301,10 @@ static void show_info(struct admin_request *r, void *data)
     text_buf_printf(&out, "\ngeneration: %d\nconnections: %zu\n", g->generation, atomic_load(&g->accepted));
     add_limits(&out, &g->limits);
     text_buf_printf(&out, "log level: %s\n", log_level_name(log_level()));
-    if (con->http)
+    if (con->http && g->options->metrics.kind == LISTEN_UNIX)
         text_buf_printf(&out, "metrics: %s\n", con->http_name);
+    else if (con->http)
+        text_buf_printf(&out, "metrics: http://%s/metrics\n", con->http_name);
     if (workers_shutting_down(g))
         text_buf_puts(&out, "state: shutting down\n");
     char *text = text_buf_take(&out, NULL);
@@ -421,14 +423,17 @@ int console_open(struct workers *g)
     con->answers.data = con;
     uv_timer_init(&g->loop, &con->deadline);
     con->deadline.data = con;
+    con->handles = 2;
     return open_endpoints(con);
 }
 
 void console_announce(struct workers *g)
 {
     struct console *con = g->console;
-    if (con && con->http)
-        log_always("metrics on %s", con->http_name);
+    if (con && con->http && g->options->metrics.kind == LISTEN_UNIX)
+        log_always("metrics on %s (GET /metrics)", con->http_name);
+    else if (con && con->http)
+        log_always("metrics on http://%s/metrics", con->http_name);
     if (con && con->admin)
         log_always("admin console on %s", con->admin_name);
 }
@@ -436,7 +441,7 @@ void console_announce(struct workers *g)
 static void on_closed(uv_handle_t *handle)
 {
     struct console *con = handle->data;
-    if (handle == (uv_handle_t *)&con->deadline) {
+    if (--con->handles == 0) {
         free(con->asked);
         free(con);
     }
