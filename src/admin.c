@@ -35,6 +35,8 @@
 /* Answers not yet taken by the kernel past which no more commands are
  * read: a client that sends and never reads cannot grow our memory. */
 #define WRITE_QUEUE_MAX (256 * 1024)
+/* Out of memory for a session: accept again after this. */
+#define ACCEPT_RETRY_MS 100
 #define BACKLOG 16
 
 #define HELP_TEXT                                                                                       \
@@ -87,9 +89,10 @@ struct admin {
     const struct admin_ops *ops;
     void *data;
     union admin_stream listener;
+    uv_timer_t retry; /* accepting paused after running out of memory */
+    int handles;      /* the listener and 'retry' while open */
     bool is_unix;
     bool closing;
-    bool listener_closed;
     bool unlink_path; /* the Unix socket file we made, removed at close if still ours */
     dev_t path_dev;
     ino_t path_ino;
@@ -111,7 +114,7 @@ static void session_close(struct session *s);
 
 static void admin_maybe_free(struct admin *a)
 {
-    if (a->closing && a->listener_closed && !a->sessions)
+    if (a->closing && a->handles == 0 && !a->sessions)
         free(a);
 }
 
@@ -424,17 +427,20 @@ static struct session *session_new(struct admin *a)
     return s;
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_retry(uv_timer_t *t);
+
+/* Take the connection waiting on the listener. Out of memory, it is left
+ * waiting: libuv stops watching the listener until uv_accept is called,
+ * which the retry timer does. */
+static void accept_pending(struct admin *a)
 {
-    struct admin *a = server->data;
-    if (status < 0 || a->closing)
-        return;
     struct session *s = session_new(a);
     if (!s) {
-        log_error("admin console: out of memory for a session");
+        log_error("admin console: out of memory for a session; trying again in %d ms", ACCEPT_RETRY_MS);
+        uv_timer_start(&a->retry, on_retry, ACCEPT_RETRY_MS, 0);
         return;
     }
-    if (uv_accept(server, &s->stream.stream) != 0 || a->held > SESSIONS_HELD_MAX) {
+    if (uv_accept(&a->listener.stream, &s->stream.stream) != 0 || a->held > SESSIONS_HELD_MAX) {
         session_close(s);
         return;
     }
@@ -447,6 +453,20 @@ static void on_connection(uv_stream_t *server, int status)
     s->counted = true;
     a->counted++;
     set_reading(s, true);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct admin *a = t->data;
+    if (!a->closing)
+        accept_pending(a);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct admin *a = server->data;
+    if (status == 0 && !a->closing)
+        accept_pending(a);
 }
 
 static bool is_loopback(const union addr *addr)
@@ -518,11 +538,21 @@ static void remove_socket_file(struct admin *a)
     a->unlink_path = false;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_admin_handle_closed(uv_handle_t *h)
 {
     struct admin *a = h->data;
-    a->listener_closed = true;
+    a->handles--;
     admin_maybe_free(a);
+}
+
+/* Close the listener and the retry timer; 'a' goes when they and every
+ * session are closed. */
+static void close_admin_handles(struct admin *a)
+{
+    a->closing = true;
+    remove_socket_file(a);
+    uv_close(&a->listener.handle, on_admin_handle_closed);
+    uv_close((uv_handle_t *)&a->retry, on_admin_handle_closed);
 }
 
 /* Serve the listening socket 'fd' on the loop. On failure the handle is
@@ -534,17 +564,16 @@ static int start_listening(struct admin *a, int fd)
         close(fd);
         return rc;
     }
-    a->listener.handle.data = a;
+    uv_timer_init(a->loop, &a->retry);
+    a->listener.handle.data = a->retry.data = a;
+    a->handles = 2;
     rc = a->is_unix ? uv_pipe_open(&a->listener.pipe, fd) : uv_tcp_open(&a->listener.tcp, fd);
     if (rc != 0)
         close(fd); /* not the handle's: uv_close will not close it */
     else
         rc = uv_listen(&a->listener.stream, BACKLOG, on_connection);
-    if (rc != 0) {
-        a->closing = true;
-        remove_socket_file(a);
-        uv_close(&a->listener.handle, on_listener_closed);
-    }
+    if (rc != 0)
+        close_admin_handles(a);
     return rc;
 }
 
@@ -576,9 +605,7 @@ void admin_close(struct admin *a)
 {
     if (a->closing)
         return;
-    a->closing = true;
-    remove_socket_file(a);
-    uv_close(&a->listener.handle, on_listener_closed);
+    close_admin_handles(a);
     for (struct session *s = a->sessions; s; s = s->next)
         session_close(s);
 }
