@@ -202,8 +202,10 @@ static bool family_matches(const struct family *f, const struct decl *d)
 {
     if (f->kind != d->kind || f->nlabels != d->nlabels || f->nbounds != d->nbounds)
         return false;
-    return strings_equal(f->labels, d->labels, d->nlabels) &&
-           (d->nbounds == 0 || memcmp(f->bounds, d->bounds, d->nbounds * sizeof(double)) == 0);
+    for (size_t i = 0; i < d->nbounds; i++)
+        if (f->bounds[i] != d->bounds[i]) /* ==, not memcmp: -0.0 is 0 as Lua compares */
+            return false;
+    return strings_equal(f->labels, d->labels, d->nlabels);
 }
 
 /* Under the lock: the slot of the family named d->name, or -1. */

@@ -41,6 +41,11 @@ local function host_core()
   return core
 end
 
+-- "a number", "a nil": what a value of the wrong type is.
+local function a_type(v)
+  return "a " .. type(v)
+end
+
 -- How a bad value reads in a message: a number as itself, else its type.
 local function shown(v)
   if type(v) ~= "number" then return "a " .. type(v) end
@@ -73,7 +78,7 @@ local function described(kind, labels, buckets)
 end
 
 local function name_problem(kind, name)
-  if type(name) ~= "string" then return "the name must be a string, not " .. shown(name) end
+  if type(name) ~= "string" then return "the name must be a string, not " .. a_type(name) end
   if not find(name, "^[%a_:][%w_:]*$") then
     return format("bad metric name '%s' (letters, digits, '_' and ':', not starting with a digit)", name)
   end
@@ -86,7 +91,7 @@ local function name_problem(kind, name)
 end
 
 local function label_name_problem(kind, label, i, seen)
-  if type(label) ~= "string" then return format("label name %d must be a string, not %s", i, shown(label)) end
+  if type(label) ~= "string" then return format("label name %d must be a string, not %s", i, a_type(label)) end
   if not find(label, "^[%a_][%w_]*$") then
     return format("bad label name '%s' (letters, digits and '_', not starting with a digit)", label)
   end
@@ -104,7 +109,7 @@ end
 local function labels_problem(kind, labelnames)
   if labelnames == nil then return nil end
   if type(labelnames) ~= "table" then
-    return "the label names must be an array of strings, not " .. shown(labelnames)
+    return "the label names must be an array of strings, not " .. a_type(labelnames)
   end
   if #labelnames > LABELS_MAX then return format("at most %d label names", LABELS_MAX) end
   local seen = {}
@@ -117,7 +122,7 @@ end
 local function buckets_problem(buckets)
   if type(buckets) ~= "table" or #buckets == 0 then
     return "the buckets must be a non-empty array of increasing finite numbers, not "
-      .. (type(buckets) == "table" and "an empty table" or shown(buckets))
+      .. (type(buckets) == "table" and "an empty table" or a_type(buckets))
   end
   if #buckets > BUCKETS_MAX then return format("at most %d buckets", BUCKETS_MAX) end
   for i = 1, #buckets do
@@ -160,7 +165,7 @@ end
 -- Declare a family with the host and make its object, or nil and why.
 local function declare(kind, name, help, buckets, labelnames)
   local why = name_problem(kind, name)
-    or type(help) ~= "string" and "the help must be a string, not " .. shown(help)
+    or type(help) ~= "string" and "the help must be a string, not " .. a_type(help)
     or labels_problem(kind, labelnames)
     or kind == "histogram" and buckets_problem(buckets)
   local core, no_core = host_core()
@@ -215,7 +220,7 @@ local function label_values(self, lv)
     local v = lv[i]
     if type(v) == "number" then v = tostring(v) end
     if type(v) ~= "string" then
-      return nil, format("%s: label '%s' must be a string or a number, not %s", who(self), self.labels[i], shown(v))
+      return nil, format("%s: label '%s' must be a string or a number, not %s", who(self), self.labels[i], a_type(v))
     end
     if find(v, "\0", 1, true) or not utf8_len(v) then
       return nil, format("%s: label '%s' must be UTF-8 text without NUL bytes", who(self), self.labels[i])
@@ -228,7 +233,7 @@ end
 -- Why label values 'lv' do not fit the label names.
 local function mismatch(self, lv, method)
   local has = self.n == 0 and "has no labels" or "has labels " .. braces(self.labels)
-  local given = type(lv) ~= "table" and "takes its label values as an array, not " .. shown(lv)
+  local given = type(lv) ~= "table" and "takes its label values as an array, not " .. a_type(lv)
     or format("was given %d label value%s", #lv, #lv == 1 and "" or "s")
   return format("%s %s: %s() %s", who(self), has, method, given)
 end
