@@ -39,6 +39,9 @@ enum {
     OPT_UNIX_MODE,
     OPT_PROXY_PROTOCOL,
     OPT_PROXY_TIMEOUT,
+    OPT_METRICS,
+    OPT_ADMIN,
+    OPT_ADMIN_ALLOW_REMOTE,
 };
 
 static const struct option long_options[] = {
@@ -48,6 +51,9 @@ static const struct option long_options[] = {
     {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
     {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"admin-allow-remote", no_argument, NULL, OPT_ADMIN_ALLOW_REMOTE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
@@ -70,6 +76,7 @@ static void print_commands(void)
         "Usage: luaecho [serve] [OPTIONS] [SCRIPT]\n"
         "       luaecho run [OPTIONS] SCRIPT [ARGS...]\n"
         "       luaecho test [BUSTED ARGS...]\n"
+        "       luaecho ctl [--admin SPEC] COMMAND...\n"
         "\n"
         "A TCP server whose behaviour is a Lua 5.4 script, in the style of Python\n"
         "asyncio's Protocol and Streams APIs.\n"
@@ -85,6 +92,10 @@ static void print_commands(void)
         "  test    run busted (Lua 5.4) on your handler specs, with luaecho's Lua\n"
         "          libraries on the path: require \"luaecho.testing\" drives a\n"
         "          handler with no sockets and a virtual clock.\n"
+        "  ctl     send one COMMAND (help, show info, show conns, show errors,\n"
+        "          kill ID, reload, set log-level LEVEL) to the admin console of\n"
+        "          a server started with --admin SPEC (or $LUAECHO_ADMIN) and\n"
+        "          print the answer; exit 1 if the server answers an error\n"
         "\n");
 }
 
@@ -110,6 +121,14 @@ static void print_options(void)
         "                              script sees the client's address as peername\n"
         "      --proxy-timeout SEC     close a connection whose PROXY header is not\n"
         "                              complete in SEC seconds (default %g)\n"
+        "      --metrics SPEC          serve Prometheus metrics on HOST:PORT or\n"
+        "                              unix:PATH: GET /metrics, GET /healthz\n"
+        "      --admin SPEC            an admin console on unix:PATH (mode 0600) or\n"
+        "                              a loopback HOST:PORT; use it with\n"
+        "                              'luaecho ctl', socat or nc -U\n"
+        "      --admin-allow-remote    allow --admin on an address that is not\n"
+        "                              loopback (anyone who reaches it controls\n"
+        "                              the server)\n"
         "      --log-level LEVEL       error, warn, info or debug (default info)\n"
         "      --log-format FORMAT     text (default) or json: each line on stderr\n"
         "                              one JSON object (time, level, msg, ...); the\n"
@@ -358,6 +377,36 @@ static int apply_listen_option(struct cli_options *o, int opt, const char *value
     }
 }
 
+/* --metrics or --admin SPEC: a stream address, not UDP. */
+static int parse_endpoint(const char *flag, const char *value, struct listen_spec *out)
+{
+    const char *why = listen_spec_parse(value, out);
+    if (why) {
+        char what[LISTEN_SPEC_STRLEN + 32];
+        snprintf(what, sizeof what, "%s '%.*s'", flag, LISTEN_SPEC_STRLEN, value);
+        return usage_error("%s: %s", what, why);
+    }
+    if (out->kind == LISTEN_UDP)
+        return usage_error("%s must be HOST:PORT or unix:PATH, not a UDP address ('%s')", flag, value);
+    return 0;
+}
+
+/* The flags of /metrics and the admin console. */
+static int apply_observe_option(struct cli_options *o, int opt, const char *value)
+{
+    switch (opt) {
+    case OPT_METRICS:
+        o->metrics_given = true;
+        return parse_endpoint("--metrics", value, &o->metrics);
+    case OPT_ADMIN:
+        o->admin_given = true;
+        return parse_endpoint("--admin", value, &o->admin);
+    default:
+        o->admin_allow_remote = true;
+        return 0;
+    }
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
@@ -369,6 +418,10 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_PROXY_PROTOCOL:
     case OPT_PROXY_TIMEOUT:
         return apply_listen_option(o, opt, value);
+    case OPT_METRICS:
+    case OPT_ADMIN:
+    case OPT_ADMIN_ALLOW_REMOTE:
+        return apply_observe_option(o, opt, value);
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
             return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);
@@ -455,6 +508,38 @@ static int apply_operands(struct cli_options *o, int argc, char **argv)
     return 0;
 }
 
+/* A host that is a loopback address as written (a name other than
+ * localhost would need resolving: not counted as one). */
+static bool is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+/* --metrics, --admin: for serving; a console anyone can reach only when asked. */
+static int settle_observers(struct cli_options *o)
+{
+    if ((o->metrics_given || o->admin_given) && o->command != CLI_SERVE)
+        return usage_error("%s is for serving (luaecho [serve])%s", o->metrics_given ? "--metrics" : "--admin", "");
+    if (o->admin_allow_remote && !o->admin_given)
+        return usage_error("%s needs --admin SPEC%s", "--admin-allow-remote", "");
+    if (o->admin_given && o->admin.kind == LISTEN_TCP && !o->admin_allow_remote && !is_loopback(o->admin.host)) {
+        char name[LISTEN_SPEC_STRLEN];
+        return usage_error("--admin %s is not a loopback address: add --admin-allow-remote to allow it%s",
+                           listen_spec_format(&o->admin, NULL, name, sizeof name), "");
+    }
+    for (int i = 0; i < o->listener_count; i++) {
+        if ((o->metrics_given && listen_spec_same(&o->metrics, &o->listeners[i])) ||
+            (o->admin_given && listen_spec_same(&o->admin, &o->listeners[i])))
+            return usage_error("--%s cannot use the address of a --listen listener%s",
+                               o->metrics_given && listen_spec_same(&o->metrics, &o->listeners[i]) ? "metrics"
+                                                                                                  : "admin",
+                               "");
+    }
+    if (o->metrics_given && o->admin_given && listen_spec_same(&o->metrics, &o->admin))
+        return usage_error("%s and --admin cannot share an address%s", "--metrics", "");
+    return 0;
+}
+
 /* The listeners, once every flag is in: --listen's, or -H/-p's one; and
  * the flags that only mean something with some kind of listener. */
 static int settle_listeners(struct cli_options *o)
@@ -505,6 +590,11 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
         o->script_argc = argc - 2;
         o->script_argv = argv + 2;
         return 0;
+    } else if (argc > 1 && strcmp(argv[1], "ctl") == 0) {
+        o->command = CLI_CTL; /* its own arguments: ctl.c parses them */
+        o->script_argc = argc - 1;
+        o->script_argv = argv + 1;
+        return 0;
     } else if (argc > 1 && strcmp(argv[1], "run") == 0) {
         o->command = CLI_RUN;
         optstring = "+:H:p:Vh"; /* options after SCRIPT belong to the script */
@@ -515,5 +605,7 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
     if (rc != 0 || o->command == CLI_HELP || o->command == CLI_VERSION)
         return rc;
     rc = apply_operands(o, argc, argv);
-    return rc != 0 ? rc : settle_listeners(o);
+    if (rc == 0)
+        rc = settle_listeners(o);
+    return rc != 0 ? rc : settle_observers(o);
 }

@@ -12,7 +12,7 @@
 #include "listen_spec.h"
 #include "log.h"
 
-enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_HELP, CLI_VERSION };
+enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_CTL, CLI_HELP, CLI_VERSION };
 
 #define CLI_MAX_LISTENERS 16
 
@@ -28,6 +28,11 @@ struct cli_options {
     bool proxy_protocol;     /* --proxy-protocol: stream listeners read a PROXY header first */
     double proxy_timeout;    /* --proxy-timeout: seconds */
     bool proxy_timeout_given;
+    struct listen_spec metrics; /* --metrics SPEC: where /metrics is served */
+    bool metrics_given;
+    struct listen_spec admin;   /* --admin SPEC: the admin console */
+    bool admin_given;
+    bool admin_allow_remote;    /* --admin-allow-remote */
     enum log_level log_level;
     enum log_format log_format; /* --log-format */
     double shutdown_timeout; /* seconds */
@@ -40,7 +45,7 @@ struct cli_options {
     long lua_memory;         /* MiB, 0: off */
     const char *script;      /* NULL: the bundled echo.lua */
     int script_argc;         /* run: SCRIPT's own arguments, starting with SCRIPT; */
-    char **script_argv;      /* test: busted's arguments */
+    char **script_argv;      /* test: busted's arguments; ctl: its own, from "ctl" */
 };
 
 /* Descriptors kept back from --max-connections' default for the host's own

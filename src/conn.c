@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@ struct conn {
     struct unread *unread;       /* bytes to deliver before reading again (conn_unread) */
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     uint32_t high_water, low_water;
+    uint64_t id;                 /* process-wide, for the console */
+    uint64_t bytes_in, bytes_out;
+    uint32_t made;               /* loop time (ms, wrapping) it was made */
     uint32_t last_active;        /* loop time (ms, wrapping) of the last byte in or out */
     uint32_t turn;               /* the loop turn 'full_reads' counts in (wrapping) */
     struct conn *next_deferred;  /* in list->deferred while 'deferred' */
@@ -62,6 +66,8 @@ struct conn {
     bool deferred : 1;           /* read its fill this turn, or has 'unread' bytes: resumes next turn */
     bool unix_socket : 1;        /* a uv_pipe_t */
     bool peer_from_header : 1;   /* 'peer' is a PROXY header's client, not the socket's peer */
+    bool end_known : 1;          /* 'end_reason' was given */
+    unsigned end_reason : 3;     /* enum stats_end */
     alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
 
@@ -105,8 +111,12 @@ struct unread {
 /* A queued write owns a copy of the bytes the kernel did not take at once. */
 struct write_req {
     uv_write_t req;
+    size_t len;
     char bytes[];
 };
+
+/* Ids for the console's 'kill ID': unique in the process. */
+static atomic_uint_fast64_t next_id = 1;
 
 static void on_close(uv_handle_t *handle);
 static void connected(struct conn *c);
@@ -132,7 +142,8 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
     list->head = c;
     list->count++;
     c->want_reading = true;
-    c->last_active = (uint32_t)uv_now(loop);
+    c->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    c->made = c->last_active = (uint32_t)uv_now(loop);
     conn_set_write_limits(c, CONN_DEFAULT_HIGH_WATER, CONN_DEFAULT_HIGH_WATER / 4);
     return c;
 }
@@ -191,8 +202,29 @@ static void on_close(uv_handle_t *handle)
     free(c);
 }
 
+/* The first reason the connection ends for. */
+static void end_for(struct conn *c, enum stats_end why)
+{
+    if (c->end_known)
+        return;
+    c->end_known = true;
+    c->end_reason = why;
+}
+
+enum stats_end conn_end_reason(const struct conn *c)
+{
+    return c->end_known ? (enum stats_end)c->end_reason : END_CLEAN;
+}
+
 void conn_abort(struct conn *c, const char *error)
 {
+    conn_abort_for(c, error ? END_ERROR : END_CLEAN, error);
+}
+
+void conn_abort_for(struct conn *c, enum stats_end why, const char *error)
+{
+    if (!uv_is_closing(&c->h.handle))
+        end_for(c, why);
     if (cork.conn == c) { /* dropped, as the write queue is */
         cork.n = 0;
         cork.bytes = 0;
@@ -367,6 +399,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct conn *c = stream->data;
     if (nread > 0) {
         c->last_active = (uint32_t)uv_now(stream->loop);
+        c->bytes_in += (uint64_t)nread;
+        stat_add(&c->list->stats->bytes_received, (uint64_t)nread);
         c->events->data(c, buf->base, (size_t)nread);
         if ((size_t)nread == sizeof read_buffer)
             count_full_read(c);
@@ -376,7 +410,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(stream);
         c->events->eof(c);
     } else if (nread < 0) {
-        conn_abort(c, uv_strerror((int)nread));
+        conn_abort_for(c, nread == UV_ECONNRESET ? END_RESET : END_ERROR, uv_strerror((int)nread));
     }
     check_state(c);
 }
@@ -511,14 +545,25 @@ void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low)
     *low = c->low_water;
 }
 
+/* Bytes the kernel took. */
+static void sent(struct conn *c, size_t n)
+{
+    c->bytes_out += n;
+    stat_add(&c->list->stats->bytes_sent, n);
+}
+
 static void after_write(uv_write_t *req, int status)
 {
     struct conn *c = req->handle->data;
-    free(req);
+    struct write_req *w = (struct write_req *)req;
+    stat_sub(&c->list->stats->write_buffer_bytes, w->len);
+    if (status == 0)
+        sent(c, w->len);
+    free(w);
     if (status == UV_ECANCELED)
         return; /* aborted: on_close() follows */
     if (status < 0) {
-        conn_abort(c, uv_strerror(status));
+        conn_abort_for(c, status == UV_ECONNRESET || status == UV_EPIPE ? END_RESET : END_ERROR, uv_strerror(status));
         return;
     }
     c->last_active = (uint32_t)uv_now(c->h.handle.loop);
@@ -539,7 +584,8 @@ static void check_hard_cap(struct conn *c)
     addr_format(&c->peer, peer, sizeof peer);
     log_limited_with(&write_buffer_rate, LOG_WARN, &(struct log_fields){.peer = peer}, "aborting %s: %s", peer,
                      reason);
-    conn_abort(c, reason);
+    stat_add(&c->list->stats->limits_hit[LIMIT_MAX_WRITE_BUFFER], 1);
+    conn_abort_for(c, END_LIMIT, reason);
 }
 
 /* Copy what the kernel did not take ('skip' bytes of the buffers were
@@ -563,12 +609,14 @@ static void queue_write(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t
         p += bufs[i].len - from;
     }
     uv_buf_t buf = {.base = w->bytes, .len = len};
+    w->len = len;
     int rc = uv_write(&w->req, &c->h.stream, &buf, 1, after_write);
     if (rc != 0) {
         free(w);
         conn_abort(c, uv_strerror(rc));
         return;
     }
+    stat_add(&c->list->stats->write_buffer_bytes, len);
     check_high_water(c);
     check_hard_cap(c);
 }
@@ -578,12 +626,14 @@ static void write_bufs(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t 
 {
     size_t done = 0;
     if (c->h.stream.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
-        int sent = uv_try_write(&c->h.stream, bufs, n);
-        if (sent >= 0) {
-            done = (size_t)sent;
+        int n_sent = uv_try_write(&c->h.stream, bufs, n);
+        if (n_sent >= 0) {
+            done = (size_t)n_sent;
+            sent(c, done);
             c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-        } else if (sent != UV_EAGAIN) {
-            conn_abort(c, uv_strerror(sent));
+        } else if (n_sent != UV_EAGAIN) {
+            conn_abort_for(c, n_sent == UV_ECONNRESET || n_sent == UV_EPIPE ? END_RESET : END_ERROR,
+                           uv_strerror(n_sent));
             return;
         }
     }
@@ -674,7 +724,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0)
-        conn_abort(c, uv_strerror(status));
+        conn_abort_for(c, status == UV_ECONNRESET || status == UV_ENOTCONN ? END_RESET : END_ERROR,
+                       uv_strerror(status));
     else if (c->closing)
         close_handle(c);
 }
@@ -719,6 +770,7 @@ void conn_close(struct conn *c)
 {
     if (c->closing)
         return;
+    end_for(c, END_CLEAN);
     c->closing = true; /* first: is_closing() holds for anything the flush runs */
     if (cork.conn == c)
         flush_cork();
@@ -839,8 +891,9 @@ static void on_next_turn(uv_prepare_t *handle)
     }
 }
 
-void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer)
+void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer, struct loop_stats *stats)
 {
+    list->stats = stats;
     list->max_write_buffer = max_write_buffer;
     uv_prepare_init(loop, &list->next_turn);
     list->next_turn.data = list;
@@ -873,18 +926,51 @@ void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct l
         char peer[ADDR_STRLEN];
         addr_format(&c->peer, peer, sizeof peer);
         log_limited_with(rate, LOG_INFO, &(struct log_fields){.peer = peer}, "closing %s: %s", peer, reason);
-        conn_abort(c, reason);
+        stat_add(&list->stats->limits_hit[LIMIT_IDLE_TIMEOUT], 1);
+        conn_abort_for(c, END_IDLE, reason);
     }
 }
 
 void conn_list_close_all(struct conn_list *list)
 {
-    for (struct conn *c = list->head; c; c = c->next)
+    for (struct conn *c = list->head; c; c = c->next) {
+        end_for(c, END_SHUTDOWN);
         conn_close(c);
+    }
 }
 
 void conn_list_abort_all(struct conn_list *list, const char *error)
 {
     for (struct conn *c = list->head; c; c = c->next)
-        conn_abort(c, error);
+        conn_abort_for(c, END_SHUTDOWN, error);
+}
+
+struct conn *conn_list_find(struct conn_list *list, uint64_t id)
+{
+    for (struct conn *c = list->head; c; c = c->next) {
+        if (c->id == id)
+            return c;
+    }
+    return NULL;
+}
+
+uint64_t conn_id(const struct conn *c)
+{
+    return c->id;
+}
+
+uint64_t conn_age_ms(const struct conn *c)
+{
+    return (uint32_t)uv_now(c->h.handle.loop) - c->made;
+}
+
+uint64_t conn_idle_ms(const struct conn *c)
+{
+    return (uint32_t)uv_now(c->h.handle.loop) - c->last_active;
+}
+
+void conn_traffic(const struct conn *c, uint64_t *in, uint64_t *out)
+{
+    *in = c->bytes_in;
+    *out = c->bytes_out;
 }

@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "log.h"
 #include "luaecho_defaults.h"
+#include "stats.h"
 
 struct conn;
 
@@ -35,6 +36,7 @@ struct conn_list {
     uint64_t turn;           /* loop iterations, counted by 'next_turn' */
     uv_prepare_t next_turn;  /* resumes the connections read enough last turn (referenced while any wait) */
     struct conn *deferred;   /* ... those connections */
+    struct loop_stats *stats; /* bytes in and out, bytes queued */
 };
 
 #define CONN_DEFAULT_HIGH_WATER LUAECHO_DEFAULT_HIGH_WATER
@@ -42,7 +44,7 @@ struct conn_list {
 
 /* Set up the per-loop parts of a list (before any conn_new); abort a
  * connection with more than 'max_write_buffer' bytes queued (0: no cap). */
-void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer);
+void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer, struct loop_stats *stats);
 /* Close them (every connection is gone already). */
 void conn_list_close(struct conn_list *list);
 
@@ -88,6 +90,17 @@ int conn_write_eof(struct conn *c);
 void conn_close(struct conn *c);
 /* Close now and drop the write buffer; 'error' (copied) goes to lost(). Idempotent. */
 void conn_abort(struct conn *c, const char *error);
+/* The same, saying why for the metrics (conn_abort: END_ERROR with an
+ * error, else END_CLEAN). The first reason given is kept. */
+void conn_abort_for(struct conn *c, enum stats_end why, const char *error);
+/* Why the connection ended, or is ending (END_CLEAN until one is known). */
+enum stats_end conn_end_reason(const struct conn *c);
+/* For the console: a process-wide id, how long ago it was made and last had traffic (ms),
+ * the bytes it read and wrote. */
+uint64_t conn_id(const struct conn *c);
+uint64_t conn_age_ms(const struct conn *c);
+uint64_t conn_idle_ms(const struct conn *c);
+void conn_traffic(const struct conn *c, uint64_t *in, uint64_t *out);
 
 /* Put bytes back (copied): they are delivered, as read, on the next loop
  * turn once reading is on, before anything more is read from the socket.
@@ -130,5 +143,7 @@ void conn_list_expire_idle(struct conn_list *list, uint64_t timeout_ms, struct l
 /* Shutdown helpers over every connection of a list. */
 void conn_list_close_all(struct conn_list *list);
 void conn_list_abort_all(struct conn_list *list, const char *error);
+/* The connection with this id, or NULL. */
+struct conn *conn_list_find(struct conn_list *list, uint64_t id);
 
 #endif

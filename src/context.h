@@ -31,6 +31,7 @@ struct loop_context {
      * connections open, shared by every worker, and the cap (0: none). */
     atomic_size_t *accepted;
     size_t max_connections;
+    struct loop_stats *stats;    /* what /metrics and the console read (stats.h) */
     /* Given from above: shut the loop down as SIGTERM does (a script's
      * luaecho.core.shutdown). */
     void (*shutdown)(struct loop_context *ctx, const char *why);

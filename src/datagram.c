@@ -169,7 +169,7 @@ static int dispatch_call(struct endpoint *e, struct call *call, struct runtime_e
     char note[ADDR_STRLEN + 32];
     failure_report(&err, &(struct failure){.callback = method_names[call->event], .keep = true,
                                            .note = endpoint_note(e, note, sizeof note),
-                                           .listener = e->listener});
+                                           .listener = e->listener, .code_generation = e->generation});
     return -1;
 }
 
@@ -303,6 +303,8 @@ static void on_recv(uv_udp_t *udp, ssize_t nread, const uv_buf_t *buf, const str
                     endpoint_note(e, note, sizeof note));
         return;
     }
+    stat_add(&e->ctx->stats->datagrams_received, 1);
+    stat_add(&e->ctx->stats->bytes_received, (uint64_t)nread);
     struct call call = {.e = e, .event = EV_DATAGRAM, .bytes = buf->base, .len = (size_t)nread, .from = from};
     dispatch_call(e, &call, NULL);
 }
@@ -320,6 +322,12 @@ static void on_sent(uv_udp_send_t *req, int status)
         close_handle(e);
 }
 
+static void count_sent(struct endpoint *e, size_t len)
+{
+    stat_add(&e->ctx->stats->datagrams_sent, 1);
+    stat_add(&e->ctx->stats->bytes_sent, len);
+}
+
 /* Send 'len' bytes to 'to' (NULL: the connected remote). Returns 0, or a
  * libuv error for error_received. Never raises. */
 static int send_datagram(struct endpoint *e, const char *data, size_t len, const union addr *to)
@@ -327,13 +335,16 @@ static int send_datagram(struct endpoint *e, const char *data, size_t len, const
     const struct sockaddr *sa = to ? &to->sa : NULL;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
     int rc = uv_udp_try_send(&e->udp, &buf, 1, sa);
-    if (rc >= 0)
+    if (rc >= 0) {
+        count_sent(e, len);
         return 0;
+    }
     if (rc != UV_EAGAIN)
         return rc;
     size_t cap = e->ctx->conns ? e->ctx->conns->max_write_buffer : 0;
     if (cap != 0 && e->udp.send_queue_size + len > cap) {
         char note[ADDR_STRLEN + 32];
+        stat_add(&e->ctx->stats->limits_hit[LIMIT_MAX_WRITE_BUFFER], 1);
         log_limited(&dropped_rate, LOG_WARN,
                     "dropped a datagram of %zu bytes%s: its send queue is over --max-write-buffer "
                     "(%zu bytes queued, cap %zu)",
@@ -350,6 +361,7 @@ static int send_datagram(struct endpoint *e, const char *data, size_t len, const
         free(req);
         return rc;
     }
+    count_sent(e, len); /* queued: the kernel takes it once the socket can */
     check_high_water(e);
     return 0;
 }

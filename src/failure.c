@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "error_ring.h"
 #include "log_window.h"
 
 static const char *const kind_names[] = {
@@ -53,6 +54,16 @@ static void origin_of(const char *message, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* For /metrics: the failure by callback, and a limit that caused it. */
+static void count(const struct runtime_error *err, const char *callback)
+{
+    stats_callback_failed(callback);
+    if (err->kind == RUNTIME_ERROR_TIMEOUT)
+        stat_add(&stats_here()->limits_hit[LIMIT_SCRIPT_TIMEOUT], 1);
+    else if (err->kind == RUNTIME_ERROR_MEMORY)
+        stat_add(&stats_here()->limits_hit[LIMIT_LUA_MEMORY], 1);
+}
+
 void failure_report(struct runtime_error *err, const struct failure *where)
 {
     char peer[ADDR_STRLEN] = "", place[160], key[200], line[8192];
@@ -75,8 +86,17 @@ void failure_report(struct runtime_error *err, const struct failure *where)
         .traceback = split ? err->traceback + mlen + 1 : NULL,
     };
     log_window_with(key, LOG_ERROR, &fields, line);
+    error_ring_add(&(struct error_entry_in){
+        .callback = where->callback,
+        .peer = fields.peer,
+        .worker = log_worker(),
+        .generation = where->code_generation ? where->code_generation : where->generation,
+        .message = err->message,
+        .traceback = fields.traceback,
+    });
+    count(err, where->callback);
     if (where->conn && !where->keep)
-        conn_abort(where->conn, err->message);
+        conn_abort_for(where->conn, err->kind == RUNTIME_ERROR_SCRIPT ? END_SCRIPT_ERROR : END_LIMIT, err->message);
     runtime_error_free(err);
 }
 
@@ -95,4 +115,8 @@ void failure_log_lua(const char *message, const struct log_fields *fields)
         message = head;
     }
     log_window_with(key, LOG_ERROR, &f, message);
+    error_ring_add(&(struct error_entry_in){.callback = f.callback, .peer = f.peer, .worker = log_worker(),
+                                            .generation = f.generation, .message = message,
+                                            .traceback = f.traceback});
+    stats_callback_failed("handler or task");
 }

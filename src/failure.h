@@ -21,6 +21,7 @@ struct failure {
     const char *note;     /* said after the peer (", which keeps generation 2"); NULL: nothing */
     int generation;       /* the generation the note names, for JSON logs; 0: none */
     const char *listener; /* the listener it serves, for JSON logs (a UDP endpoint's); NULL: none */
+    int code_generation;  /* the generation of the code that failed, for `show errors`; 0: not known */
 };
 
 /* Log the failure, abort its connection, and free 'err'. */

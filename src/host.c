@@ -92,8 +92,10 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
     h->last_to_exit = true;
     atomic_init(&h->own_accepted, 0);
     h->limits = *limits;
-    conn_list_init(&h->conns, &h->loop, limits->max_write_buffer);
+    stats_bind(&h->stats);
+    conn_list_init(&h->conns, &h->loop, limits->max_write_buffer, &h->stats);
     h->ctx = (struct loop_context){
+        .stats = &h->stats,
         .loop = &h->loop,
         .worker_id = worker_id,
         .conns = &h->conns,
@@ -113,8 +115,33 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
     open_libuv_reserve(h);
     uv_timer_init(&h->loop, &h->shutdown_timer);
     h->shutdown_timer.data = h;
+    uv_timer_init(&h->loop, &h->probe);
+    h->probe.data = h;
     start_idle_sweep(h);
     return 0;
+}
+
+/* How often the probe looks: the finest lag it sees is this late. */
+#define PROBE_MS 100
+
+static void on_probe(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    uint64_t now = uv_hrtime();
+    stats_observe(&h->stats.loop_lag, stats_lag_bounds, now > h->probe_due ? now - h->probe_due : 0);
+    h->probe_due = now + PROBE_MS * 1000000;
+    stat_set(&h->stats.idle_ns, uv_metrics_idle_time(&h->loop));
+    stat_set(&h->stats.lua_bytes, runtime_memory(h->L));
+}
+
+void host_start_probe(struct host *h)
+{
+    h->stats.timing = true;
+    uv_loop_configure(&h->loop, UV_METRICS_IDLE_TIME);
+    stat_set(&h->stats.lua_bytes, runtime_memory(h->L));
+    h->probe_due = uv_hrtime() + PROBE_MS * 1000000;
+    uv_timer_start(&h->probe, on_probe, PROBE_MS, PROBE_MS);
+    uv_unref((uv_handle_t *)&h->probe);
 }
 
 void host_run(struct host *h)
@@ -172,6 +199,7 @@ void host_destroy(struct host *h)
         host_ignore_late_sighup();
     close_handle((uv_handle_t *)&h->shutdown_timer);
     close_handle((uv_handle_t *)&h->idle_sweep);
+    close_handle((uv_handle_t *)&h->probe);
     timer_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);

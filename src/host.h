@@ -42,6 +42,9 @@ struct host {
     uv_timer_t idle_sweep;       /* runs only with an idle timeout */
     uv_tcp_t reserve_probe;      /* see open_libuv_reserve() */
     bool last_to_exit;           /* its teardown ends the process (not a worker's) */
+    struct loop_stats stats;     /* what /metrics reads (stats.h) */
+    uv_timer_t probe;            /* with --metrics: loop lag, idle time, Lua memory */
+    uint64_t probe_due;          /* uv_hrtime() the probe should fire at */
 };
 
 /* Set up the loop, its context and the Lua state (bundled Lua files in
@@ -58,6 +61,10 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
 void host_listen_for_signals(struct host *h);
 /* The 'nth' signal 'name' reached this host. */
 void host_signal(struct host *h, const char *name, int nth);
+/* With --metrics: time callbacks, and measure the loop's lag (the delay
+ * of a periodic timer), its idle time and the Lua state's memory. Before
+ * host_run. */
+void host_start_probe(struct host *h);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level current_level = LOG_INFO;
+/* Set from the admin console's thread while workers log: atomic. */
+static _Atomic int current_level = LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const level_prefixes[] = {"luaecho: error: ", "luaecho: warning: ", "luaecho: ",
@@ -23,12 +24,17 @@ static const char *const level_prefixes[] = {"luaecho: error: ", "luaecho: warni
 
 void log_set_level(enum log_level level)
 {
-    current_level = level;
+    atomic_store_explicit(&current_level, (int)level, memory_order_relaxed);
+}
+
+enum log_level log_level(void)
+{
+    return (enum log_level)atomic_load_explicit(&current_level, memory_order_relaxed);
 }
 
 bool log_enabled(enum log_level level)
 {
-    return level <= current_level;
+    return (int)level <= atomic_load_explicit(&current_level, memory_order_relaxed);
 }
 
 bool log_parse_level(const char *name, enum log_level *level)
@@ -283,6 +289,11 @@ bool log_parse_format(const char *name, enum log_format *format)
 void log_set_worker(int id)
 {
     worker_id = id;
+}
+
+int log_worker(void)
+{
+    return worker_id;
 }
 
 /* The members a script may not set: the line's own. */

@@ -16,6 +16,8 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* The level in force (the admin console may change it at any time). */
+enum log_level log_level(void);
 bool log_enabled(enum log_level level);
 /* Parse "error", "warn", "info" or "debug". Returns false for anything else. */
 bool log_parse_level(const char *name, enum log_level *level);
@@ -31,6 +33,7 @@ bool log_parse_format(const char *name, enum log_format *format);
 /* The worker this thread serves (1..N), for the JSON "worker" member; set
  * once on each worker thread. 0 (the default): none, as on the main thread. */
 void log_set_worker(int id);
+int log_worker(void);
 
 /* One extra member from a script (luaecho.log's fields): a string, or
  * when 'string' is NULL a number (an integer with 'is_integer'). */

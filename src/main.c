@@ -17,6 +17,7 @@
 
 #include "addr.h"
 #include "cli.h"
+#include "ctl.h"
 #include "exit_guard.h"
 #include "host.h"
 #include "log.h"
@@ -257,6 +258,10 @@ int main(int argc, char **argv)
     if (o.command == CLI_VERSION) {
         cli_print_version();
         return EXIT_OK;
+    }
+    if (o.command == CLI_CTL) {
+        signal(SIGPIPE, SIG_IGN); /* a console that goes away is an error, not a signal */
+        return ctl_main(o.script_argc, o.script_argv);
     }
     log_set_level(o.log_level);
     log_set_format(o.log_format);

@@ -176,7 +176,8 @@ static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t
     struct call call = {.conn = c, .event = event, .bytes = bytes, .len = len};
     struct runtime_error err;
     if (runtime_call(b->L, call_method, &call, &err) != 0) {
-        failure_report(&err, &(struct failure){.callback = method_names[event], .conn = c});
+        failure_report(&err, &(struct failure){.callback = method_names[event], .conn = c,
+                                               .code_generation = b->info.generation});
         return false;
     }
     return call.result;
@@ -292,7 +293,18 @@ static void on_lost(struct conn *c, const char *error)
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->instance_ref);
     b->instance_ref = b->transport_ref = LUA_NOREF;
     if (b->owner)
-        b->owner->lost(b->owner->data);
+        b->owner->lost(b->owner->data, conn_end_reason(c));
+}
+
+void protocol_describe(struct conn *c, const char **listener, int *generation)
+{
+    *listener = NULL;
+    *generation = 0;
+    if (conn_get_events(c) != &protocol_events)
+        return;
+    struct binding *b = conn_data(c);
+    *listener = b->owner ? b->owner->listener : NULL;
+    *generation = b->info.generation;
 }
 
 const struct conn_events protocol_events = {

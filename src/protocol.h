@@ -17,7 +17,7 @@
 struct protocol_owner {
     int server_ref;                  /* its Lua object, for get_extra_info("server") */
     const char *listener;            /* for get_extra_info("listener"): "HOST:PORT", "unix:PATH" */
-    void (*lost)(void *data);        /* after connection_lost has returned */
+    void (*lost)(void *data, enum stats_end why); /* after connection_lost has returned */
     void *data;
 };
 
@@ -39,6 +39,10 @@ void protocol_class_copy(lua_State *L, const struct protocol_class *from, struct
 /* The events every Protocol-driven connection is created with, and the owner
  * data it needs: conn_new(loop, list, &protocol_events, protocol_conn_size). */
 extern const struct conn_events protocol_events;
+/* For the console: the listener c was accepted on (NULL: an outgoing
+ * connection, or one still reading its PROXY header) and the generation
+ * of the code serving it (0: none yet). */
+void protocol_describe(struct conn *c, const char **listener, int *generation);
 extern const size_t protocol_conn_size;
 
 /* Bind a new connection to L (and its owner, or NULL: a client connection

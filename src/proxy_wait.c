@@ -68,6 +68,7 @@ static void on_timeout(uv_timer_t *timer)
     char reason[96];
     snprintf(reason, sizeof reason, "no complete PROXY header within %g s (--proxy-timeout)",
              (double)w->timeout_ms / 1000);
+    stat_add(&stats_here()->limits_hit[LIMIT_PROXY_TIMEOUT], 1);
     reject(w->conn, reason);
 }
 
@@ -145,7 +146,7 @@ static void on_lost(struct conn *c, const char *error)
     struct slot *slot = conn_data(c);
     end_wait(slot);
     if (slot->owner)
-        slot->owner->lost(slot->owner->data);
+        slot->owner->lost(slot->owner->data, conn_end_reason(c));
 }
 
 const struct conn_events proxy_wait_events = {

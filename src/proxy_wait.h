@@ -20,7 +20,7 @@ struct proxy_wait_owner {
      * conn_set_events. Reading is started. */
     void (*ready)(struct conn *c, void *data);
     /* c ended before its header was read (malformed, too slow, closed). */
-    void (*lost)(void *data);
+    void (*lost)(void *data, enum stats_end why);
     void *data;
 };
 

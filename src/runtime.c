@@ -15,7 +15,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "context.h"
 #include "log.h"
+#include "stats.h"
 #include "watchdog.h"
 
 /* What the allocator and the time-limit hook need; every thread of the
@@ -26,6 +28,7 @@ struct limits_state {
     struct watchdog_slot watchdog; /* deadline_ns: of the outermost runtime_call running */
     int depth;              /* runtime_call nesting */
     bool timed_out;         /* the hook raised since the last failed call */
+    struct loop_stats *stats; /* callback durations, with --metrics */
 };
 
 static struct limits_state *limits_of(lua_State *L)
@@ -155,8 +158,12 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
      * (a write inside coroutine.wrap that reports pause_writing). */
     lua_State *previous = watchdog_running;
     watchdog_running = L;
-    if (ls->depth++ == 0 && ls->timeout_ns)
-        watchdog_call_started(&ls->watchdog, uv_hrtime() + ls->timeout_ns);
+    uint64_t started = 0; /* of the outermost call: the one timed */
+    if (ls->depth++ == 0 && (ls->timeout_ns || ls->stats->timing)) {
+        started = uv_hrtime();
+        if (ls->timeout_ns)
+            watchdog_call_started(&ls->watchdog, started + ls->timeout_ns);
+    }
     int base = lua_gettop(L);
     lua_pushcfunction(L, msghandler); /* light C functions: */
     lua_pushcfunction(L, fn);         /* pushing them cannot fail */
@@ -167,6 +174,8 @@ int runtime_call(lua_State *L, lua_CFunction fn, void *ud, struct runtime_error 
             watchdog_call_ended(&ls->watchdog);
         if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0); /* armed, and the call is over */
+        if (ls->stats->timing)
+            stats_observe(&ls->stats->callback_seconds, stats_callback_bounds, uv_hrtime() - started);
     }
     watchdog_running = previous;
     if (status != LUA_OK)
@@ -298,6 +307,7 @@ lua_State *runtime_open(const char *lua_dir, struct loop_context *ctx, size_t me
     if (!ls)
         return NULL;
     ls->timeout_ns = timeout_ms * 1000000;
+    ls->stats = ctx && ctx->stats ? ctx->stats : stats_here();
     lua_State *L = lua_newstate(limited_alloc, ls);
     if (!L) {
         free(ls);
@@ -327,6 +337,11 @@ void runtime_close(lua_State *L)
         watchdog_unwatch(&ls->watchdog);
     lua_close(L);
     free(ls);
+}
+
+size_t runtime_memory(lua_State *L)
+{
+    return limits_of(L)->used;
 }
 
 struct loop_context *runtime_context(lua_State *L)

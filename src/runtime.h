@@ -30,6 +30,8 @@ lua_State *runtime_open(const char *lua_dir, struct loop_context *ctx, size_t me
 void runtime_close(lua_State *L);
 /* The context of the loop L runs on, as given to runtime_open. */
 struct loop_context *runtime_context(lua_State *L);
+/* Bytes the state holds now. */
+size_t runtime_memory(lua_State *L);
 
 /* The one way in: call fn(ud) under lua_pcall with a traceback handler.
  * Returns 0, or -1 and fills 'err' (when not NULL; free with

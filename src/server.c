@@ -29,7 +29,7 @@
 /* Process-wide: at most one line a second per kind, whichever worker logs. */
 static struct log_rate accept_rate, descriptors_rate, max_connections_rate;
 
-static void connection_lost(void *data);
+static void connection_lost(void *data, enum stats_end why);
 static void proxy_ready(struct conn *c, void *data);
 
 struct server *server_new(struct loop_context *ctx, lua_State *L)
@@ -44,6 +44,7 @@ struct server *server_new(struct loop_context *ctx, lua_State *L)
     s->protocol = protocol;
     s->ctx = ctx;
     s->fd = -1;
+    s->stats = &ctx->stats->listeners[STATS_SCRIPT_LISTENER];
     s->owner = (struct protocol_owner){.server_ref = LUA_NOREF, .listener = s->listener, .lost = connection_lost,
                                        .data = s};
     s->proxy_owner = (struct proxy_wait_owner){.ready = proxy_ready, .lost = connection_lost, .data = s};
@@ -53,6 +54,11 @@ struct server *server_new(struct loop_context *ctx, lua_State *L)
     s->next = ctx->servers->head;
     ctx->servers->head = s;
     return s;
+}
+
+void server_count_as(struct server *s, int listener)
+{
+    s->stats = &s->ctx->stats->listeners[listener];
 }
 
 void server_set_object(struct server *s, int ref)
@@ -105,6 +111,7 @@ static bool admit(struct server *s)
     if (ctx->max_connections == 0 || open < ctx->max_connections)
         return true;
     atomic_fetch_sub(ctx->accepted, 1);
+    stat_add(&ctx->stats->limits_hit[LIMIT_MAX_CONNECTIONS], 1);
     log_limited_with(&max_connections_rate, LOG_WARN, &(struct log_fields){.listener = s->listener},
                 "connection limit reached (%zu open, --max-connections %zu): refusing new connections", open,
                 ctx->max_connections);
@@ -118,10 +125,12 @@ static void notify_if_finished(struct server *s)
 }
 
 /* One of its connections has ended (connection_lost has returned). */
-static void connection_lost(void *data)
+static void connection_lost(void *data, enum stats_end why)
 {
     struct server *s = data;
     s->connections--;
+    stat_sub(&s->stats->open, 1);
+    stat_add(&s->stats->ended[why], 1);
     atomic_fetch_sub(s->ctx->accepted, 1);
     notify_if_finished(s);
 }
@@ -160,8 +169,11 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
         proxy_wait_attach(c, &s->proxy_owner); /* counted from here on */
     else
         protocol_attach(c, ctx->L, admitted ? &s->owner : NULL); /* counted from here on */
-    if (admitted)
+    if (admitted) {
         s->connections++;
+        stat_add(&s->stats->accepted, 1);
+        stat_add(&s->stats->open, 1);
+    }
     int rc = conn_open(c, fd, peer);
     if (rc != 0) {
         close(fd); /* not the conn's */
@@ -192,6 +204,7 @@ static void pause_accepting(struct server *s, int err)
 {
     uv_poll_stop(&s->poll);
     uv_timer_start(&s->retry, on_retry, ACCEPT_RETRY_MS, 0);
+    stat_add(&s->ctx->stats->limits_hit[LIMIT_DESCRIPTORS], 1);
     log_limited(&descriptors_rate, LOG_WARN,
                 "out of file descriptors (%s) with %zu connection(s) open: not accepting for %d ms "
                 "(raise ulimit -n, or lower --max-connections)",

@@ -43,6 +43,7 @@ struct server {
     struct protocol_class protocol;
     struct protocol_owner owner; /* what its connections are attached with */
     size_t connections;  /* open connections it accepted */
+    struct listener_stats *stats; /* where they are counted (/metrics) */
     /* Hooks given from above, through the setters below: */
     void (*on_close)(struct server *s, void *data); /* once, when it stops accepting */
     void *on_close_data;
@@ -70,6 +71,9 @@ void server_set_on_finished(struct server *s, void (*fn)(struct server *s, void 
 /* Workers without SO_REUSEPORT: the one listener may hand an accepted socket
  * to another worker; fn returns false to serve it here. */
 void server_set_hand_off(struct server *s, bool (*fn)(struct server *s, int fd, void *data), void *data);
+/* Count its connections as those of --listen number 'listener' (from 0;
+ * by default they count as a script's server's). */
+void server_count_as(struct server *s, int listener);
 /* Bind and listen. With 'reuseport', other sockets (other workers') may
  * listen on the same address and the kernel spreads connections among them.
  * Returns 0 or a libuv error. */

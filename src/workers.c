@@ -20,20 +20,24 @@
  * ends when every worker's loop has ended.
  */
 #include "workers.h"
+#include "workers_group.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <lauxlib.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
+#include "console.h"
 #include "datagram.h"
 #include "exit_guard.h"
 #include "log.h"
@@ -42,99 +46,6 @@
 #include "runtime.h"
 #include "server.h"
 #include "server_object.h"
-
-enum command {
-    CMD_CLOSE_SERVER = 1,
-    CMD_SHUTDOWN = 2,
-    CMD_PREPARE = 4,
-    CMD_COMMIT = 8,
-    CMD_DISCARD = 16,
-    CMD_ADOPT = 32, /* sockets handed over (no SO_REUSEPORT) wait in 'handed' */
-    CMD_ABORT = 64, /* a second signal: abort every connection */
-};
-#define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
-
-enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
-
-struct workers;
-
-/* A listener of the process, set up before any worker starts. */
-struct listener {
-    const struct listen_spec *spec;
-    union addr addr;   /* TCP, UDP: resolved; worker 1 puts the real port in */
-    int unix_fd;       /* Unix: the listening socket, duplicated by every worker; -1 once they have */
-    struct stat unix_file; /* ... and its file, removed at exit if still ours */
-    bool unix_created; /* 'unix_file' is known */
-    char name[LISTEN_SPEC_STRLEN]; /* as printed, with the real port */
-};
-
-/* A socket worker 1 accepted and handed over (no SO_REUSEPORT). */
-struct handed {
-    int fd;
-    int listener;
-};
-
-struct worker {
-    int id; /* 1..N */
-    struct workers *group;
-    uv_thread_t thread;
-    bool thread_started;
-    bool host_ready;
-    struct host host;
-    /* By listener: its server (TCP, Unix), else NULL; servers live until
-     * teardown. Its UDP endpoint, until it is started (an endpoint is
-     * freed once closed: afterwards only the loop's list reaches it). */
-    struct server *servers[CLI_MAX_LISTENERS];
-    struct endpoint *endpoints[CLI_MAX_LISTENERS];
-    uv_async_t wakeup;
-    struct reload_pending pending;
-    /* Under group->lock: */
-    unsigned commands;
-    unsigned close_listeners; /* with CMD_CLOSE_SERVER: which (bits by index) */
-    struct handed *handed;  /* accepted sockets handed to this worker, not yet served */
-    size_t handed_count, handed_room;
-    bool started; /* start-up is over; 'status' says how it went */
-    int status;
-    bool alive;   /* its loop runs, so commands reach it */
-};
-
-struct workers {
-    int count;
-    struct worker *list;
-    const struct cli_options *options;
-    const char *lua_dir;
-    const char *script;
-    char *script_dir;
-    char *chunkname; /* "@SCRIPT", as Lua names a file's chunk */
-    struct limits limits;
-    struct listener listeners[CLI_MAX_LISTENERS];
-    int listener_count;
-    uv_loop_t loop;
-    uv_async_t replies;
-    struct signal_inbox signals; /* SIGINT/SIGTERM, relayed by the exit guard */
-    bool listening_for_signals;
-    struct reload_trigger trigger;
-    uv_mutex_t lock;
-    uv_cond_t started;
-    atomic_size_t accepted;
-    atomic_uint listeners_closed; /* bits by index: closed in every worker */
-    bool hand_off;   /* no SO_REUSEPORT: worker 1 listens and hands sockets round */
-    unsigned next_worker; /* worker 1's round-robin position */
-    /* Under lock: */
-    const char *shutdown_why; /* set once a shutdown was asked for: workers that start later follow */
-    int running;
-    int replies_expected, replies_got, failures;
-    char *first_error;
-    size_t open, upgraded;
-    bool has_upgrade;
-    /* The coordinator's own: */
-    enum phase phase;
-    char *source;
-    size_t source_len;
-    const char *why;
-    const char *again; /* a reload asked for while one was under way */
-    int generation;
-};
 
 /* ---- The worker side: runs on the worker's thread. ---- */
 
@@ -298,6 +209,8 @@ static void on_wakeup(uv_async_t *handle)
         discard_reload(w);
     if (commands & CMD_ADOPT)
         adopt_handed(w);
+    if (commands & CMD_QUERY)
+        console_answer_query(w);
 }
 
 /* Set command bits on every running worker but 'except', and wake it;
@@ -322,6 +235,19 @@ static int command_some(struct workers *g, unsigned command, unsigned listeners,
 static int command_all(struct workers *g, unsigned command, const struct worker *except)
 {
     return command_some(g, command, 0, except);
+}
+
+int workers_command_all(struct workers *g, unsigned command)
+{
+    return command_all(g, command, NULL);
+}
+
+bool workers_shutting_down(struct workers *g)
+{
+    uv_mutex_lock(&g->lock);
+    bool shutting_down = g->shutdown_why != NULL;
+    uv_mutex_unlock(&g->lock);
+    return shutting_down;
 }
 
 /* Shut every worker down, those starting later too, saying 'why' once. */
@@ -376,6 +302,7 @@ static int listen_stream(struct worker *w, int i)
     }
     if (rc != 0)
         return rc;
+    server_count_as(s, i);
     if (g->options->proxy_protocol)
         server_expect_proxy(s, (uint64_t)ceil(g->options->proxy_timeout * 1000)); /* never 0: that is "off" */
     server_set_on_close(s, on_server_closed, w);
@@ -443,6 +370,8 @@ static int worker_start(struct worker *w)
             endpoint_start(w->endpoints[i]); /* connection_made, once every listener is up */
         w->endpoints[i] = NULL;
     }
+    if (g->options->metrics_given)
+        host_start_probe(&w->host);
     return EXIT_OK;
 }
 
@@ -511,6 +440,7 @@ static void worker_main(void *arg)
 /* ---- The coordinator side: runs on the main thread. ---- */
 
 static void start_reload(struct workers *g, const char *why);
+static void append_waiters(struct reload_waiter **list, struct reload_waiter *more);
 
 /* Send a reload step to every running worker; move on at once if none runs. */
 static void send_step(struct workers *g, enum phase phase, unsigned command)
@@ -525,6 +455,22 @@ static void send_step(struct workers *g, enum phase phase, unsigned command)
     g->replies_expected = sent;
     uv_mutex_unlock(&g->lock);
     uv_async_send(&g->replies); /* re-check: everybody may have answered already */
+}
+
+/* Tell those waiting for this reload how it went. */
+static void notify_waiting(struct workers *g, bool ok, const char *error)
+{
+    if (ok)
+        g->reloads_ok++;
+    else
+        g->reloads_failed++;
+    struct reload_waiter *list = g->waiting;
+    g->waiting = NULL;
+    while (list) {
+        struct reload_waiter *next = list->next; /* 'done' may free the waiter */
+        list->done(list->data, ok, error, g->generation);
+        list = next;
+    }
 }
 
 static void finish_reload(struct workers *g)
@@ -567,9 +513,11 @@ static void advance(struct workers *g)
     case PHASE_COMMIT:
         g->generation++;
         log_committed(g);
+        notify_waiting(g, true, NULL);
         finish_reload(g);
         return;
     case PHASE_DISCARD:
+        notify_waiting(g, false, g->first_error ? g->first_error : "a worker could not load it");
         finish_reload(g);
         return;
     case PHASE_IDLE:
@@ -614,10 +562,14 @@ static void start_reload(struct workers *g, const char *why)
         return;
     }
     g->why = why;
+    append_waiters(&g->waiting, g->waiting_next); /* this reload is theirs */
+    g->waiting_next = NULL;
     g->source = read_file(g->script, &g->source_len);
     if (!g->source) {
-        log_error("reload (%s) failed, still serving generation %d: cannot read %s: %s", why, g->generation,
-                  g->script, strerror(errno));
+        char error[PATH_MAX + 160];
+        snprintf(error, sizeof error, "cannot read %s: %s", g->script, strerror(errno));
+        log_error("reload (%s) failed, still serving generation %d: %s", why, g->generation, error);
+        notify_waiting(g, false, error);
         return;
     }
     uv_mutex_lock(&g->lock);
@@ -633,6 +585,22 @@ static void on_reload_fired(void *data, const char *why)
     start_reload(data, why);
 }
 
+static void append_waiters(struct reload_waiter **list, struct reload_waiter *more)
+{
+    while (*list)
+        list = &(*list)->next;
+    *list = more;
+}
+
+void workers_reload(struct workers *g, const char *why, struct reload_waiter *waiter)
+{
+    if (waiter) {
+        waiter->next = NULL;
+        append_waiters(&g->waiting_next, waiter); /* the next reload to start is theirs */
+    }
+    start_reload(g, why);
+}
+
 /* A worker answered, or left: move the reload on; stop once all have left. */
 static void on_replies(uv_async_t *handle)
 {
@@ -646,6 +614,7 @@ static void on_replies(uv_async_t *handle)
     if (running == 0 && g->phase == PHASE_IDLE && !uv_is_closing((uv_handle_t *)handle)) {
         uv_close((uv_handle_t *)handle, NULL);
         reload_trigger_close(&g->trigger);
+        console_close(g); /* /healthz said 503 until now */
     }
 }
 
@@ -699,7 +668,10 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
                       const struct limits *limits, int count)
 {
     *g = (struct workers){.count = count, .options = o, .lua_dir = lua_dir, .script = script, .limits = *limits,
-                          .generation = 1};
+                          .generation = 1, .started_ns = uv_hrtime()};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    g->started_wall = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
     char *copy = strdup(script);
     g->script_dir = copy ? strdup(dirname(copy)) : NULL;
     free(copy);
@@ -760,6 +732,7 @@ static void close_unix_listeners(struct workers *g)
 
 static void group_destroy(struct workers *g)
 {
+    console_close(g);
     close_unix_listeners(g);
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
@@ -829,7 +802,7 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
      * one listener, in worker 1, hands accepted sockets round. */
     const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
     g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
-    if (open_listeners(&g) != 0) {
+    if (open_listeners(&g) != 0 || console_open(&g) != 0) {
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
@@ -846,6 +819,7 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
             log_info("%d workers; SO_REUSEPORT unavailable: worker 1 listens and hands connections round", count);
         else if (count > 1)
             log_info("%d workers, sharing the port (SO_REUSEPORT)", count);
+        console_announce(&g);
         uv_run(&g.loop, UV_RUN_DEFAULT);
     }
     join_all(&g);
