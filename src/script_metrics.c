@@ -261,7 +261,9 @@ static int metric_family(lua_State *L)
     struct decl d = {.kind = (enum kind)luaL_checkoption(L, 1, NULL, kind_names)};
     d.name = luaL_checkstring(L, 2);
     d.help = luaL_checkstring(L, 3);
-    luaL_argcheck(L, valid_name(d.name, true), 2, "bad metric name");
+    luaL_argcheck(L, valid_name(d.name, true) && strncmp(d.name, "luaecho_", 8) != 0 &&
+                         strncmp(d.name, "process_", 8) != 0, /* the host's own families */
+                  2, "bad metric name");
     read_labels(L, 4, &d);
     if (d.kind == KIND_HISTOGRAM)
         read_bounds(L, 5, &d);

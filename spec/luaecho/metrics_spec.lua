@@ -299,6 +299,22 @@ describe("luaecho.metrics #unit", function()
     end)
   end)
 
+  describe("the limits", function()
+    it("are 1000 metrics and 10000 series in a process, as in luaecho", function()
+      for i = 1, 1000 do metrics.gauge("g" .. i, "G.") end  -- 1000 metrics, 1000 series
+      assert.are.equal("luaecho.metrics.gauge(): too many metrics: at most 1000 in a process",
+        error_of(function() metrics.gauge("g1001", "G.") end))
+      metrics.gauge("g1", "G.")                              -- declaring one again is fine
+      testing.reset()
+      local c = metrics.counter("many_total", "Many.", { "i" })
+      for i = 1, 10000 do c:inc(1, { i }) end
+      assert.are.equal("counter 'many_total': too many series: at most 10000 in a process",
+        error_of(function() c:inc(1, { "one more" }) end))
+      c:inc(1, { 10000 })                                    -- an existing series still counts
+      assert.are.equal(2, testing.metric("many_total", { 10000 }))
+    end)
+  end)
+
   describe("in a handler script", function()
     it("counts what the handler does, and its errors reach the connection", function()
       local conn = testing.connect(FIXTURES .. "counting.lua")
