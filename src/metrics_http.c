@@ -275,7 +275,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state != READING || nread == 0)
         return; /* lingering: dropped */
+    size_t before = c->len;
     c->len += (size_t)nread;
+    /* The parser reads the whole head each time: after the first read
+     * (which refuses junk such as a TLS hello at once), only when a line
+     * ended or the buffer is full, so a client sending a byte at a time
+     * costs one pass per line, not one per byte. The answer is the same:
+     * a line found bad before its end is still bad at its end. */
+    if (before > 0 && c->len < HTTP_HEAD_MAX && !memchr(c->buf + before, '\n', (size_t)nread))
+        return;
     struct http_request req;
     enum http_parse r = http_request_parse(c->buf, c->len, &req);
     if (r != HTTP_INCOMPLETE)

@@ -235,5 +235,5 @@ void metrics_series_render(struct text_buf *out, struct workers *g)
     loop_series(out, g);
     process_wide(out, g);
     process_series(out, g);
-    /* MERGE: script_metrics_render(out); */
+    script_metrics_render(out);
 }

@@ -17,6 +17,7 @@
 #include "failure.h"
 #include "log.h"
 #include "runtime.h"
+#include "script_metrics.h"
 #include "server_object.h"
 #include "timer.h"
 #include "transport.h"
@@ -127,6 +128,7 @@ static int open_core(lua_State *L)
     lua_getfield(L, -1, "__index");
     lua_setfield(L, -3, "server_methods"); /* for wait_closed(), written in Lua */
     lua_pop(L, 1);
+    script_metrics_register(L, -1);
     return 1;
 }
 

@@ -21,5 +21,9 @@ void script_metrics_register(lua_State *L, int index);
 /* Append every script family, all workers' series, in the exposition
  * format (exposition.h). Safe on any thread, while workers write. */
 void script_metrics_render(struct text_buf *out);
+/* Free every family and series, at exit: once no worker runs Lua any more
+ * and nothing renders (after the workers are joined and the metrics
+ * endpoint is closed). Handles given out before are invalid after. */
+void script_metrics_free(void);
 
 #endif

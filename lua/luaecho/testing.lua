@@ -20,9 +20,11 @@
 -- UDP too: testing.datagram serves a script's DatagramProtocol on a fake
 -- udp: listener, and luaecho.create_datagram_endpoint makes fake
 -- endpoints that reach each other by address.
+-- A handler's luaecho.metrics work on a fake registry: testing.metric()
+-- reads a series back, testing.scrape() gives the exposition text.
 -- This file is the public face; the fake host lives in luaecho.testing.*
--- (world, args, report, clock, conn, transport, server, datagram, core,
--- scripts, peer, endpoint, runner), which never require this file.
+-- (world, args, report, clock, conn, transport, server, datagram, metrics,
+-- core, scripts, peer, endpoint, runner), which never require this file.
 -- @usage
 --   local testing = require "luaecho.testing"
 --   before_each(testing.reset)
@@ -41,6 +43,7 @@ local runner = require "luaecho.testing.runner"
 local fake_core = require "luaecho.testing.core"
 local endpoint = require "luaecho.testing.endpoint"
 local datagram = require "luaecho.testing.datagram"
+local metrics = require "luaecho.testing.metrics"
 local log = require "luaecho.log"
 local format = string.format
 local floor, huge = math.floor, math.huge
@@ -48,6 +51,12 @@ local error, ipairs, tostring, type = error, ipairs, tostring, type
 
 local W, settle, copy = world.W, clock.settle, world.copy
 
+-- luaecho.metrics' primitives in the fake core, over the fake registry.
+fake_core.core.metric_family = metrics.family
+fake_core.core.metric_series = metrics.series
+fake_core.core.metric_add = metrics.add
+fake_core.core.metric_set = metrics.set
+fake_core.core.metric_observe = metrics.observe
 fake_core.install(2)
 
 local M = {}
@@ -187,6 +196,25 @@ end
 function M.printed()
   settle()
   return copy(W.printed)
+end
+
+--- What the script metric 'name' holds for 'label_values' (an array in
+-- the order of its label names; numbers as their text; none for a metric
+-- without labels): a number for a counter or a gauge, and for a histogram
+-- { count =, sum =, buckets = {...} }, buckets[i] counting the
+-- observations <= the i-th bound, cumulative as in a scrape, the last one
+-- (+Inf) all of them. nil when the script never used those label values;
+-- raises for a name no script declared.
+function M.metric(name, label_values)
+  settle()
+  return metrics.value(name, label_values, 2)
+end
+
+--- The script metrics as luaecho's /metrics endpoint lists them (after
+-- its own luaecho_ and process_ series), for one worker: worker="1".
+function M.scrape()
+  settle()
+  return metrics.render()
 end
 
 --- Echo printed lines to stdout and log lines to stderr as they happen.

@@ -1,10 +1,11 @@
 --- The fake `luaecho.core`: what the host's C module (src/module.c) gives
 -- the luaecho and luaecho.log modules (log, now, timer, connect, listen,
 -- on_server_finished, shutdown, server_methods), over the fake host's
--- clock, servers and connections. install() puts it in package.loaded, so
+-- clock, servers and connections. (luaecho.testing adds luaecho.metrics'
+-- primitives, metric_*, from luaecho.testing.metrics.) install() puts it in package.loaded, so
 -- that `require "luaecho"` works under plain busted.
 -- Relies on luaecho.testing.world, .clock, .report, .args, .conn,
--- .transport and .server.
+-- .transport, .server and .datagram.
 -- @usage
 --   require("luaecho.testing.core").install()
 --   local luaecho = require "luaecho"           -- now on the fake host

@@ -1,6 +1,6 @@
 --- luaecho.testing's world: the state every part of the fake host shares
 -- (the virtual clock, timers, work due now, servers, connections, what was
--- logged and printed), and the small helpers they all use. reset() empties
+-- logged and printed, the script metrics), and the small helpers they all use. reset() empties
 -- the one world table in place, so a part may keep it in a local.
 -- Relies on nothing; every other part of luaecho.testing relies on it.
 -- @usage
@@ -36,6 +36,7 @@ local function fresh()
     added_paths = {},       -- package.path prefixes the scripts' directories added
     expect_errors = false,  -- testing.expect_errors(): logged errors do not fail the spec
     unexpected = {},        -- errors logged since the spec last heard of them
+    metrics = { families = {}, nfamilies = 0, nseries = 0 }, -- luaecho.metrics' (see luaecho.testing.metrics)
   }
 end
 
