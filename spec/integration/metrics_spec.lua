@@ -8,6 +8,7 @@
 -- callback busy-loops; the worker label with --workers 2; the script
 -- generation and reloads; the process_ series. Every wait has a deadline.
 local socket = require "socket"
+local uv = require "luv"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
@@ -143,6 +144,14 @@ local function wait_sample(proc, name, match, want)
   if not ok then error(("%s (last value seen: %s)"):format(tostring(err), tostring(last)), 2) end
 end
 
+-- The names in /proc/PID/fd.
+local function fd_entries(pid)
+  local names = {}
+  local dir = assert(uv.fs_scandir("/proc/" .. pid .. "/fd"))
+  for name in function() return uv.fs_scandir_next(dir) end do names[#names + 1] = name end
+  return names
+end
+
 -- A connection that has had one echo through the default script.
 local function echoed(proc, data)
   local conn = client.connect(proc.host, proc.port)
@@ -206,6 +215,19 @@ describe("built-in metrics #integration", function()
       -- Scraping /metrics is no traffic of the served port.
       assert.are.equal(received + #payload, sample("luaecho_bytes_received_total"))
       assert.are.equal(sent + 5 + #payload, sample("luaecho_bytes_sent_total"))
+    end)
+
+    it("count every byte of a 1 MiB echo, queued writes too, and hold no write buffer after", function()
+      local proc = start({ server.script("echo.lua") })
+      local size = 1024 * 1024
+      local conn = client.connect(proc.host, proc.port)
+      local replies = client.exchange({ { conn = conn, send = ("z"):rep(size), done_when = client.echoed(size) } },
+        20)[1]
+      wait_sample(proc, "luaecho_bytes_received_total", nil, size)
+      wait_sample(proc, "luaecho_bytes_sent_total", nil, #replies)
+      wait_sample(proc, "luaecho_write_buffer_bytes", nil, 0)
+      conn:close()
+      wait_sample(proc, "luaecho_connections_closed_total", { reason = "clean" }, 1)
     end)
 
     it("count a connection the client reset as reason=reset", function()
@@ -366,6 +388,10 @@ describe("built-in metrics #integration", function()
     assert.is_true(sample("process_open_fds") > 0)
     assert.is_true(sample("process_max_fds") > 0)
     assert.is_true(sample("process_max_fds") >= sample("process_open_fds"))
+    -- What /proc says, give or take the scrape's own socket and a descriptor or two.
+    local fds = #fd_entries(proc.pid)
+    assert.is_true(math.abs(sample("process_open_fds") - fds) <= 3,
+      ("process_open_fds %d, /proc/%d/fd has %d"):format(sample("process_open_fds"), proc.pid, fds))
     local start_time = sample("process_start_time_seconds")
     assert.is_true(math.abs(now - start_time) < 60, ("process_start_time_seconds %f, now %f"):format(start_time, now))
     assert.is_true(start_time <= now)
