@@ -192,6 +192,10 @@ describe("built-in metrics #integration", function()
     for _, conn in ipairs(held) do conn:close() end
     prom:wait_value("sum(luaecho_connections_open)", 0, 20)
     assert.are.equal(3, prom:value("sum(luaecho_connections_accepted_total)"))
+    -- Prometheus' own parser took every scrape: the target is healthy.
+    local targets = prom:targets()
+    assert.are.equal(1, #targets)
+    assert.are.same({ "up", "" }, { targets[1].health, targets[1].lastError })
   end)
 
   describe("counters that move with traffic", function()

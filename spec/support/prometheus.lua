@@ -181,6 +181,14 @@ function Instance:query(expr)
   return results
 end
 
+--- The active targets as /api/v1/targets reports them: a list of
+-- { scrapeUrl = ..., health = "up" | "down" | "unknown", lastError = ... }.
+function Instance:targets()
+  local status, body = M.http_get(self.port, "/api/v1/targets?state=active", 5)
+  if status ~= 200 then error(("GET /api/v1/targets: %s %s"):format(tostring(status), tostring(body)), 2) end
+  return json.decode(body).data.activeTargets
+end
+
 --- The value of `expr` as one number, or nil while it has no sample (a
 -- query that gives several samples is an error).
 function Instance:value(expr)
