@@ -745,6 +745,8 @@ static void group_destroy(struct workers *g)
     uv_loop_close(&g->loop);
     uv_cond_destroy(&g->started);
     uv_mutex_destroy(&g->lock);
+    for (int i = 0; i < g->count; i++)
+        free(g->list[i].answer); /* the console's last query */
     free(g->list);
     free(g->script_dir);
     free(g->chunkname);
