@@ -3,6 +3,7 @@
  */
 #include "exposition.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +21,13 @@ void expo_number(struct text_buf *b, double v)
         return;
     }
     char text[32];
+    if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(int64_t)v) {
+        /* Counters and most gauges are whole: no float formatting (a scrape
+         * writes hundreds of them). */
+        int n = snprintf(text, sizeof text, "%" PRId64, (int64_t)v);
+        text_buf_add(b, text, (size_t)n);
+        return;
+    }
     for (int digits = 15; digits <= 17; digits++) {
         snprintf(text, sizeof text, "%.*g", digits, v);
         if (strtod(text, NULL) == v)
@@ -28,32 +36,31 @@ void expo_number(struct text_buf *b, double v)
     text_buf_puts(b, text);
 }
 
+/* 's' with the bytes in 'special' (backslash, newline, and for label
+ * values the double quote) escaped: the runs between them copied whole. */
+static void escaped(struct text_buf *b, const char *s, const char *special)
+{
+    for (const char *p = s;;) {
+        size_t run = strcspn(p, special);
+        text_buf_add(b, p, run);
+        p += run;
+        if (*p == '\0')
+            return;
+        text_buf_add(b, *p == '\n' ? "\\n" : *p == '"' ? "\\\"" : "\\\\", 2);
+        p++;
+    }
+}
+
 /* A label value: backslash, double quote and newline escaped. */
 static void label_value(struct text_buf *b, const char *s)
 {
-    for (const char *p = s; *p; p++) {
-        if (*p == '\\')
-            text_buf_add(b, "\\\\", 2);
-        else if (*p == '"')
-            text_buf_add(b, "\\\"", 2);
-        else if (*p == '\n')
-            text_buf_add(b, "\\n", 2);
-        else
-            text_buf_add(b, p, 1);
-    }
+    escaped(b, s, "\\\"\n");
 }
 
 /* Help text: backslash and newline escaped. */
 static void help_text(struct text_buf *b, const char *s)
 {
-    for (const char *p = s; *p; p++) {
-        if (*p == '\\')
-            text_buf_add(b, "\\\\", 2);
-        else if (*p == '\n')
-            text_buf_add(b, "\\n", 2);
-        else
-            text_buf_add(b, p, 1);
-    }
+    escaped(b, s, "\\\n");
 }
 
 void expo_family(struct text_buf *b, const char *name, const char *help, const char *type)
