@@ -78,12 +78,27 @@ static void add_row(struct conn *c, void *arg)
                     conn_is_closing(c) ? "closing" : conn_is_reading(c) ? "reading" : "paused");
 }
 
-/* The rows of w's connections, or "" when it has none. */
+static void collect(struct conn *c, void *arg)
+{
+    struct conn ***next = arg;
+    *(*next)++ = c;
+}
+
+/* The rows of w's connections, oldest first (the list has the newest
+ * first), or "" when it has none. */
 static char *conn_rows(struct worker *w)
 {
+    size_t n = w->host.conns.count;
+    struct conn **all = malloc((n ? n : 1) * sizeof *all), **next = all;
+    if (!all)
+        return NULL;
+    conn_list_each(&w->host.conns, collect, &next);
     struct text_buf out;
     text_buf_init(&out);
-    conn_list_each(&w->host.conns, add_row, &(struct rows){.out = &out, .worker = w->id});
+    struct rows rows = {.out = &out, .worker = w->id};
+    while (next > all)
+        add_row(*--next, &rows);
+    free(all);
     return text_buf_take(&out, NULL);
 }
 
@@ -160,7 +175,9 @@ static void answer_conns(struct console *con, struct text_buf *out)
             continue;
         if (w->answer_seq == con->seq && w->answer)
             text_buf_puts(out, w->answer);
-        else if (w->answer_seq != con->seq)
+        else if (w->answer_seq == con->seq)
+            text_buf_printf(out, "# worker %d could not list its connections: out of memory\n", w->id);
+        else
             text_buf_printf(out,
                             "# worker %d did not answer within 1 s (a callback is running); its connections are "
                             "not listed\n",
@@ -382,6 +399,12 @@ static const struct metrics_http_ops metrics_ops = {.render = render, .healthy =
 
 /* ---- Opening and closing. ---- */
 
+/* What to add to the error: a Unix socket's hint (a live one is not replaced). */
+static const char *hint(const struct listen_spec *spec, int rc)
+{
+    return spec->kind == LISTEN_UNIX ? server_unix_hint(rc) : "";
+}
+
 static int open_endpoints(struct console *con)
 {
     const struct cli_options *o = con->g->options;
@@ -390,14 +413,14 @@ static int open_endpoints(struct console *con)
     if (o->metrics_given &&
         (rc = metrics_http_open(&con->http, &con->g->loop, &o->metrics, &metrics_ops, con, con->http_name)) != 0) {
         log_error("cannot serve metrics on %s: %s%s", listen_spec_format(&o->metrics, NULL, name, sizeof name),
-                  uv_strerror(rc), server_unix_hint(rc));
+                  uv_strerror(rc), hint(&o->metrics, rc));
         return -1;
     }
     if (o->admin_given && (rc = admin_open(&con->admin, &con->g->loop, &o->admin, o->admin_allow_remote,
                                            &admin_ops, con, con->admin_name)) != 0) {
         log_error("cannot open the admin console on %s: %s%s", listen_spec_format(&o->admin, NULL, name, sizeof name),
                   rc == UV_EACCES ? "not a loopback address (add --admin-allow-remote to allow it)" : uv_strerror(rc),
-                  rc == UV_EACCES ? "" : server_unix_hint(rc));
+                  rc == UV_EACCES ? "" : hint(&o->admin, rc));
         return -1;
     }
     return 0;
