@@ -424,6 +424,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         take(c, buf->base, (size_t)nread);
         if ((size_t)nread == sizeof read_buffer)
             count_full_read(c);
+    } else if (nread == UV_EOF && !c->eof_received && c->filter && filter_of(c)->eof(c)) {
+        /* the filter ended the connection (a TLS handshake cut short) */
     } else if (nread == UV_EOF && !c->eof_received) {
         c->eof_received = true;
         c->reading = false;

@@ -36,6 +36,7 @@ struct conn_filter {
     int (*write)(struct conn *c, const char *base, size_t len); /* 0 or a libuv error */
     void (*write_eof)(struct conn *c);  /* our side ends: say so inside the stream, before the FIN */
     bool (*pending)(const struct conn *c); /* holds bytes for the owner (read stopped meanwhile) */
+    bool (*eof)(struct conn *c);        /* the socket's end: true if the filter dealt with it */
     void (*free)(struct conn *c);       /* the connection is gone */
 };
 

@@ -39,8 +39,10 @@ static int on_write(struct conn *c, const char *base, size_t len);
 static void on_write_eof(struct conn *c);
 static bool on_pending(const struct conn *c);
 static void on_free(struct conn *c);
+static bool on_eof(struct conn *c);
 
 static const struct conn_filter tls_ops = {
+    .eof = on_eof,
     .read = on_read,
     .write = on_write,
     .write_eof = on_write_eof,
@@ -249,6 +251,17 @@ static bool on_pending(const struct conn *c)
 {
     struct tls_filter *t = filter_of(c);
     return t->established && !t->ended && (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0);
+}
+
+/* The peer closed before the handshake was done: it failed. After it, an
+ * end without close_notify is an end all the same (as most servers take it). */
+static bool on_eof(struct conn *c)
+{
+    struct tls_filter *t = filter_of(c);
+    if (t->established || t->ended)
+        return false;
+    fail(t, "the peer closed the connection during the handshake", HANDSHAKE_FAILED);
+    return true;
 }
 
 static void on_free(struct conn *c)

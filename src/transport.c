@@ -281,14 +281,19 @@ static SSL *client_ssl(lua_State *L)
     return ssl;
 }
 
-/* start_tls([opts]): a TLS handshake on a plain connection, from now on. */
+/* start_tls([opts [, early]]): a TLS handshake on a plain connection,
+ * from now on. 'early': bytes the script was given already that belong
+ * to the TLS stream (what followed STARTTLS in the same read); they go to
+ * the handshake first, on the next loop turn. */
 static int transport_start_tls(lua_State *L)
 {
     struct transport *t = check_transport(L);
     struct conn *c = t->conn;
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
+    size_t early_len = 0;
+    const char *early = luaL_optlstring(L, 3, "", &early_len);
+    lua_settop(L, 3);
     if (!c || conn_is_closing(c))
         return luaL_error(L, "start_tls(): the connection is closed");
     if (tls_filter_active(c))
@@ -298,7 +303,8 @@ static int transport_start_tls(lua_State *L)
     SSL *ssl = accepted ? server_ssl(L, &server) : client_ssl(L);
     uint64_t timeout = runtime_context(L)->tls_timeout_ms;
     if (tls_filter_start(c, ssl, server, timeout ? timeout : LUAECHO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS, tls_done,
-                         NULL) != 0) {
+                         NULL) != 0 ||
+        (early_len > 0 && conn_unread(c, early, early_len) != 0)) {
         conn_abort(c, "out of memory starting TLS");
         return luaL_error(L, "start_tls(): out of memory");
     }
