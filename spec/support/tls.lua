@@ -260,12 +260,17 @@ function Child:stop()
   clients[self] = nil
 end
 
---- `openssl s_client -connect HOST:PORT ARGS...` with its stdin a pipe
+--- `openssl s_client -connect HOST:PORT ARGS...` (no -connect when HOST
+-- is nil: ARGS say where, e.g. -unix PATH) with its stdin a pipe
 -- (-nocommands: a line starting with Q or R is data). Returns the Child;
 -- its stdout has the session summary (subject=..., Protocol, Cipher, ALPN,
 -- Verify return code) and what the server sent.
 function M.s_client(host, port, args)
-  local full = { "s_client", "-connect", ("%s:%d"):format(host, port), "-nocommands" }
+  local full = { "s_client", "-nocommands" }
+  if host then
+    full[#full + 1] = "-connect"
+    full[#full + 1] = ("%s:%d"):format(host, port)
+  end
   for _, arg in ipairs(args or {}) do full[#full + 1] = tostring(arg) end
   return spawn(M.OPENSSL, full, true)
 end
