@@ -20,6 +20,7 @@
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT LUAECHO_DEFAULT_PORT
 #define DEFAULT_SHUTDOWN_TIMEOUT (LUAECHO_DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000.0)
+#define DEFAULT_TLS_HANDSHAKE_TIMEOUT (LUAECHO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS / 1000.0)
 #define DEFAULT_MAX_WRITE_BUFFER ((long long)LUAECHO_DEFAULT_MAX_WRITE_BUFFER)
 #define DEFAULT_SCRIPT_TIMEOUT LUAECHO_DEFAULT_SCRIPT_TIMEOUT_MS
 #define DEFAULT_LUA_MEMORY LUAECHO_DEFAULT_LUA_MEMORY_MIB
@@ -42,6 +43,11 @@ enum {
     OPT_METRICS,
     OPT_ADMIN,
     OPT_ADMIN_ALLOW_REMOTE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    OPT_TLS_HANDSHAKE_TIMEOUT,
+    OPT_TLS_ALPN,
 };
 
 static const struct option long_options[] = {
@@ -51,6 +57,11 @@ static const struct option long_options[] = {
     {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
     {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"proxy-timeout", required_argument, NULL, OPT_PROXY_TIMEOUT},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE_TIMEOUT},
+    {"tls-alpn", required_argument, NULL, OPT_TLS_ALPN},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"admin-allow-remote", no_argument, NULL, OPT_ADMIN_ALLOW_REMOTE},
@@ -121,6 +132,16 @@ static void print_options(void)
         "                              script sees the client's address as peername\n"
         "      --proxy-timeout SEC     close a connection whose PROXY header is not\n"
         "                              complete in SEC seconds (default %g)\n"
+        "      --tls-cert FILE         the certificate (PEM, the chain after it) of\n"
+        "                              the tls: listeners; with --tls-key FILE, its\n"
+        "                              key. Repeat the pair for more names: the\n"
+        "                              client's SNI name picks one, the first is\n"
+        "                              the default\n"
+        "      --tls-client-ca FILE    ask every TLS client for a certificate that\n"
+        "                              FILE's CA signed (mutual TLS)\n"
+        "      --tls-handshake-timeout SEC  close a TLS connection whose handshake\n"
+        "                              is not done in SEC seconds (default %g)\n"
+        "      --tls-alpn LIST         ALPN protocols offered, e.g. h2,http/1.1\n"
         "      --metrics SPEC          serve Prometheus metrics on HOST:PORT or\n"
         "                              unix:PATH: GET /metrics, GET /healthz\n"
         "      --admin SPEC            an admin console on unix:PATH (mode 0600) or\n"
@@ -142,7 +163,8 @@ static void print_options(void)
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
         "\n",
-        DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_SHUTDOWN_TIMEOUT);
+        DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        DEFAULT_SHUTDOWN_TIMEOUT);
 }
 
 static void print_limits(void)
@@ -291,6 +313,7 @@ static int apply_environment(struct cli_options *o)
         .workers = 1,
         .unix_mode = -1,
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
+        .tls_handshake_timeout = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -407,6 +430,50 @@ static int apply_observe_option(struct cli_options *o, int opt, const char *valu
     }
 }
 
+/* "h2,http/1.1": names of 1 to 255 bytes, separated by commas. */
+static bool alpn_list_ok(const char *list)
+{
+    for (const char *p = list;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 255)
+            return false;
+        p += n;
+        if (*p == '\0')
+            return true;
+        p++;
+    }
+}
+
+/* The TLS listeners' flags. */
+static int apply_tls_option(struct cli_options *o, int opt, const char *value)
+{
+    switch (opt) {
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY: {
+        int *count = opt == OPT_TLS_CERT ? &o->tls_cert_count : &o->tls_key_count;
+        if (*count == CLI_MAX_TLS_PAIRS)
+            return usage_error("at most %s certificate pairs%s", "16", "");
+        (opt == OPT_TLS_CERT ? o->tls_certs : o->tls_keys)[(*count)++] = value;
+        return 0;
+    }
+    case OPT_TLS_CLIENT_CA:
+        o->tls_client_ca = value;
+        return 0;
+    case OPT_TLS_HANDSHAKE_TIMEOUT:
+        if (!parse_seconds(value, 3600, &o->tls_handshake_timeout) || o->tls_handshake_timeout < 0.001)
+            return usage_error("%s must be a number of seconds from 0.001 to 3600, not '%s'",
+                               "--tls-handshake-timeout", value);
+        o->tls_handshake_timeout_given = true;
+        return 0;
+    default:
+        if (!alpn_list_ok(value))
+            return usage_error("%s must be protocol names separated by commas, such as h2,http/1.1, not '%s'",
+                               "--tls-alpn", value);
+        o->tls_alpn = value;
+        return 0;
+    }
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
@@ -422,6 +489,12 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_ADMIN:
     case OPT_ADMIN_ALLOW_REMOTE:
         return apply_observe_option(o, opt, value);
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+    case OPT_TLS_CLIENT_CA:
+    case OPT_TLS_HANDSHAKE_TIMEOUT:
+    case OPT_TLS_ALPN:
+        return apply_tls_option(o, opt, value);
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
             return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);
@@ -540,6 +613,40 @@ static int settle_observers(struct cli_options *o)
     return 0;
 }
 
+/* The first TLS option given, for a message; NULL: none. */
+static const char *tls_option_given(const struct cli_options *o)
+{
+    return o->tls_cert_count ? "--tls-cert"
+           : o->tls_key_count ? "--tls-key"
+           : o->tls_client_ca ? "--tls-client-ca"
+           : o->tls_alpn ? "--tls-alpn"
+           : o->tls_handshake_timeout_given ? "--tls-handshake-timeout"
+                                            : NULL;
+}
+
+/* TLS options need a tls: listener, and a tls: listener its certificates. */
+static int settle_tls(struct cli_options *o)
+{
+    const struct listen_spec *tls = NULL;
+    for (int i = 0; i < o->listener_count && !tls; i++)
+        tls = o->listeners[i].tls ? &o->listeners[i] : NULL;
+    const char *option = tls_option_given(o);
+    if (option && !tls)
+        return usage_error("%s needs a TLS listener: add --listen tls:HOST:PORT%s", option, "");
+    if (!tls)
+        return 0;
+    char name[LISTEN_SPEC_STRLEN];
+    listen_spec_format(tls, NULL, name, sizeof name);
+    if (o->tls_cert_count == 0 || o->tls_key_count == 0)
+        return usage_error("--listen %s: needs --tls-cert FILE and --tls-key FILE%s", name, "");
+    if (o->tls_cert_count != o->tls_key_count) {
+        char counts[64];
+        snprintf(counts, sizeof counts, "%d --tls-cert, %d --tls-key", o->tls_cert_count, o->tls_key_count);
+        return usage_error("--tls-cert and --tls-key come in pairs, one key for each certificate: %s%s", counts, "");
+    }
+    return 0;
+}
+
 /* The listeners, once every flag is in: --listen's, or -H/-p's one; and
  * the flags that only mean something with some kind of listener. */
 static int settle_listeners(struct cli_options *o)
@@ -572,7 +679,7 @@ static int settle_listeners(struct cli_options *o)
         return usage_error("%s is for serving (luaecho [serve])%s", "--proxy-protocol", "");
     if (o->proxy_timeout_given && !o->proxy_protocol)
         return usage_error("%s needs --proxy-protocol%s", "--proxy-timeout", "");
-    return 0;
+    return settle_tls(o);
 }
 
 int cli_parse(struct cli_options *o, int argc, char **argv)

@@ -15,6 +15,7 @@
 enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_CTL, CLI_HELP, CLI_VERSION };
 
 #define CLI_MAX_LISTENERS 16
+#define CLI_MAX_TLS_PAIRS 16
 
 struct cli_options {
     enum cli_command command;
@@ -28,6 +29,14 @@ struct cli_options {
     bool proxy_protocol;     /* --proxy-protocol: stream listeners read a PROXY header first */
     double proxy_timeout;    /* --proxy-timeout: seconds */
     bool proxy_timeout_given;
+    /* TLS listeners' certificates: --tls-cert/--tls-key pairs, in order. */
+    const char *tls_certs[CLI_MAX_TLS_PAIRS];
+    const char *tls_keys[CLI_MAX_TLS_PAIRS];
+    int tls_cert_count, tls_key_count;
+    const char *tls_client_ca;      /* --tls-client-ca: mutual TLS */
+    const char *tls_alpn;           /* --tls-alpn LIST */
+    double tls_handshake_timeout;   /* --tls-handshake-timeout: seconds */
+    bool tls_handshake_timeout_given;
     struct listen_spec metrics; /* --metrics SPEC: where /metrics is served */
     bool metrics_given;
     struct listen_spec admin;   /* --admin SPEC: the admin console */

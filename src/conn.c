@@ -45,6 +45,7 @@ struct conn {
     union addr peer;             /* who the connection is from (a PROXY header may say) */
     char *error;                 /* why it ended, for lost(); NULL: clean */
     struct unread *unread;       /* bytes to deliver before reading again (conn_unread) */
+    void *filter;                /* between the socket and the owner (TLS); NULL: none */
     uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
     uint32_t high_water, low_water;
     uint64_t id;                 /* process-wide, for the console */
@@ -120,6 +121,13 @@ static atomic_uint_fast64_t next_id = 1;
 
 static void on_close(uv_handle_t *handle);
 static void connected(struct conn *c);
+
+/* The filter's operations, or NULL. */
+static const struct conn_filter *filter_of(const struct conn *c)
+{
+    return c->filter ? *(const struct conn_filter *const *)c->filter : NULL;
+}
+
 
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
                       size_t data_size, enum conn_kind kind)
@@ -197,6 +205,8 @@ static void on_close(uv_handle_t *handle)
         c->next->prev = c->prev;
     c->list->count--;
     c->events->lost(c, c->error);
+    if (c->filter)
+        filter_of(c)->free(c);
     free(c->error);
     free(c->unread);
     free(c);
@@ -384,13 +394,23 @@ int conn_unread(struct conn *c, const char *base, size_t len)
     return 0;
 }
 
+/* Bytes from the socket (or put back): through the filter, if any. */
+static void take(struct conn *c, const char *base, size_t len)
+{
+    const struct conn_filter *f = filter_of(c);
+    if (f)
+        f->read(c, base, len);
+    else
+        c->events->data(c, base, len);
+}
+
 /* Hand the bytes put back to the owner, as if just read. */
 static void deliver_unread(struct conn *c)
 {
     struct unread *u = c->unread;
     c->unread = NULL;
     c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-    c->events->data(c, u->bytes, u->len);
+    take(c, u->bytes, u->len);
     free(u);
 }
 
@@ -401,10 +421,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->last_active = (uint32_t)uv_now(stream->loop);
         c->bytes_in += (uint64_t)nread;
         stat_add(&c->list->stats->bytes_received, (uint64_t)nread);
-        c->events->data(c, buf->base, (size_t)nread);
+        take(c, buf->base, (size_t)nread);
         if ((size_t)nread == sizeof read_buffer)
             count_full_read(c);
-    } else if (nread == UV_EOF) {
+    } else if (nread == UV_EOF && !c->eof_received) {
         c->eof_received = true;
         c->reading = false;
         uv_read_stop(stream);
@@ -432,7 +452,8 @@ static void start_reading(struct conn *c)
 {
     if (c->reading || !c->started || !c->want_reading || c->closing || c->eof_received)
         return;
-    if (c->unread) { /* those bytes come first, on the next turn: not inside a callback */
+    const struct conn_filter *f = filter_of(c);
+    if (c->unread || (f && f->pending(c))) { /* those bytes come first, on the next turn: not inside a callback */
         defer(c);
         return;
     }
@@ -671,7 +692,7 @@ void conn_uncork(struct conn *c)
 
 bool conn_write_holds(const struct conn *c, size_t len)
 {
-    return cork.conn == c && len > CORK_COPY_MAX;
+    return cork.conn == c && len > CORK_COPY_MAX && !c->filter; /* a filter consumes what it gets */
 }
 
 /* Add the bytes to the cork (flushing it first when they do not fit), or
@@ -700,19 +721,76 @@ static void cork_write(struct conn *c, const char *base, size_t len)
     }
 }
 
+/* Bytes for the socket, after any filter. A filter's own buffer is
+ * reused once this returns: the cork may copy it, never hold it. */
+static void send_raw(struct conn *c, const char *base, size_t len, bool may_hold)
+{
+    if (cork.conn == c && (may_hold || len <= CORK_COPY_MAX)) {
+        cork_write(c, base, len);
+        return;
+    }
+    if (cork.conn == c)
+        flush_cork(); /* in order, behind what it holds */
+    if (!uv_is_closing(&c->h.handle))
+        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
+}
+
 int conn_write(struct conn *c, const char *base, size_t len)
 {
     if (c->closing || c->eof_written)
         return UV_EPIPE;
     if (len == 0)
         return 0;
-    if (cork.conn == c)
-        cork_write(c, base, len);
+    int rc = 0;
+    if (c->filter)
+        rc = filter_of(c)->write(c, base, len);
     else
-        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
+        send_raw(c, base, len, true);
     report_pause(c);
     check_state(c);
+    return rc;
+}
+
+int conn_filter_send(struct conn *c, const char *base, size_t len)
+{
+    if (uv_is_closing(&c->h.handle))
+        return UV_EPIPE;
+    if (len > 0)
+        send_raw(c, base, len, false);
     return 0;
+}
+
+void conn_filter_deliver(struct conn *c, const char *base, size_t len)
+{
+    c->events->data(c, base, len);
+}
+
+void conn_filter_eof(struct conn *c)
+{
+    if (c->eof_received || c->closing)
+        return;
+    c->eof_received = true;
+    stop_reading(c);
+    c->events->eof(c);
+    check_state(c);
+}
+
+void conn_filter_defer(struct conn *c)
+{
+    if (c->reading) {
+        stop_reading(c);
+        defer(c);
+    }
+}
+
+void conn_set_filter(struct conn *c, void *state)
+{
+    c->filter = state;
+}
+
+void *conn_filter(const struct conn *c)
+{
+    return c->filter;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -755,6 +833,8 @@ int conn_write_eof(struct conn *c)
     if (c->eof_written)
         return 0;
     c->eof_written = true; /* first: a callback run by the flush cannot write */
+    if (c->filter)
+        filter_of(c)->write_eof(c); /* the stream's own end (TLS close_notify), held like a write */
     if (cork.conn == c)
         flush_cork(); /* the held writes go before the FIN */
     if (uv_is_closing(&c->h.handle))
@@ -772,6 +852,8 @@ void conn_close(struct conn *c)
         return;
     end_for(c, END_CLEAN);
     c->closing = true; /* first: is_closing() holds for anything the flush runs */
+    if (c->filter && !c->eof_written)
+        filter_of(c)->write_eof(c);
     if (cork.conn == c)
         flush_cork();
     if (uv_is_closing(&c->h.handle))
@@ -883,8 +965,11 @@ static void on_next_turn(uv_prepare_t *handle)
     while (c) {
         struct conn *next = c->next_deferred;
         c->deferred = false;
-        if (c->unread && c->started && c->want_reading && !c->closing)
+        bool can_take = c->started && c->want_reading && !c->closing && !c->eof_received;
+        if (c->unread && can_take)
             deliver_unread(c);
+        else if (c->filter && can_take && filter_of(c)->pending(c))
+            filter_of(c)->read(c, NULL, 0);
         start_reading(c);
         check_state(c);
         c = next;

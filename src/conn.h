@@ -27,6 +27,18 @@ struct conn_events {
     void (*lost)(struct conn *c, const char *error); /* last call; NULL error: clean close */
 };
 
+/* A filter between the socket and the owner (TLS): it gets the bytes
+ * read and the owner's writes, and passes on what it makes of them with
+ * conn_filter_deliver() and conn_filter_send(). Its state begins with a
+ * pointer to these operations. */
+struct conn_filter {
+    void (*read)(struct conn *c, const char *base, size_t len); /* len 0: look at what it holds */
+    int (*write)(struct conn *c, const char *base, size_t len); /* 0 or a libuv error */
+    void (*write_eof)(struct conn *c);  /* our side ends: say so inside the stream, before the FIN */
+    bool (*pending)(const struct conn *c); /* holds bytes for the owner (read stopped meanwhile) */
+    void (*free)(struct conn *c);       /* the connection is gone */
+};
+
 /* The connections of one loop, so shutdown can reach them all, and the
  * limits they share. */
 struct conn_list {
@@ -101,6 +113,19 @@ uint64_t conn_id(const struct conn *c);
 uint64_t conn_age_ms(const struct conn *c);
 uint64_t conn_idle_ms(const struct conn *c);
 void conn_traffic(const struct conn *c, uint64_t *in, uint64_t *out);
+
+/* Put 'state' (which begins with a pointer to its operations) between
+ * the socket and the owner, from the next byte read on; NULL: none. */
+void conn_set_filter(struct conn *c, void *state);
+void *conn_filter(const struct conn *c);
+/* For the filter: bytes for the owner, as if read; the owner's end of
+ * stream (the filter saw it inside the stream); bytes for the socket. */
+void conn_filter_deliver(struct conn *c, const char *base, size_t len);
+void conn_filter_eof(struct conn *c);
+int conn_filter_send(struct conn *c, const char *base, size_t len);
+/* Read again on the next loop turn even with nothing new from the socket
+ * (the filter holds bytes that reading was paused for). */
+void conn_filter_defer(struct conn *c);
 
 /* Put bytes back (copied): they are delivered, as read, on the next loop
  * turn once reading is on, before anything more is read from the socket.

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE_HINT "use HOST:PORT, [IPv6]:PORT, unix:PATH or udp:HOST:PORT"
+#define USAGE_HINT "use HOST:PORT, [IPv6]:PORT, unix:PATH, udp:HOST:PORT or tls:HOST:PORT"
 
 static bool all_digits(const char *s)
 {
@@ -95,9 +95,9 @@ static const char *parse_host_port(const char *text, struct listen_spec *out)
     return parse_port(port, &out->port);
 }
 
-const char *listen_spec_parse(const char *text, struct listen_spec *out)
+/* A plain spec, or the rest of a tls: one. */
+static const char *parse_plain(const char *text, struct listen_spec *out)
 {
-    memset(out, 0, sizeof *out);
     if (strncmp(text, "unix:", 5) == 0) {
         out->kind = LISTEN_UNIX;
         const char *path = text + 5;
@@ -124,6 +124,18 @@ const char *listen_spec_parse(const char *text, struct listen_spec *out)
     return parse_host_port(text, out);
 }
 
+const char *listen_spec_parse(const char *text, struct listen_spec *out)
+{
+    memset(out, 0, sizeof *out);
+    if (strncmp(text, "tls:", 4) != 0)
+        return parse_plain(text, out);
+    const char *why = parse_plain(text + 4, out);
+    if (!why && out->kind == LISTEN_UDP)
+        return "TLS runs over TCP or a Unix socket: tls:HOST:PORT or tls:unix:PATH (DTLS is not supported)";
+    out->tls = true;
+    return why;
+}
+
 bool listen_spec_same(const struct listen_spec *a, const struct listen_spec *b)
 {
     if (a->kind != b->kind)
@@ -136,10 +148,10 @@ bool listen_spec_same(const struct listen_spec *a, const struct listen_spec *b)
 const char *listen_spec_format(const struct listen_spec *spec, const union addr *bound, char *buf, size_t len)
 {
     if (spec->kind == LISTEN_UNIX) {
-        snprintf(buf, len, "unix:%s", spec->path);
+        snprintf(buf, len, "%sunix:%s", spec->tls ? "tls:" : "", spec->path);
         return buf;
     }
-    const char *scheme = spec->kind == LISTEN_UDP ? "udp:" : "";
+    const char *scheme = spec->kind == LISTEN_UDP ? "udp:" : spec->tls ? "tls:" : "";
     char address[ADDR_STRLEN];
     if (bound)
         addr_format(bound, address, sizeof address);

@@ -1,7 +1,8 @@
 /*
  * listen_spec.h - what --listen SPEC says: HOST:PORT (IPv6 as [::1]:PORT,
  * "tcp:" optional), unix:PATH or udp:HOST:PORT. Parsing checks everything
- * that can be checked without the network; printing gives the form a user
+ * that can be checked without the network (tls: in front of a TCP or Unix
+ * spec asks for TLS); printing gives the form a user
  * types, with the real port once bound.
  */
 #ifndef LUAECHO_LISTEN_SPEC_H
@@ -16,7 +17,7 @@ enum listen_kind { LISTEN_TCP, LISTEN_UNIX, LISTEN_UDP };
 
 /* A Unix socket path has at most this many bytes (sun_path, less its NUL). */
 #define LISTEN_UNIX_PATH_MAX 107
-/* Room for any listener's name: "unix:" and a path, or "udp:[v6]:port". */
+/* Room for any listener's name: "tls:unix:" and a path, or "udp:[v6]:port". */
 #define LISTEN_SPEC_STRLEN 128
 
 struct listen_spec {
@@ -24,6 +25,7 @@ struct listen_spec {
     char host[256];  /* TCP and UDP: a name or an address, no brackets */
     int port;        /* 0: any free port */
     char path[LISTEN_UNIX_PATH_MAX + 1]; /* unix */
+    bool tls;        /* tls:HOST:PORT, tls:unix:PATH: a TLS handshake first */
 };
 
 /* Parse 'text' into 'out'. Returns NULL, or what is wrong with it (a

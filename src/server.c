@@ -31,6 +31,7 @@ static struct log_rate accept_rate, descriptors_rate, max_connections_rate;
 
 static void connection_lost(void *data, enum stats_end why);
 static void proxy_ready(struct conn *c, void *data);
+static void tls_ready(struct conn *c, void *data);
 
 struct server *server_new(struct loop_context *ctx, lua_State *L)
 {
@@ -48,6 +49,7 @@ struct server *server_new(struct loop_context *ctx, lua_State *L)
     s->owner = (struct protocol_owner){.server_ref = LUA_NOREF, .listener = s->listener, .lost = connection_lost,
                                        .data = s};
     s->proxy_owner = (struct proxy_wait_owner){.ready = proxy_ready, .lost = connection_lost, .data = s};
+    s->tls_owner = (struct tls_accept_owner){.ready = tls_ready, .lost = connection_lost, .data = s};
     s->closed = true; /* until it listens */
     uv_timer_init(ctx->loop, &s->retry);
     s->retry.data = s;
@@ -72,6 +74,13 @@ void server_set_protocol(struct server *s, const struct protocol_class *cls)
     protocol_class_release(s->ctx->L, &s->protocol);
     s->protocol = *cls;
     s->protocol.generation = generation;
+}
+
+void server_use_tls(struct server *s, struct tls_server *tls, uint64_t timeout_ms)
+{
+    tls_server_free(s->tls);
+    s->tls = tls ? tls_server_ref(tls) : NULL;
+    s->tls_timeout_ms = timeout_ms;
 }
 
 void server_expect_proxy(struct server *s, uint64_t timeout_ms)
@@ -135,10 +144,26 @@ static void connection_lost(void *data, enum stats_end why)
     notify_if_finished(s);
 }
 
-/* Its PROXY header read: serve the connection as if just accepted. */
+/* Its handshake done: serve it. */
+static void tls_ready(struct conn *c, void *data)
+{
+    struct server *s = data;
+    conn_set_events(c, &protocol_events);
+    protocol_attach(c, s->ctx->L, &s->owner);
+    protocol_connection_made(c, &s->protocol);
+}
+
+/* Its PROXY header read: serve the connection as if just accepted (a TLS
+ * listener's shakes hands first). */
 static void proxy_ready(struct conn *c, void *data)
 {
     struct server *s = data;
+    if (s->tls) {
+        tls_accept_attach(c, &s->tls_owner);
+        if (tls_accept_start(c, s->tls, s->tls_timeout_ms) != 0)
+            conn_abort(c, "out of memory starting TLS");
+        return;
+    }
     conn_set_events(c, &protocol_events);
     protocol_attach(c, s->ctx->L, &s->owner);
     protocol_connection_made(c, &s->protocol);
@@ -147,7 +172,8 @@ static void proxy_ready(struct conn *c, void *data)
 /* The conn's owner data: the binding, or the PROXY stage before it. */
 static size_t conn_data_size(void)
 {
-    return protocol_conn_size > proxy_wait_conn_size ? protocol_conn_size : proxy_wait_conn_size;
+    size_t size = protocol_conn_size > proxy_wait_conn_size ? protocol_conn_size : proxy_wait_conn_size;
+    return size > tls_accept_conn_size ? size : tls_accept_conn_size;
 }
 
 /* Serve one accepted socket, or close it at once over --max-connections. */
@@ -156,7 +182,9 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
     struct loop_context *ctx = s->ctx;
     bool admitted = admit(s);
     bool proxied = admitted && s->proxy_timeout_ms > 0;
-    struct conn *c = conn_new(ctx->loop, ctx->conns, proxied ? &proxy_wait_events : &protocol_events,
+    bool tls = admitted && !proxied && s->tls; /* behind a PROXY header, TLS starts after it */
+    struct conn *c = conn_new(ctx->loop, ctx->conns,
+                              proxied ? &proxy_wait_events : tls ? &tls_accept_events : &protocol_events,
                               conn_data_size(), s->kind);
     if (!c) {
         if (admitted)
@@ -167,6 +195,8 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
     }
     if (proxied)
         proxy_wait_attach(c, &s->proxy_owner); /* counted from here on */
+    else if (tls)
+        tls_accept_attach(c, &s->tls_owner);
     else
         protocol_attach(c, ctx->L, admitted ? &s->owner : NULL); /* counted from here on */
     if (admitted) {
@@ -180,12 +210,14 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
         log_limited(&accept_rate, LOG_WARN, "cannot accept a connection: %s", uv_strerror(rc));
     } else if (proxied && (rc = proxy_wait_start(c, s->proxy_timeout_ms)) != 0) {
         log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
+    } else if (tls && (rc = tls_accept_start(c, s->tls, s->tls_timeout_ms)) != 0) {
+        log_limited(&accept_rate, LOG_ERROR, "out of memory accepting a connection");
     }
     if (rc != 0 || !admitted) {
         conn_abort(c, NULL); /* no instance: nothing reaches Lua */
         return;
     }
-    if (!proxied)
+    if (!proxied && !tls)
         protocol_connection_made(c, &s->protocol);
 }
 
@@ -475,6 +507,7 @@ void server_free_all(struct server_list *list)
 {
     while (list->head) {
         struct server *next = list->head->next;
+        tls_server_free(list->head->tls);
         free(list->head);
         list->head = next;
     }

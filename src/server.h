@@ -15,6 +15,7 @@
 #include "context.h"
 #include "protocol.h"
 #include "proxy_wait.h"
+#include "tls_accept.h"
 
 /* "unix:" and the longest path a Unix socket takes (sun_path less its NUL). */
 #define SERVER_LISTENER_STRLEN 120
@@ -35,6 +36,9 @@ struct server {
     char listener[SERVER_LISTENER_STRLEN]; /* "HOST:PORT" or "unix:PATH", the real port */
     uint64_t proxy_timeout_ms; /* 0: no PROXY header; else read one within this */
     struct proxy_wait_owner proxy_owner;
+    struct tls_server *tls; /* NULL: plain; else a TLS handshake first, within tls_timeout_ms */
+    uint64_t tls_timeout_ms;
+    struct tls_accept_owner tls_owner;
     uv_poll_t poll;      /* its readiness: accept() is ours, so running out of
                             descriptors is seen, logged and waited out */
     uv_timer_t retry;    /* accepting paused until it fires */
@@ -95,6 +99,10 @@ const char *server_unix_hint(int rc);
 /* Read a PROXY protocol header on every connection before serving it,
  * closing those with none within 'timeout_ms'. */
 void server_expect_proxy(struct server *s, uint64_t timeout_ms);
+/* Serve every connection over TLS with 'tls''s certificates (a reference
+ * is taken; the previous one, on a reload, let go): a handshake within
+ * 'timeout_ms' (0: no limit) before it is served. */
+void server_use_tls(struct server *s, struct tls_server *tls, uint64_t timeout_ms);
 /* Stop accepting; open connections go on. Idempotent. */
 void server_close(struct server *s);
 int server_sockname(const struct server *s, union addr *out);

@@ -67,6 +67,7 @@ struct loop_stats {
     stat_t datagrams_received, datagrams_sent;
     stat_t callback_errors[STATS_CALLBACKS];
     stat_t limits_hit[LIMIT_KINDS];
+    stat_t tls_handshakes[3];  /* completed, failed, timed out */
     struct stats_histogram callback_seconds;
     struct stats_histogram loop_lag;
     /* Published by the loop's probe (host.c), with --metrics: */

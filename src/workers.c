@@ -99,6 +99,48 @@ static void reply(struct workers *g, bool ok, char *error, size_t open, size_t u
     uv_async_send(&g->replies);
 }
 
+/* Does any listener serve TLS? */
+static bool serves_tls(const struct workers *g)
+{
+    for (int i = 0; i < g->listener_count; i++) {
+        if (g->listeners[i].spec->tls)
+            return true;
+    }
+    return false;
+}
+
+/* The certificate files, loaded (again); NULL and a line in 'error' if not. */
+static struct tls_server *load_certificates(const struct workers *g, char *error, size_t size)
+{
+    const struct cli_options *o = g->options;
+    struct tls_server_config cfg = {.pairs = o->tls_cert_count, .client_ca = o->tls_client_ca, .alpn = o->tls_alpn};
+    for (int i = 0; i < o->tls_cert_count; i++) {
+        cfg.certs[i] = o->tls_certs[i];
+        cfg.keys[i] = o->tls_keys[i];
+    }
+    return tls_server_new(&cfg, error, size);
+}
+
+/* Serve listener i's connections with w's certificates, if it is a TLS one. */
+static void use_certificates(struct worker *w, int i)
+{
+    if (w->servers[i] && w->group->listeners[i].spec->tls)
+        server_use_tls(w->servers[i], w->tls,
+                       (uint64_t)ceil(w->group->options->tls_handshake_timeout * 1000));
+}
+
+/* A reload loads the certificates again, with the script. */
+static bool prepare_certificates(struct worker *w, char **error)
+{
+    if (!serves_tls(w->group))
+        return true;
+    char why[1024];
+    w->pending_tls = load_certificates(w->group, why, sizeof why);
+    if (!w->pending_tls && !*error)
+        *error = strdup(why);
+    return w->pending_tls != NULL;
+}
+
 static void prepare_reload(struct worker *w)
 {
     struct workers *g = w->group;
@@ -110,7 +152,8 @@ static void prepare_reload(struct worker *w)
     }
     int rc = reload_prepare(w->host.L, g->script_dir, g->chunkname, g->source, g->source_len, datagrams,
                             &w->pending, &error);
-    reply(g, rc == 0, error, 0, 0, w->pending.has_upgrade);
+    bool ok = rc == 0 && prepare_certificates(w, &error);
+    reply(g, ok, error, 0, 0, w->pending.has_upgrade);
 }
 
 static void commit_reload(struct worker *w)
@@ -119,12 +162,21 @@ static void commit_reload(struct worker *w)
     bool has_upgrade = w->pending.has_upgrade;
     if (w->pending.ready)
         reload_commit(&w->host.ctx, w->servers, (size_t)w->group->listener_count, &w->pending, &open, &upgraded);
+    if (w->pending_tls) { /* new handshakes get the new certificates; open connections keep theirs */
+        tls_server_free(w->tls);
+        w->tls = w->pending_tls;
+        w->pending_tls = NULL;
+        for (int i = 0; i < w->group->listener_count; i++)
+            use_certificates(w, i);
+    }
     reply(w->group, true, NULL, open, upgraded, has_upgrade);
 }
 
 static void discard_reload(struct worker *w)
 {
     reload_discard(w->host.L, &w->pending);
+    tls_server_free(w->pending_tls);
+    w->pending_tls = NULL;
     reply(w->group, true, NULL, 0, 0, false);
 }
 
@@ -303,6 +355,7 @@ static int listen_stream(struct worker *w, int i)
     if (rc != 0)
         return rc;
     server_count_as(s, i);
+    use_certificates(w, i);
     if (g->options->proxy_protocol)
         server_expect_proxy(s, (uint64_t)ceil(g->options->proxy_timeout * 1000)); /* never 0: that is "off" */
     server_set_on_close(s, on_server_closed, w);
@@ -345,6 +398,11 @@ static int worker_start(struct worker *w)
     uv_async_init(&w->host.loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
     uv_unref((uv_handle_t *)&w->wakeup);
+    char why[1024];
+    if (serves_tls(g) && !(w->tls = load_certificates(g, why, sizeof why))) {
+        log_error("%s", why);
+        return EXIT_FAILURE_RUNTIME;
+    }
     struct runtime_error err;
     if (runtime_call(w->host.L, load_server, w, &err) != 0) {
         log_error("cannot load script: %s", err.message);
@@ -434,6 +492,8 @@ static void worker_main(void *arg)
         reload_discard(w->host.L, &w->pending);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         host_destroy(&w->host);
+        tls_server_free(w->pending_tls);
+        tls_server_free(w->tls); /* after the servers and their connections */
     }
 }
 

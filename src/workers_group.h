@@ -20,6 +20,7 @@
 #include "host.h"
 #include "reload.h"
 #include "server.h"
+#include "tls_context.h"
 
 struct console;
 
@@ -78,6 +79,8 @@ struct worker {
     struct endpoint *endpoints[CLI_MAX_LISTENERS];
     uv_async_t wakeup;
     struct reload_pending pending;
+    struct tls_server *tls;         /* the TLS listeners' certificates, loaded by this worker */
+    struct tls_server *pending_tls; /* ... and those a reload under way has loaded */
     /* Under group->lock: */
     unsigned commands;
     unsigned close_listeners; /* with CMD_CLOSE_SERVER: which (bits by index) */

@@ -13,6 +13,7 @@ return {
   max_write_buffer = 16777216,  -- --max-write-buffer (bytes)
   shutdown_timeout_ms = 5000,   -- --shutdown-timeout
   proxy_timeout_ms = 5000,      -- --proxy-timeout: a PROXY header must arrive within it
+  tls_handshake_timeout_ms = 10000, -- --tls-handshake-timeout: a TLS handshake must finish within it
   script_timeout_ms = 1000,     -- --script-timeout
   lua_memory_mib = 512,         -- --lua-memory
   descriptor_reserve = 32,      -- --max-connections' default is `ulimit -n` minus this

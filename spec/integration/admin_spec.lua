@@ -93,8 +93,7 @@ local function start(scratch, script, extra)
   for _, arg in ipairs(extra or {}) do args[#args + 1] = arg end
   args[#args + 1] = script
   local proc = server.start_listeners(args)
-  proc.admin = proc:wait_output("stderr", "luaecho: admin console on ([^\n]+)\n", 5, "the 'admin console on' line")
-  assert.are.equal("unix:" .. path, proc.admin)
+  assert.are.equal("unix:" .. path, proc:wait_admin())
   proc.admin_path = path
   return proc
 end
@@ -322,7 +321,7 @@ describe("admin console #integration", function()
 
   it("listens on a loopback TCP address", function()
     proc = server.start_listeners({ "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", script })
-    local name = proc:wait_output("stderr", "luaecho: admin console on ([^\n]+)\n", 5, "the 'admin console on' line")
+    local name = proc:wait_admin()
     local host, port = name:match("^(127%.0%.0%.1):(%d+)$")
     assert.is_not_nil(host, name)
     local conn = client.connect(host, tonumber(port))

@@ -30,8 +30,7 @@ local function start(spec, args)
   local full = { "--metrics", spec or "127.0.0.1:0" }
   for _, arg in ipairs(args or {}) do full[#full + 1] = arg end
   local proc = server.start(full)
-  local port = proc:wait_output("stderr", "metrics on http://127%.0%.0%.1:(%d+)/metrics\n", 5, "the 'metrics on' line")
-  proc.metrics_port = tonumber(port)
+  proc:wait_metrics()
   return proc
 end
 
@@ -222,8 +221,7 @@ describe("metrics endpoint #integration", function()
     it("answers /metrics there and removes the file at exit", function()
       local path = socket_path()
       local proc = server.start({ "--metrics", "unix:" .. path })
-      proc:wait_output("stderr", "metrics on unix:" .. path:gsub("%p", "%%%0") .. " %(GET /metrics%)\n", 5,
-        "the 'metrics on unix:' line")
+      assert.are.equal("unix:" .. path .. " (GET /metrics)", proc:wait_metrics())
       local sock = sockets.unix_connect(path)
       assert(sock:send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
       local raw, err, partial = sock:receive("*a")
@@ -244,7 +242,7 @@ describe("metrics endpoint #integration", function()
       assert(stale:bind(path))
       stale:close() -- the file stays, nobody listens
       local proc = server.start({ "--metrics", "unix:" .. path })
-      proc:wait_output("stderr", "metrics on unix:", 5, "the 'metrics on unix:' line")
+      proc:wait_metrics()
       local sock = sockets.unix_connect(path)
       assert(sock:send("GET /healthz HTTP/1.1\r\n\r\n"))
       local raw, _, partial = sock:receive("*a")

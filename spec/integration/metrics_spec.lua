@@ -38,26 +38,22 @@ local function fixture(name)
   return server.fixture("metrics/" .. name)
 end
 
--- Read the "metrics on" line into proc.metrics_port.
-local function note_metrics_port(proc)
-  local port = proc:wait_output("stderr", "metrics on http://127%.0%.0%.1:(%d+)/metrics\n", 5,
-    "the 'metrics on' line")
-  proc.metrics_port = tonumber(port)
-  return proc
-end
-
 -- Start luaecho with --metrics 127.0.0.1:0 and `args` on a free port.
 local function start(args)
   local full = { "--metrics", "127.0.0.1:0" }
   for _, arg in ipairs(args or {}) do full[#full + 1] = arg end
-  return note_metrics_port(server.start(full))
+  local proc = server.start(full)
+  proc:wait_metrics()
+  return proc
 end
 
 -- As start, for args with their own --listen (no --port added).
 local function start_listeners(args)
   local full = { "--metrics", "127.0.0.1:0" }
   for _, arg in ipairs(args) do full[#full + 1] = arg end
-  return note_metrics_port(server.start_listeners(full))
+  local proc = server.start_listeners(full)
+  proc:wait_metrics()
+  return proc
 end
 
 -- The body of GET /metrics (raises unless the answer is a 200).

@@ -25,8 +25,7 @@ local function start(script, args)
   for _, arg in ipairs(args or {}) do full[#full + 1] = arg end
   full[#full + 1] = script
   local proc = server.start(full)
-  local port = proc:wait_output("stderr", "metrics on http://127%.0%.0%.1:(%d+)/metrics\n", 5, "the 'metrics on' line")
-  proc.metrics_port = tonumber(port)
+  proc:wait_metrics()
   return proc
 end
 

@@ -237,6 +237,29 @@ function Proc:wait_listening(timeout)
   return self.host, self.port
 end
 
+--- Wait for the `luaecho: metrics on ...` line (a --metrics endpoint) and
+-- note where it is: proc.metrics_host and proc.metrics_port for TCP,
+-- proc.metrics_path for a Unix socket. Returns the name as printed.
+function Proc:wait_metrics(timeout)
+  local name = self:wait_output("stderr", "luaecho: metrics on ([^\n]+)\n", timeout, "the 'metrics on' line")
+  local path = name:match("^unix:(.*) %(GET /metrics%)$")
+  if path then
+    self.metrics_path = path
+  else
+    local host, port = name:match("^http://(.*):(%d+)/metrics$")
+    self.metrics_host, self.metrics_port = host:match("^%[(.*)%]$") or host, tonumber(port)
+  end
+  return name
+end
+
+--- Wait for the `luaecho: admin console on NAME` line (--admin); returns
+-- NAME as printed (HOST:PORT or unix:PATH), also kept in proc.admin.
+function Proc:wait_admin(timeout)
+  self.admin = self:wait_output("stderr", "luaecho: admin console on ([^\n]+)\n", timeout,
+    "the 'admin console on' line")
+  return self.admin
+end
+
 --- Wait until `stream` ("stdout" or "stderr") matches `pattern` and return
 -- the captures. Fails if the process exits without producing it.
 function Proc:wait_output(stream, pattern, timeout, what)
