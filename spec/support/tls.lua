@@ -301,7 +301,8 @@ function M.python_spawn(args)
 end
 
 --- Run the Python client to completion (bounded by `timeout`, default 10 s)
--- and return its JSON report decoded. Raises if it does not print one.
+-- and return its JSON report decoded (a null field is nil). Raises if it
+-- does not print one.
 function M.python(args, timeout)
   local child = M.python_spawn(args)
   child:wait_exit(timeout or 10)
@@ -313,6 +314,9 @@ function M.python(args, timeout)
     error("the Python client printed no JSON report:\n" .. description, 2)
   end
   child:stop()
+  for key, value in pairs(report) do
+    if value == json.null then report[key] = nil end
+  end
   return report
 end
 
