@@ -11,6 +11,7 @@
 -- get_extra_info("tls") and prints MADE/LOST on stdout; starttls_protocol.lua
 -- and starttls_streams.lua answer STARTTLS; run_client.lua is the client.
 local socket = require "socket"
+local prometheus = require "support.prometheus"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
@@ -476,6 +477,42 @@ describe("TLS #integration", function()
       bystander:write("after\n")
       bystander:wait_for("echo:after\n")
       assert_still_served(proc)
+    end)
+  end)
+
+  describe("metrics", function()
+    -- The sum of luaecho_tls_handshakes_total{result=RESULT} over the workers.
+    local function handshakes(proc, result)
+      local status, body = prometheus.http_get(proc.metrics_port, "/metrics", 5)
+      assert.are.equal(200, status, tostring(body))
+      local total
+      for line in body:gmatch("[^\n]+") do
+        local labels, value = line:match("^luaecho_tls_handshakes_total{([^}]*)} (%S+)$")
+        if labels and labels:find('result="' .. result .. '"', 1, true) then
+          total = (total or 0) + tonumber(value)
+        end
+      end
+      return total
+    end
+
+    it("counts handshakes by result: ok, failed, timeout", function()
+      local proc = start_tls({ "--metrics", "127.0.0.1:0", "--tls-handshake-timeout", "0.3" })
+      proc:wait_metrics()
+      assert_still_served(proc)
+      local plain = client.connect(proc.host, proc.port)
+      plain:send_all("plain text\n")
+      assert_closed(plain, 3)
+      local silent = client.connect(proc.host, proc.port)
+      assert_closed(silent, 3)
+      for result, want in pairs({ ok = 1, failed = 1, timeout = 1 }) do
+        local last
+        local ok = pcall(wait.until_true, function()
+          last = handshakes(proc, result)
+          return last == want
+        end, 5)
+        assert.is_true(ok, ('luaecho_tls_handshakes_total{result="%s"} is %s, not %d'):format(result,
+          tostring(last), want))
+      end
     end)
   end)
 
