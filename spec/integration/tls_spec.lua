@@ -177,14 +177,14 @@ describe("TLS #integration", function()
     end)
 
     it("serves TLS 1.2 and TLS 1.3 and refuses TLS 1.1", function()
-      local proc = start_tls({}, "tls/info.lua")
-      local v12 = python(proc, { "--cafile", pki.ca, "--max", "1.2", "--lines", 1 })
+      local proc = start_tls()
+      local v12 = python_echo(proc, { "--max", "1.2" })
       assert.are.equal("done", v12.stage, describe_report(v12))
       assert.are.equal("TLSv1.2", v12.version)
-      assert.matches("^tls version=TLSv1%.2 cipher=%S+ ", v12.received)
-      local v13 = python(proc, { "--cafile", pki.ca, "--min", "1.3", "--lines", 1 })
-      assert.are.equal("TLSv1.3", v13.version, describe_report(v13))
-      assert.matches("^tls version=TLSv1%.3 cipher=TLS_%S+ ", v13.received)
+      assert.are.equal("echo:ping", v12.received)
+      local v13 = python_echo(proc, { "--min", "1.3" })
+      assert.are.equal("done", v13.stage, describe_report(v13))
+      assert.are.equal("TLSv1.3", v13.version)
       -- s_client too, both versions.
       for flag, version in pairs({ ["-tls1_2"] = "TLSv1.2", ["-tls1_3"] = "TLSv1.3" }) do
         local s = tls.s_client(proc.host, proc.port, { flag, "-CAfile", pki.ca })
@@ -200,8 +200,31 @@ describe("TLS #integration", function()
       local s = tls.s_client(proc.host, proc.port, { "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0" })
       assert.are_not.equal(0, s:wait_exit(5))
       assert.is_nil(s:stdout():find("New, TLSv1.1", 1, true), s:describe())
-      assert.are.equal(4, #stdout_lines(proc, "MADE ")) -- no TLS 1.1 connection reached the script
+      assert_one_line_per_kind(proc)
       assert_still_served(proc)
+    end)
+
+    it("tells the script the session through get_extra_info(\"tls\")", function()
+      local proc = start_tls({ "--tls-cert", pki.a_cert, "--tls-key", pki.a_key, "--tls-alpn", "h2,http/1.1" },
+        "tls/info.lua")
+      for _, max in ipairs({ "1.2", "1.3" }) do
+        local report = python(proc, { "--cafile", pki.ca, "--servername", "a.test", "--alpn", "h2", "--max", max,
+          "--lines", 1 })
+        assert.are.equal("done", report.stage, describe_report(report))
+        assert.are.equal(("tls version=TLSv1.%s cipher=%s server_name=a.test alpn=h2 peer_subject=- "
+          .. "peer_verified=false\n"):format(max:sub(3), report.cipher), report.received)
+      end
+      -- No name, no ALPN: those fields are nil.
+      local bare = python(proc, { "--cafile", pki.ca, "--lines", 1 })
+      assert.are.equal(("tls version=TLSv1.3 cipher=%s server_name=- alpn=- peer_subject=- peer_verified=false\n")
+        :format(tostring(bare.cipher)), bare.received)
+    end)
+
+    it("gives get_extra_info(\"tls\") nil on a plain connection", function()
+      local proc = start({ "--listen", "127.0.0.1:0", "--listen", "tls:127.0.0.1:0", "--tls-cert", pki.server_cert,
+        "--tls-key", pki.server_key, server.fixture("tls/info.lua") })
+      local conn = client.connect("127.0.0.1", proc.listeners[1].port)
+      assert.are.equal("tls nil\n", conn:receive_exactly(8))
     end)
 
     it("serves a tls:unix: listener", function()
@@ -221,39 +244,37 @@ describe("TLS #integration", function()
     local proc
     before_each(function()
       proc = start_tls({ "--tls-cert", pki.a_cert, "--tls-key", pki.a_key,
-                         "--tls-cert", pki.b_cert, "--tls-key", pki.b_key }, "tls/info.lua")
+                         "--tls-cert", pki.b_cert, "--tls-key", pki.b_key })
     end)
 
     it("picks the certificate that names the server name, else the first", function()
       for name, subject in pairs({ ["a.test"] = "CN=a.test", ["b.test"] = "CN=b.test",
                                    ["localhost"] = "CN=localhost", ["c.test"] = "CN=localhost" }) do
-        local report = python(proc, { "--cafile", pki.ca, "--servername", name, "--lines", 1 })
+        local report = python_echo(proc, { "--servername", name })
         assert.are.equal("done", report.stage, name .. ":\n" .. describe_report(report))
         assert.are.equal(subject, report.peer_subject, "the certificate served for " .. name)
-        assert.matches(" server_name=" .. text.literal(name) .. " ", report.received)
       end
       -- Hostname checked by the client: a.test is a.test's.
-      local checked = python(proc, { "--cafile", pki.ca, "--servername", "a.test", "--check-hostname",
-        "--send", "x", "--lines", 1 })
+      local checked = python_echo(proc, { "--servername", "a.test", "--check-hostname" })
       assert.are.equal("done", checked.stage, describe_report(checked))
     end)
 
     it("serves the default certificate to a client that sends no name", function()
-      local report = python(proc, { "--cafile", pki.ca, "--lines", 1 })
+      local report = python_echo(proc)
       assert.are.equal("CN=localhost", report.peer_subject, describe_report(report))
-      assert.matches(" server_name=%- ", report.received)
       local s = tls.s_client(proc.host, proc.port, { "-noservername", "-CAfile", pki.ca })
-      assert.are.equal("CN = localhost", tls.s_client_session(s:wait_for("tls version=")).subject)
+      s:write("x\n")
+      assert.are.equal("CN = localhost", tls.s_client_session(s:wait_for("echo:x\n")).subject)
     end)
 
     it("shows openssl s_client b.test's certificate for -servername b.test", function()
       local s = tls.s_client(proc.host, proc.port, { "-servername", "b.test", "-CAfile", pki.ca,
         "-verify_return_error", "-verify_hostname", "b.test" })
-      local out = s:wait_for("tls version=")
+      s:write("x\n")
+      local out = s:wait_for("echo:x\n")
       local session = tls.s_client_session(out)
       assert.are.equal("CN = b.test", session.subject)
       assert.are.equal(0, session.verify_code, out)
-      assert.matches("server_name=b%.test", out)
     end)
   end)
 
@@ -300,26 +321,25 @@ describe("TLS #integration", function()
 
   describe("ALPN", function()
     local proc
-    before_each(function() proc = start_tls({ "--tls-alpn", "h2,http/1.1" }, "tls/info.lua") end)
+    before_each(function() proc = start_tls({ "--tls-alpn", "h2,http/1.1" }) end)
 
-    it("agrees on a protocol both offer and tells the script", function()
+    it("agrees on a protocol both offer", function()
       for _, protocol in ipairs({ "h2", "http/1.1" }) do
-        local report = python(proc, { "--cafile", pki.ca, "--alpn", "spdy/1," .. protocol, "--lines", 1 })
+        local report = python_echo(proc, { "--alpn", "spdy/1," .. protocol })
+        assert.are.equal("done", report.stage, describe_report(report))
         assert.are.equal(protocol, report.alpn, describe_report(report))
-        assert.matches(" alpn=" .. text.literal(protocol) .. " ", report.received)
       end
       local s = tls.s_client(proc.host, proc.port, { "-alpn", "h2", "-CAfile", pki.ca })
-      assert.are.equal("h2", tls.s_client_session(s:wait_for("tls version=")).alpn)
+      s:write("x\n")
+      assert.are.equal("h2", tls.s_client_session(s:wait_for("echo:x\n")).alpn)
     end)
 
     it("gives no ALPN, and no failure, to a client offering none of them or nothing", function()
       for _, extra in ipairs({ { "--alpn", "spdy/1,imap" }, {} }) do
-        local args = { "--cafile", pki.ca, "--lines", 1, "--send", "x", "--expect", 6 }
-        for _, arg in ipairs(extra) do args[#args + 1] = arg end
-        local report = python(proc, args)
+        local report = python_echo(proc, extra)
         assert.are.equal("done", report.stage, describe_report(report))
         assert.is_nil(report.alpn)
-        assert.matches(" alpn=%- ", report.received)
+        assert.are.equal("echo:ping", report.received)
       end
     end)
   end)

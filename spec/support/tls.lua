@@ -22,6 +22,7 @@
 --   local result = tls.python({ "--port", proc.port, "--cafile", pki.ca, "--send", "hi" })
 --   after_each(tls.remove_all)
 local uv = require "luv"
+local component = require "support.component"
 local files = require "support.files"
 local json = require "support.json"
 local server = require "support.server"
@@ -32,8 +33,8 @@ local M = {}
 M.OPENSSL = os.getenv("LUAECHO_OPENSSL") or "openssl"
 M.PYTHON = os.getenv("LUAECHO_PYTHON") or "python3"
 
--- Directories made and clients started, not yet removed or stopped.
-local dirs, clients = {}, {}
+-- Directories made, not yet removed; clients started, not yet stopped.
+local dirs, clients = {}, component.registry()
 
 local function remove_dir(dir)
   local entries = uv.fs_scandir(dir)
@@ -185,7 +186,7 @@ local function spawn(bin, args, with_stdin)
     error(("cannot start %s: %s"):format(bin, tostring(pid)), 3)
   end
   self.handle, self.pid = handle, pid
-  clients[self] = true
+  clients.add(self)
   return self
 end
 
@@ -242,9 +243,10 @@ function Child:wait_exit(timeout)
 end
 
 --- Stop it (SIGTERM by its handle, SIGKILL if it lingers), reap it,
--- remove its files. Safe to call more than once.
+-- remove its files. Safe to call more than once. Returns no problems (a
+-- client's own failures are the spec's to judge), as registry() expects.
 function Child:stop()
-  if not clients[self] then return end
+  if not clients.has(self) then return {} end
   if not self:exited() then
     uv.process_kill(self.handle, "sigterm")
     if not pcall(wait.until_true, function() return self:exited() end, 3) then
@@ -257,7 +259,8 @@ function Child:stop()
   uv.run("nowait")
   os.remove(self.out_path)
   os.remove(self.err_path)
-  clients[self] = nil
+  clients.remove(self)
+  return {}
 end
 
 --- `openssl s_client -connect HOST:PORT ARGS...` (no -connect when HOST
@@ -323,18 +326,13 @@ end
 --- Stop every client still running and remove every PKI directory; for
 -- after_each / teardown.
 function M.remove_all()
-  for child in pairs(clients) do child:stop() end
+  clients.stop_all()
   for pki in pairs(dirs) do pki:remove() end
 end
 
 --- Stop the clients only (keep the PKI for the next spec).
 function M.stop_clients()
-  for child in pairs(clients) do child:stop() end
+  clients.stop_all()
 end
-
--- If busted ends without a teardown, still kill the children.
-M._guard = setmetatable({}, { __gc = function()
-  for child in pairs(clients) do pcall(uv.process_kill, child.handle, "sigkill") end
-end })
 
 return M
