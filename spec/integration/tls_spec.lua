@@ -715,7 +715,7 @@ describe("TLS #integration", function()
           -- before start_tls is called.
           local report = python(proc, { "--starttls", "--pipelined", "--cafile", pki.ca,
             "--expect-line", "secure", "--send", "hi", "--expect", 7 })
-          assert.are.equal("done", report.stage, describe_report(report))
+          assert.are.equal("done", report.stage, describe_report(report) .. "\n--- server stdout:\n" .. proc:stdout())
           assert.are.equal("OK\n", report.plain)
           assert.are.equal("secure\necho:hi", report.received)
         end)
