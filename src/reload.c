@@ -49,6 +49,54 @@ static void on_dir_event(uv_fs_event_t *handle, const char *filename, int events
         uv_timer_start(&t->settle, on_settled, SETTLE_MS, 0);
 }
 
+/* A file other than the script that --watch follows, in its directory. */
+struct watched_file {
+    uv_fs_event_t watch;
+    struct reload_trigger *trigger;
+    struct watched_file *next;
+    char *name;
+};
+
+static void on_file_event(uv_fs_event_t *handle, const char *filename, int events, int status)
+{
+    (void)events;
+    struct watched_file *w = handle->data;
+    if (status == 0 && filename && strcmp(filename, w->name) == 0)
+        uv_timer_start(&w->trigger->settle, on_settled, SETTLE_MS, 0);
+}
+
+static void free_watched(uv_handle_t *handle)
+{
+    struct watched_file *w = handle->data;
+    free(w->name);
+    free(w);
+}
+
+int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path)
+{
+    if (!t->watching)
+        return 0;
+    struct watched_file *w = calloc(1, sizeof *w);
+    char *copy1 = strdup(path), *copy2 = strdup(path);
+    int rc = UV_ENOMEM;
+    if (w && copy1 && copy2 && (w->name = strdup(basename(copy2)))) {
+        uv_fs_event_init(loop, &w->watch);
+        w->watch.data = w;
+        w->trigger = t;
+        w->next = t->files;
+        t->files = w;
+        rc = uv_fs_event_start(&w->watch, on_file_event, dirname(copy1), 0);
+        uv_unref((uv_handle_t *)&w->watch);
+    } else if (w) {
+        free(w);
+    }
+    free(copy1);
+    free(copy2);
+    if (rc != 0)
+        log_error("cannot watch %s: %s", path, uv_strerror(rc));
+    return rc == 0 ? 0 : -1;
+}
+
 static int start_watching(struct reload_trigger *t, uv_loop_t *loop)
 {
     uv_fs_event_init(loop, &t->watch);
@@ -106,6 +154,11 @@ void reload_trigger_close(struct reload_trigger *t)
     close_handle((uv_handle_t *)&t->settle);
     if (t->watching)
         close_handle((uv_handle_t *)&t->watch);
+    for (struct watched_file *w = t->files, *next; w; w = next) {
+        next = w->next;
+        uv_close((uv_handle_t *)&w->watch, free_watched);
+    }
+    t->files = NULL;
     free(t->path);
     free(t->dir);
     free(t->name);

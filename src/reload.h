@@ -30,6 +30,7 @@ struct reload_trigger {
     uv_fs_event_t watch;
     uv_timer_t settle; /* a burst of writes gives one reload, once it settles */
     bool watching;
+    struct watched_file *files; /* more files whose change reloads (certificates) */
 };
 
 /* Call fire(data, why) on SIGHUP, and when 'watch', on changes of 'path'.
@@ -37,6 +38,9 @@ struct reload_trigger {
  * Returns 0, or -1 after logging why. */
 int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *path, bool watch,
                         reload_fire_cb fire, void *data);
+/* With --watch: a change of 'path' (a certificate, a key) reloads too.
+ * Returns 0, or -1 after logging why. */
+int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path);
 /* Close its handles (then run the loop so they finish closing). */
 void reload_trigger_close(struct reload_trigger *t);
 

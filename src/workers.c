@@ -550,7 +550,8 @@ static void finish_reload(struct workers *g)
 
 static void log_committed(struct workers *g)
 {
-    log_info("reloaded %s (generation %d)", g->script, g->generation);
+    log_info("reloaded %s%s (generation %d)", g->script, serves_tls(g) ? " and the TLS certificates" : "",
+             g->generation);
     if (g->open == 0)
         return;
     if (g->has_upgrade)
@@ -854,6 +855,21 @@ static int open_listeners(struct workers *g)
     return 0;
 }
 
+/* --watch follows the certificate files of the TLS listeners too. */
+static int watch_certificates(struct workers *g)
+{
+    const struct cli_options *o = g->options;
+    int rc = 0;
+    for (int i = 0; i < o->tls_cert_count && rc == 0; i++) {
+        rc = reload_trigger_watch_file(&g->trigger, &g->loop, o->tls_certs[i]);
+        if (rc == 0)
+            rc = reload_trigger_watch_file(&g->trigger, &g->loop, o->tls_keys[i]);
+    }
+    if (rc == 0 && o->tls_client_ca)
+        rc = reload_trigger_watch_file(&g->trigger, &g->loop, o->tls_client_ca);
+    return rc;
+}
+
 int workers_serve(const struct cli_options *o, const char *lua_dir, const char *script,
                   const struct limits *limits, int count)
 {
@@ -872,7 +888,8 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
     }
     int status = start_all(&g);
     close_unix_fds(&g); /* every worker that started has its own */
-    if (status == EXIT_OK && reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0) {
+    if (status == EXIT_OK && (reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0 ||
+                              watch_certificates(&g) != 0)) {
         shutdown_all(&g, "the reload trigger could not start");
         status = EXIT_FAILURE_RUNTIME;
     }

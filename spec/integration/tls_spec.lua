@@ -634,6 +634,22 @@ describe("TLS #integration", function()
       old:wait_for("echo:after\n")
     end)
 
+    it("happens with --watch when the certificate file changes, the script untouched", function()
+      local scratch = files.scratch("tls-swap")
+      local cert = scratch:write("cert.pem", files.read(pki.server_cert))
+      local key = scratch:write("key.pem", files.read(pki.server_key))
+      local proc = start({ "--watch", "--listen", "tls:127.0.0.1:0", "--tls-cert", cert, "--tls-key", key })
+      assert.are.equal("CN=localhost", python_echo(proc).peer_subject)
+      -- The key first: a reload between the two writes would fail on a key
+      -- that does not match, and the settled one after the second succeeds.
+      scratch:replace("key.pem", files.read(pki.renewed_key))
+      scratch:replace("cert.pem", files.read(pki.renewed_cert))
+      proc:wait_output("stderr", "luaecho: reloaded [^\n]* and the TLS certificates %(generation %d+%)\n", 10,
+        "the 'reloaded' line")
+      wait.until_true(function() return python_echo(proc).peer_subject == "O=renewed,CN=localhost" end, 10,
+        "the renewed certificate served")
+    end)
+
     it("keeps the old certificate when the new file is bad", function()
       local scratch = files.scratch("tls-swap")
       local cert = scratch:write("cert.pem", files.read(pki.server_cert))
