@@ -63,6 +63,8 @@ static void on_done(struct conn *c, const char *error, void *arg)
         owner->ready(c, owner->data);
         return;
     }
+    if (conn_is_closing(c))
+        return; /* ended for another reason, said elsewhere (a shutdown) */
     char peer[ADDR_STRLEN], key[160], line[512];
     snprintf(key, sizeof key, "tls|%s", error);
     snprintf(line, sizeof line, "TLS handshake with %s failed: %s", addr_format(conn_peer(c), peer, sizeof peer),

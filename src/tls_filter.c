@@ -267,6 +267,11 @@ static bool on_eof(struct conn *c)
 static void on_free(struct conn *c)
 {
     struct tls_filter *t = filter_of(c);
+    if (t->done) { /* closed mid-handshake (a shutdown, an abort): whoever waits hears of it */
+        tls_done_cb done = t->done;
+        t->done = NULL;
+        done(c, "the connection closed during the handshake", t->arg);
+    }
     conn_set_filter(c, NULL);
     close_deadline(t);
     tls_server_free(t->server);
