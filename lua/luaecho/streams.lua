@@ -13,7 +13,7 @@
 --   end                                     -- the writer is closed for you
 local sub, find, format = string.sub, string.find, string.format
 local concat = table.concat
-local error, setmetatable, tostring, type = error, setmetatable, tostring, type
+local error, pairs, pcall, setmetatable, tostring, type = error, pairs, pcall, setmetatable, tostring, type
 local math_type, tointeger = math.type, math.tointeger
 local task = require("luaecho.task")
 local notify, suspend_running = task.notify, task.suspend_running
@@ -470,6 +470,53 @@ function Writer:wait_closed()
   return true
 end
 
+-- What a C method raised, as the script's own error: the "streams.lua:N:"
+-- position luaL_error gave it names this file, not the script's line.
+local function rethrow(err, what)
+  if type(err) == "string" then
+    err = what .. ": " .. (err:gsub("^[^\n]-streams%.lua:%d+: ", "", 1))
+  end
+  error(err, 3)
+end
+
+--- Start TLS on the connection and suspend until the handshake is done
+-- (asyncio's StreamWriter.start_tls). Server side (a handler's writer):
+-- opts nil for the listener's --tls-cert/--tls-key, or {cert=, key=}.
+-- Client side (open_connection's writer): {server_hostname=, ca=, verify=,
+-- alpn=}, server_hostname defaulting to the host connected to. Raises
+-- ConnectionLost (reason "TLS handshake failed: ...") when the handshake
+-- fails. The reader must be empty: bytes it holds came before the peer's
+-- handshake and cannot be part of it, so the call is refused (STARTTLS
+-- protocols have the client wait for the go-ahead before its handshake).
+function Writer:start_tls(opts)
+  local t = task.check("writer:start_tls()", 2)
+  local s = self.state
+  if self.closing or s.lost then refuse_write(self, "writer:start_tls()") end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("writer:start_tls(): opts must be a table, not " .. type(opts), 2)
+  end
+  local r = self.reader
+  if r and r.size > 0 then
+    error(format("writer:start_tls(): the reader holds %d byte(s) the peer sent before the handshake;"
+      .. " call start_tls only once the peer waits for the go-ahead (STARTTLS: answer its command,"
+      .. " then start_tls), before it sends more", r.size), 2)
+  end
+  if s.tls_waiters then error("writer:start_tls(): another task is already waiting for this handshake", 2) end
+  if self.server_hostname and (opts == nil or opts.server_hostname == nil) then
+    local copy = { server_hostname = self.server_hostname }
+    for k, v in pairs(opts or {}) do copy[k] = v end
+    opts = copy
+  end
+  local ok, err = pcall(self.transport.start_tls, self.transport, opts)
+  if not ok then rethrow(err, "writer:start_tls()") end
+  while not s.tls_done do
+    if s.lost then error(connection_lost(s.lost_reason)) end
+    add_waiter(s, "tls_waiters", t)
+    task.suspend("writer:start_tls()")
+  end
+  s.tls_waiters = nil
+end
+
 -- Return 'default' in place of a nil first value, else all the values.
 local function or_default(default, v, ...)
   if v == nil then return default end
@@ -570,6 +617,12 @@ function Stream:resume_writing()
   wake_all(self, "drain_waiters")
 end
 
+-- The handshake writer:start_tls started is done: wake its task.
+function Stream:tls_started()
+  self.tls_done = true
+  wake_all(self, "tls_waiters")
+end
+
 function Stream:connection_lost(err)
   self.lost, self.lost_reason = true, err
   local reader = self.reader
@@ -577,6 +630,7 @@ function Stream:connection_lost(err)
   if err == nil then reader:feed_eof() else reader:set_exception(err) end
   wake_all(self, "drain_waiters", connection_lost(err))
   wake_all(self, "close_waiters")
+  wake_all(self, "tls_waiters")
 end
 
 return M
