@@ -3,18 +3,17 @@
  * every file of the corpus directory goes through admin_command_check,
  * and each hand-written seed must parse as the table below says. A file
  * with a name of its own (not libFuzzer's 40-hex-digit hash) must have a
- * row, and every row its file.
+ * row, and every row its file. The walk is corpus.c's.
  *   admin_command_replay DIR    exits 0, or 1 listing each failure
  */
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "admin_command.h"
 #include "admin_command_check.h"
+#include "corpus.h"
 #include "log.h"
 
 /* What a named seed must give; 'error' NULL: no error text. */
@@ -72,54 +71,10 @@ static const struct expect expected[] = {
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 
-/* Read all of 'path' into a fresh buffer; NULL on failure. */
-static unsigned char *read_file(const char *path, size_t *len)
+/* The named seed of row i, whose bytes are 'data': as the table says? */
+static bool check_seed(size_t i, const unsigned char *data, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *data = NULL;
-    size_t cap = 0;
-    *len = 0;
-    for (;;) {
-        if (*len == cap) {
-            cap = cap ? cap * 2 : 4096;
-            unsigned char *more = realloc(data, cap);
-            if (!more)
-                break;
-            data = more;
-        }
-        size_t n = fread(data + *len, 1, cap - *len, f);
-        *len += n;
-        if (n == 0)
-            break;
-    }
-    bool ok = !ferror(f) && data;
-    fclose(f);
-    if (!ok) {
-        free(data);
-        return NULL;
-    }
-    return data;
-}
-
-/* libFuzzer names what it finds by the SHA-1 of its contents. */
-static bool is_hash_name(const char *name)
-{
-    return strlen(name) == 40 && strspn(name, "0123456789abcdef") == 40;
-}
-
-static const struct expect *find_expect(const char *name)
-{
-    for (size_t i = 0; i < N_EXPECTED; i++)
-        if (strcmp(expected[i].name, name) == 0)
-            return &expected[i];
-    return NULL;
-}
-
-/* The named seed 'e', whose bytes are 'data': as the table says? */
-static bool check_expect(const struct expect *e, const unsigned char *data, size_t len)
-{
+    const struct expect *e = &expected[i];
     struct admin_command c;
     admin_command_parse((const char *)data, len, &c);
     bool ok = c.verb == e->verb && c.id == e->id && c.level == e->level &&
@@ -131,61 +86,21 @@ static bool check_expect(const struct expect *e, const unsigned char *data, size
     return ok;
 }
 
-/* One corpus file: the promises, and its row if it has a name. */
-static bool replay_file(const char *dir, const char *name, bool *seen)
+/* The file name of row i. */
+static const char *seed_name(size_t i)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    size_t len;
-    unsigned char *data = read_file(path, &len);
-    if (!data) {
-        fprintf(stderr, "%s: cannot read\n", path);
-        return false;
-    }
-    char why[256];
-    bool ok = admin_command_check(data, len, why, sizeof why);
-    if (!ok)
-        fprintf(stderr, "%s: %s\n", name, why);
-    const struct expect *e = find_expect(name);
-    if (e) {
-        seen[e - expected] = true;
-        ok = check_expect(e, data, len) && ok;
-    } else if (!is_hash_name(name)) {
-        fprintf(stderr, "%s: a named seed with no row in the table of %s\n", name, __FILE__);
-        ok = false;
-    }
-    free(data);
-    return ok;
+    return expected[i].name;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
-        return 2;
-    }
-    DIR *d = opendir(argv[1]);
-    if (!d) {
-        perror(argv[1]);
-        return 1;
-    }
-    bool seen[N_EXPECTED] = {false};
-    size_t files = 0, failures = 0;
-    for (struct dirent *ent; (ent = readdir(d));) {
-        if (ent->d_name[0] == '.')
-            continue;
-        files++;
-        if (!replay_file(argv[1], ent->d_name, seen))
-            failures++;
-    }
-    closedir(d);
-    for (size_t i = 0; i < N_EXPECTED; i++) {
-        if (!seen[i]) {
-            fprintf(stderr, "%s: in the table, missing from %s\n", expected[i].name, argv[1]);
-            failures++;
-        }
-    }
-    printf("admin_command_replay: %zu files, %zu named seeds checked, %zu failures\n", files, N_EXPECTED,
-           failures);
-    return failures ? 1 : 0;
+    static const struct corpus_target target = {
+        .name = "admin_command_replay",
+        .table = __FILE__,
+        .check = admin_command_check,
+        .seeds = N_EXPECTED,
+        .seed_name = seed_name,
+        .check_seed = check_seed,
+    };
+    return corpus_replay(&target, argc, argv);
 }

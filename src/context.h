@@ -18,6 +18,7 @@
 struct conn_list;
 struct server_list;
 struct endpoint_list;
+struct tls_server;
 
 struct loop_context {
     uv_loop_t *loop;
@@ -32,6 +33,8 @@ struct loop_context {
     atomic_size_t *accepted;
     size_t max_connections;
     struct loop_stats *stats;    /* what /metrics and the console read (stats.h) */
+    struct tls_server *tls;      /* the --tls-cert pairs (start_tls's default); NULL: none */
+    uint64_t tls_timeout_ms;     /* --tls-handshake-timeout */
     /* Given from above: shut the loop down as SIGTERM does (a script's
      * luaecho.core.shutdown). */
     void (*shutdown)(struct loop_context *ctx, const char *why);

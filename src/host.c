@@ -144,6 +144,12 @@ void host_start_probe(struct host *h)
     uv_unref((uv_handle_t *)&h->probe);
 }
 
+void host_set_tls(struct host *h, struct tls_server *tls, uint64_t timeout_ms)
+{
+    h->ctx.tls = tls;
+    h->ctx.tls_timeout_ms = timeout_ms;
+}
+
 void host_run(struct host *h)
 {
     uv_run(&h->loop, UV_RUN_DEFAULT);

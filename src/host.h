@@ -65,6 +65,9 @@ void host_signal(struct host *h, const char *name, int nth);
  * of a periodic timer), its idle time and the Lua state's memory. Before
  * host_run. */
 void host_start_probe(struct host *h);
+/* The certificates start_tls() uses by default (the loop keeps no
+ * reference: the caller keeps 'tls' alive while it is set). */
+void host_set_tls(struct host *h, struct tls_server *tls, uint64_t timeout_ms);
 /* Run until nothing is left: the servers closed and the connections gone. */
 void host_run(struct host *h);
 /* Stop accepting, flush and close every connection; abort what is still

@@ -122,6 +122,12 @@ static void labelled(struct text_buf *out, struct workers *g, const char *name, 
     }
 }
 
+static const char *handshake_label(int k)
+{
+    static const char *const names[] = {"ok", "failed", "timeout"};
+    return names[k];
+}
+
 static const char *limit_label(int k)
 {
     return stats_limit_name((enum stats_limit)k);
@@ -149,6 +155,8 @@ static void loop_series(struct text_buf *out, struct workers *g)
                offsetof(struct loop_stats, write_buffer_bytes));
     labelled(out, g, "luaecho_limits_hit_total", "Times a limit was reached, by limit.", "limit",
              offsetof(struct loop_stats, limits_hit), LIMIT_KINDS, limit_label);
+    labelled(out, g, "luaecho_tls_handshakes_total", "TLS handshakes, by result (ok, failed, timeout).", "result",
+             offsetof(struct loop_stats, tls_handshakes), 3, handshake_label);
 }
 
 static void traffic(struct text_buf *out, struct workers *g)

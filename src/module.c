@@ -16,6 +16,7 @@
 #include "exit_guard.h"
 #include "failure.h"
 #include "log.h"
+#include "protocol.h"
 #include "runtime.h"
 #include "script_metrics.h"
 #include "server_object.h"
@@ -112,6 +113,7 @@ static const luaL_Reg core_functions[] = {
     {"now", core_now},
     {"timer", timer_start},
     {"connect", client_connect},
+    {"connect_tls", client_connect_tls},
     {"connect_unix", client_connect_unix},
     {"datagram_endpoint", datagram_endpoint},
     {"listen", server_object_listen},
@@ -135,6 +137,7 @@ static int open_core(lua_State *L)
 int module_preload(lua_State *L)
 {
     transport_register(L);
+    protocol_register_hooks();
     datagram_register(L);
     server_object_register(L);
     timer_register(L);

@@ -27,11 +27,12 @@ struct binding {
 
 const size_t protocol_conn_size = sizeof(struct binding);
 
-enum event { EV_MADE, EV_DATA, EV_EOF, EV_PAUSE, EV_RESUME, EV_LOST };
+enum event { EV_MADE, EV_DATA, EV_EOF, EV_PAUSE, EV_RESUME, EV_LOST, EV_TLS };
 
 static const char *const method_names[] = {
     [EV_MADE] = "connection_made", [EV_DATA] = "data_received",   [EV_EOF] = "eof_received",
     [EV_PAUSE] = "pause_writing",  [EV_RESUME] = "resume_writing", [EV_LOST] = "connection_lost",
+    [EV_TLS] = "tls_started",
 };
 
 /* One method call, prepared in C, made under protection. */
@@ -305,6 +306,19 @@ void protocol_describe(struct conn *c, const char **listener, int *generation)
     struct binding *b = conn_data(c);
     *listener = b->owner ? b->owner->listener : NULL;
     *generation = b->info.generation;
+}
+
+/* The handshake start_tls() began is done: tls_started(), if the
+ * instance has it. */
+static void on_tls_started(struct conn *c)
+{
+    if (conn_get_events(c) == &protocol_events && !conn_is_closing(c))
+        dispatch(c, EV_TLS, NULL, 0);
+}
+
+void protocol_register_hooks(void)
+{
+    transport_on_tls_started(on_tls_started);
 }
 
 const struct conn_events protocol_events = {

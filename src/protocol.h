@@ -39,6 +39,8 @@ void protocol_class_copy(lua_State *L, const struct protocol_class *from, struct
 /* The events every Protocol-driven connection is created with, and the owner
  * data it needs: conn_new(loop, list, &protocol_events, protocol_conn_size). */
 extern const struct conn_events protocol_events;
+/* Hand the transport layer what it reports up (once, at start). */
+void protocol_register_hooks(void);
 /* For the console: the listener c was accepted on (NULL: an outgoing
  * connection, or one still reading its PROXY header) and the generation
  * of the code serving it (0: none yet). */

@@ -14,6 +14,8 @@
 #include "conn.h"
 #include "context.h"
 #include "runtime.h"
+#include "tls_filter.h"
+#include "tls_script.h"
 
 /* Strings written while their connection is corked: kept alive here until
  * transport_uncork() has sent them (conn.c holds only pointers). */
@@ -223,11 +225,84 @@ static int transport_get_extra_info(lua_State *L)
         lua_pushstring(L, t->info->listener);
         return 1;
     }
+    if (strcmp(name, "tls") == 0)
+        return tls_script_push_info(L, c);
     if (t->info && strcmp(name, "server") == 0 && t->info->server_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->info->server_ref);
         return 1;
     }
     return 1;
+}
+
+static void (*tls_started_hook)(struct conn *c);
+
+void transport_on_tls_started(void (*fn)(struct conn *c))
+{
+    tls_started_hook = fn;
+}
+
+static void tls_done(struct conn *c, const char *error, void *arg)
+{
+    (void)arg;
+    if (!error && tls_started_hook)
+        tls_started_hook(c); /* a failure ends the connection: connection_lost(err) says why */
+}
+
+/* The SSL of a server-side start_tls: the given certificate, else the --tls-cert pairs. [-0, +0, e] */
+static SSL *server_ssl(lua_State *L, struct tls_server **server)
+{
+    const char *cert = NULL, *key = NULL;
+    if (lua_istable(L, 2)) {
+        cert = (lua_getfield(L, 2, "cert"), lua_tostring(L, -1));
+        key = (lua_getfield(L, 2, "key"), lua_tostring(L, -1));
+        lua_pop(L, 2); /* the options table keeps the strings */
+    }
+    if ((cert == NULL) != (key == NULL))
+        luaL_error(L, "start_tls(): give opts.cert and opts.key together (PEM files)");
+    *server = cert ? tls_script_server(L, cert, key) : runtime_context(L)->tls;
+    if (!*server)
+        luaL_error(L, "start_tls(): no certificate: give {cert = FILE, key = FILE}, or serve a TLS listener "
+                      "with --tls-cert and --tls-key");
+    return tls_server_ssl(*server);
+}
+
+/* The SSL of a client-side start_tls (a connection the script opened). [-0, +0, e] */
+static SSL *client_ssl(lua_State *L)
+{
+    if (!lua_istable(L, 2)) {
+        lua_newtable(L);
+        lua_replace(L, 2);
+    }
+    struct tls_client *client = tls_script_client(L, 2);
+    lua_getfield(L, 2, "server_hostname");
+    const char *host = lua_tostring(L, -1);
+    SSL *ssl = tls_client_ssl(client, host);
+    lua_pop(L, 1);
+    return ssl;
+}
+
+/* start_tls([opts]): a TLS handshake on a plain connection, from now on. */
+static int transport_start_tls(lua_State *L)
+{
+    struct transport *t = check_transport(L);
+    struct conn *c = t->conn;
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (!c || conn_is_closing(c))
+        return luaL_error(L, "start_tls(): the connection is closed");
+    if (tls_filter_active(c))
+        return luaL_error(L, "start_tls(): the connection uses TLS already");
+    bool accepted = t->info && t->info->listener;
+    struct tls_server *server = NULL;
+    SSL *ssl = accepted ? server_ssl(L, &server) : client_ssl(L);
+    uint64_t timeout = runtime_context(L)->tls_timeout_ms;
+    if (tls_filter_start(c, ssl, server, timeout ? timeout : LUAECHO_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS, tls_done,
+                         NULL) != 0) {
+        conn_abort(c, "out of memory starting TLS");
+        return luaL_error(L, "start_tls(): out of memory");
+    }
+    return 0;
 }
 
 static int transport_pause_reading(lua_State *L)
@@ -330,6 +405,7 @@ static const luaL_Reg transport_methods[] = {
     {"abort", transport_abort},
     {"is_closing", transport_is_closing},
     {"get_extra_info", transport_get_extra_info},
+    {"start_tls", transport_start_tls},
     {"pause_reading", transport_pause_reading},
     {"resume_reading", transport_resume_reading},
     {"is_reading", transport_is_reading},

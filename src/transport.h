@@ -39,6 +39,9 @@ int transport_push_address(lua_State *L, const union addr *a);
  * Shared by the datagram transport. [-0, +0, e] */
 void transport_check_write_limits(lua_State *L, size_t *high, size_t *low);
 
+/* The protocol layer's: the handshake start_tls() began is done. */
+void transport_on_tls_started(void (*fn)(struct conn *c));
+
 /* Create the metatable once per state. [-0, +0, e] */
 void transport_register(lua_State *L);
 /* Send what c's callback wrote while corked (conn_cork), and let go of the

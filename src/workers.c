@@ -121,9 +121,11 @@ static struct tls_server *load_certificates(const struct workers *g, char *error
     return tls_server_new(&cfg, error, size);
 }
 
-/* Serve listener i's connections with w's certificates, if it is a TLS one. */
+/* Serve listener i's connections with w's certificates, if it is a TLS
+ * one; start_tls() takes them too. */
 static void use_certificates(struct worker *w, int i)
 {
+    host_set_tls(&w->host, w->tls, (uint64_t)ceil(w->group->options->tls_handshake_timeout * 1000));
     if (w->servers[i] && w->group->listeners[i].spec->tls)
         server_use_tls(w->servers[i], w->tls,
                        (uint64_t)ceil(w->group->options->tls_handshake_timeout * 1000));

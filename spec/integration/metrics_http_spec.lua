@@ -31,6 +31,7 @@ local function start(spec, args)
   for _, arg in ipairs(args or {}) do full[#full + 1] = arg end
   local proc = server.start(full)
   proc:wait_metrics()
+  assert.are.equal("127.0.0.1", proc.metrics_host)
   return proc
 end
 

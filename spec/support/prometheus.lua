@@ -10,7 +10,7 @@
 -- 0 and report it, so the port is picked free just before it starts;
 -- start() tries again with another if it was taken meanwhile.
 -- Output goes to temp files, as in support.server; nothing here sleeps for a
--- fixed time.
+-- fixed time. Starting, waiting and stopping are support.component's.
 -- @usage
 --   local prom = prometheus.start({ target = "127.0.0.1:" .. proc.metrics_port })
 --   prom:wait_value("sum(luaecho_connections_open)", 3, 20)
@@ -18,43 +18,23 @@
 local uv = require "luv"
 local socket = require "socket"
 local url = require "socket.url"
+local component = require "support.component"
 local files = require "support.files"
 local json = require "support.json"
 local wait = require "support.wait"
 
 local M = {}
 
-M.HOST = "127.0.0.1"
-
--- Instances started and not yet stopped, so teardown can stop leftovers.
-local live = {}
-
--- The first executable `name` on $PATH or in /usr/bin, /usr/sbin.
-local function find(name)
-  for dir in ((os.getenv("PATH") or "") .. ":/usr/bin:/usr/sbin:/usr/local/bin"):gmatch("[^:]+") do
-    local path = dir .. "/" .. name
-    local stat = uv.fs_stat(path)
-    if stat and stat.type == "file" then return path end
-  end
-  return nil
-end
+M.HOST = component.HOST
 
 --- The prometheus binary: $LUAECHO_PROMETHEUS, else `prometheus` on $PATH.
 function M.bin()
-  return os.getenv("LUAECHO_PROMETHEUS") or find("prometheus")
+  return os.getenv("LUAECHO_PROMETHEUS") or component.find("prometheus")
 end
 
 --- The promtool binary: $LUAECHO_PROMTOOL, else `promtool` on $PATH.
 function M.promtool_bin()
-  return os.getenv("LUAECHO_PROMTOOL") or find("promtool")
-end
-
--- A port no one listens on now: bound to port 0, then released.
-local function free_port()
-  local sock = assert(socket.bind(M.HOST, 0))
-  local _, port = sock:getsockname()
-  sock:close()
-  return tonumber(port)
+  return os.getenv("LUAECHO_PROMTOOL") or component.find("promtool")
 end
 
 -- Run `bin` with `args`, stdin read from the file `input`, to its end
@@ -137,18 +117,7 @@ function M.http_get(port, path, timeout)
   return tonumber(status), body
 end
 
-local Instance = {}
-Instance.__index = Instance
-
---- True once Prometheus has exited (its code is then in self.code).
-function Instance:exited()
-  uv.run("nowait") -- libuv reaps children in its SIGCHLD handler
-  return self.code ~= nil
-end
-
-function Instance:output()
-  return files.read_if_present(self.out_path) .. files.read_if_present(self.err_path)
-end
+local Instance = component.kind("prometheus")
 
 function Instance:describe()
   return ("prometheus on %s:%d\n--- config:\n%s--- output (last 3000 bytes):\n%s"):format(M.HOST, self.port,
@@ -216,28 +185,13 @@ end
 
 -- Start one Prometheus on `port` with `config`; returns the Instance at once.
 local function spawn(bin, scratch, port, config)
-  local self = setmetatable({ scratch = scratch, port = port }, Instance)
-  self.config_path = scratch:write("prometheus.yml", config)
-  self.out_path, self.err_path = scratch:path("stdout"), scratch:path("stderr")
-  local out_fd = assert(uv.fs_open(self.out_path, "w", tonumber("600", 8)))
-  local err_fd = assert(uv.fs_open(self.err_path, "w", tonumber("600", 8)))
-  local handle, pid = uv.spawn(bin, {
-    args = {
-      "--config.file=" .. self.config_path,
-      "--storage.tsdb.path=" .. scratch:path("data"),
-      ("--web.listen-address=%s:%d"):format(M.HOST, port),
-      "--log.level=warn",
-    },
-    stdio = { nil, out_fd, err_fd },
-  }, function(code, signal)
-    self.code, self.signal = code, signal
-  end)
-  uv.fs_close(out_fd)
-  uv.fs_close(err_fd)
-  if not handle then error(("cannot start %s: %s"):format(bin, tostring(pid)), 0) end
-  self.handle, self.pid = handle, pid
-  live[self] = true
-  return self
+  local config_path = scratch:write("prometheus.yml", config)
+  return component.spawn(Instance, bin, scratch, {
+    "--config.file=" .. config_path,
+    "--storage.tsdb.path=" .. scratch:path("data"),
+    ("--web.listen-address=%s:%d"):format(M.HOST, port),
+    "--log.level=warn",
+  }, { port = port, config_path = config_path })
 end
 
 --- Start Prometheus scraping opts.target (HOST:PORT, required) at
@@ -251,56 +205,16 @@ function M.start(opts)
   end
   assert(opts and opts.target, "prometheus.start: target is required")
   local config = M.config(opts.target, opts.path or "/metrics", opts.interval or 1)
-  local last
-  for _ = 1, 3 do -- a port picked free may be taken before Prometheus binds it
-    local self = spawn(bin, files.scratch("prometheus"), free_port(), config)
-    local ok, err = pcall(wait.until_true, function() return self:ready() end, opts.timeout or 15,
-      "prometheus to be ready")
-    if ok then return self end
-    last = tostring(err) .. "\n" .. self:describe()
-    self:stop()
-    if not last:find("address already in use", 1, true) then break end
-  end
-  error(last, 2)
+  local self, err = component.start(function()
+    return spawn(bin, files.scratch("prometheus"), component.free_port(), config)
+  end, opts.timeout or 15, "prometheus to be ready", "address already in use")
+  if not self then error(err, 2) end
+  return self
 end
 
---- Stop Prometheus by its PID (SIGTERM, SIGKILL if it lingers), reap it
--- and remove its scratch directory (config and TSDB). Returns a list of
--- problems: it died before it was told to, or would not stop. Safe to
--- call more than once.
-function Instance:stop()
-  if not live[self] then return {} end
-  local problems = {}
-  if self:exited() then
-    problems[#problems + 1] = ("prometheus exited by itself (code %s, signal %s)\n%s"):format(
-      tostring(self.code), tostring(self.signal), self:describe())
-  else
-    uv.process_kill(self.handle, "sigterm")
-    if not pcall(wait.until_true, function() return self:exited() end, 5) then
-      uv.process_kill(self.handle, "sigkill")
-      pcall(wait.until_true, function() return self:exited() end, 5)
-      problems[#problems + 1] = "prometheus still running 5s after SIGTERM: killed"
-    end
-  end
-  if not self.handle:is_closing() then self.handle:close() end
-  uv.run("nowait")
-  self.scratch:remove()
-  live[self] = nil
-  return problems
-end
-
---- Stop every instance still running; for after_each. Returns the problems.
-function M.stop_all()
-  local problems = {}
-  for instance in pairs(live) do
-    for _, problem in ipairs(instance:stop()) do problems[#problems + 1] = problem end
-  end
-  return problems
-end
-
--- If busted ends without a teardown having run, still kill the children.
-M._guard = setmetatable({}, { __gc = function()
-  for instance in pairs(live) do pcall(uv.process_kill, instance.handle, "sigkill") end
-end })
+--- Stop every instance still running; for after_each. Returns the problems
+-- (Instance:stop, as support.component says: the TSDB goes with the
+-- scratch directory).
+M.stop_all = Instance.registry.stop_all
 
 return M

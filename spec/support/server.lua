@@ -11,14 +11,16 @@
 --     assert.are.same({}, server.stop_all()) -- no crash, no sanitizer report
 --   end)
 local uv = require "luv"
+local component = require "support.component"
 local files = require "support.files"
 local sanitizer = require "support.sanitizer"
 local wait = require "support.wait"
 
 local M = {}
 
--- Every process started and not yet reaped, so teardown can kill leftovers.
-local live = {}
+-- Every process started and not yet reaped, so teardown can kill leftovers
+-- (and closing the Lua state kills any a teardown missed).
+local live = component.registry()
 
 -- Environment variables that steer luaecho; an operator's own settings must
 -- not leak into specs, which pass them explicitly when they test them.
@@ -113,7 +115,7 @@ function M.spawn(args, opts)
     error(("cannot start %s: %s"):format(M.bin(), tostring(pid)), 2)
   end
   self.handle, self.pid = handle, pid
-  live[self] = true
+  live.add(self)
   return self
 end
 
@@ -336,7 +338,7 @@ end
 -- signal nobody sent, an unclean SIGTERM exit, a sanitizer report.
 -- Safe to call more than once.
 function Proc:stop()
-  if not live[self] then return {} end
+  if not live.has(self) then return {} end
   local problems = {}
   if not self:exited() then
     problems[#problems + 1] = terminate(self)
@@ -350,7 +352,7 @@ function Proc:stop()
   if not self.handle:is_closing() then self.handle:close() end
   reap()
   self:remove_files()
-  live[self] = nil
+  live.remove(self)
   for i, problem in ipairs(problems) do
     problems[i] = "luaecho " .. table.concat(self.args, " ") .. ": " .. problem
   end
@@ -360,18 +362,6 @@ end
 --- Stop every process still known; for after_each / teardown. Returns the
 -- problems found (see Proc:stop), so a spec can end with
 -- `assert.are.same({}, server.stop_all())`.
-function M.stop_all()
-  local problems = {}
-  for proc in pairs(live) do
-    for _, problem in ipairs(proc:stop()) do problems[#problems + 1] = problem end
-  end
-  return problems
-end
-
--- Last line of defence: if busted ends without a teardown having run (an
--- error outside a spec), closing the Lua state still kills the children.
-M._guard = setmetatable({}, { __gc = function()
-  for proc in pairs(live) do pcall(uv.process_kill, proc.handle, "sigkill") end
-end })
+M.stop_all = live.stop_all
 
 return M
