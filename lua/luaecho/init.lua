@@ -101,39 +101,7 @@ local function connect_options(what, host, opts, with_limit)
     end
     return nil
   end
-  local server_hostname, ca, verify, alpn = opts.server_hostname, opts.ca, opts.verify, opts.alpn
-  if server_hostname == nil then server_hostname = host end
-  if type(server_hostname) ~= "string" or server_hostname == "" then
-    error(("%s: opts.server_hostname must be a non-empty string, not %s"):format(what,
-      server_hostname == "" and "\"\"" or type(server_hostname)), 3)
-  end
-  if ca ~= nil and (type(ca) ~= "string" or ca == "") then
-    error(("%s: opts.ca must be the path of a PEM file of CA certificates, not %s"):format(what,
-      ca == "" and "\"\"" or type(ca)), 3)
-  end
-  if verify == nil then verify = true end
-  if type(verify) ~= "boolean" then
-    error(("%s: opts.verify must be true or false, not %s"):format(what, type(verify)), 3)
-  end
-  if alpn ~= nil then
-    if type(alpn) ~= "table" or #alpn == 0 then
-      error(("%s: opts.alpn must be a non-empty array of protocol names ({\"h2\", \"http/1.1\"})"):format(what), 3)
-    end
-    for i, name in ipairs(alpn) do
-      if type(name) ~= "string" or name == "" or #name > 255 or name:find(",", 1, true) then
-        error(("%s: opts.alpn[%d] must be a protocol name of 1 to 255 bytes without a comma, not %s"):format(
-          what, i, type(name) == "string" and ("%q"):format(name) or type(name)), 3)
-      end
-    end
-    for key in pairs(alpn) do
-      if math.type(key) ~= "integer" or key < 1 or key > #alpn then
-        error(("%s: opts.alpn must be an array (a list of names), but it has the key %s"):format(what,
-          tostring(key)), 3)
-      end
-    end
-    alpn = table.concat(alpn, ",")
-  end
-  return { server_hostname = server_hostname, ca = ca, verify = verify, alpn = alpn }
+  return streams.tls_client_options(what, opts, host, 3)
 end
 
 -- Connect to host:port with 'protocol': plain, or TLS with 'tlsopts'.
@@ -224,8 +192,8 @@ function M.open_connection(host, port, opts)
   local tlsopts = connect_options(what, host, opts, true)
   local transport, instance = connect(what, host, port, tlsopts, streams.protocol(nil, opts))
   if not transport then error(errors.new("ConnectionError", instance), 2) end
-  -- writer:start_tls() on a plain connection names this host by default
-  if not tlsopts and type(host) == "string" then instance.writer.server_hostname = host end
+  -- a client's writer:start_tls() (STARTTLS) names this host by default
+  if not tlsopts then instance.writer.tls_client = { host = host } end
   return instance.reader, instance.writer
 end
 
@@ -265,6 +233,7 @@ function M.open_unix_connection(path, opts)
   local transport, instance = await("luaecho.open_unix_connection()", core.connect_unix, path,
     streams.protocol(nil, opts))
   if not transport then error(errors.new("ConnectionError", instance), 2) end
+  instance.writer.tls_client = {} -- a client's writer:start_tls() (STARTTLS): no host name to check
   return instance.reader, instance.writer
 end
 

@@ -794,11 +794,26 @@ describe("writer:start_tls #unit", function()
   it("raises the transport's own error with the writer's name, blaming the script's line", function()
     local caught
     serve_stub(function(_, writer)
-      local ok, err = pcall(function() writer:start_tls({ bogus = 1 }) end)
+      local ok, err = pcall(function() writer:start_tls() end)
       caught = { ok, err }
-    end, function() error("unknown option bogus", 0) end)
+    end, function() error("start_tls(): no certificate: give {cert = FILE, key = FILE}", 0) end)
     assert.is_false(caught[1])
-    assert.matches("streams_spec%.lua:%d+: writer:start_tls%(%): unknown option bogus$", caught[2])
+    assert.matches("streams_spec%.lua:%d+: writer:start_tls%(%): no certificate: give {cert = FILE, key = FILE}$",
+      caught[2])
+  end)
+
+  it("checks the server side's options, naming the option", function()
+    local caught = {}
+    serve_stub(function(_, writer)
+      for i, opts in ipairs({ { bogus = 1 }, { cert = "c.pem" }, { cert = 5, key = "k.pem" },
+                               { server_hostname = "a.test" } }) do
+        caught[i] = select(2, pcall(writer.start_tls, writer, opts))
+      end
+    end)
+    assert.matches("writer:start_tls(): unknown option bogus for the server side (cert, key)", caught[1], 1, true)
+    assert.matches("writer:start_tls(): give opts.cert and opts.key together", caught[2], 1, true)
+    assert.matches("writer:start_tls(): opts.cert must be the path of a PEM file, not number", caught[3], 1, true)
+    assert.matches("unknown option server_hostname for the server side", caught[4], 1, true)
   end)
 
   it("refuses opts that are not a table, a closed writer and a lost connection", function()
@@ -835,11 +850,15 @@ describe("writer:start_tls #unit", function()
     assert.matches("writer:start_tls() cannot suspend here", raised(w.start_tls, w), 1, true)
   end)
 
-  it("names the host connected to as server_hostname on a client writer", function()
+  it("names the host connected to as server_hostname on a client writer, and joins alpn", function()
     local instance, tr = serve_stub(nil)
-    instance.writer.server_hostname = "mail.test"
-    task.spawn(function() instance.writer:start_tls({ ca = "/tmp/ca.pem" }) end)
-    assert.are.same({ server_hostname = "mail.test", ca = "/tmp/ca.pem" }, tr.calls[1])
+    instance.writer.tls_client = { host = "mail.test" }
+    task.spawn(function() instance.writer:start_tls({ ca = "/tmp/ca.pem", alpn = { "imap", "x" } }) end)
+    assert.are.same({ server_hostname = "mail.test", ca = "/tmp/ca.pem", verify = true, alpn = "imap,x" },
+      tr.calls[1])
+    local caught
+    task.spawn(function() caught = select(2, pcall(instance.writer.start_tls, instance.writer, { cert = "c" })) end)
+    assert.matches("unknown option cert for the client side (server_hostname, ca, verify, alpn)", caught, 1, true)
   end)
 end)
 
