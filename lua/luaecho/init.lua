@@ -75,12 +75,52 @@ local function await(what, start, ...)
   return task.suspend(what)
 end
 
+-- The options of open_connection ('limit' too) and create_connection.
+local CONNECT_OPTIONS = { tls = true, server_hostname = true, ca = true, verify = true, alpn = true }
+local TLS_ONLY = { "server_hostname", "ca", "verify", "alpn" }
+
+-- 'opts' of open_connection/create_connection ('what') checked, every
+-- error naming the option and blaming the script's line; returns the
+-- tlsopts core.connect_tls takes, or nil for a plain connection.
+local function connect_options(what, host, opts, with_limit)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then error(what .. ": opts must be a table, not " .. type(opts), 3) end
+  for key in pairs(opts) do
+    if not CONNECT_OPTIONS[key] and not (with_limit and key == "limit") then
+      error(("%s: unknown option %s (%stls, server_hostname, ca, verify, alpn)"):format(what, tostring(key),
+        with_limit and "limit, " or ""), 3)
+    end
+  end
+  local tls = opts.tls
+  if tls ~= nil and type(tls) ~= "boolean" then
+    error(("%s: opts.tls must be true or false, not %s"):format(what, type(tls)), 3)
+  end
+  if not tls then
+    for _, name in ipairs(TLS_ONLY) do
+      if opts[name] ~= nil then error(("%s: opts.%s needs opts.tls = true"):format(what, name), 3) end
+    end
+    return nil
+  end
+  return streams.tls_client_options(what, opts, host, 3)
+end
+
+-- Connect to host:port with 'protocol': plain, or TLS with 'tlsopts'.
+-- Returns transport, instance or nil, the reason.
+local function connect(what, host, port, tlsopts, protocol)
+  if tlsopts then return await(what, core.connect_tls, host, port, tlsopts, protocol) end
+  return await(what, core.connect, host, port, protocol)
+end
+
 --- Connect to host:port and serve the connection with 'protocol' (a
--- Protocol table). Returns transport, protocol instance; raises a
--- ConnectionError naming host and port when the lookup or connect fails.
-function M.create_connection(protocol, host, port)
-  if type(protocol) ~= "table" then error("luaecho.create_connection(): protocol must be a table", 2) end
-  local transport, instance = await("luaecho.create_connection()", core.connect, host, port, protocol)
+-- Protocol table). opts: the TLS options of open_connection (tls,
+-- server_hostname, ca, verify, alpn). Returns transport, protocol
+-- instance; raises a ConnectionError naming host and port when the
+-- lookup, the connect or the TLS handshake fails.
+function M.create_connection(protocol, host, port, opts)
+  local what = "luaecho.create_connection()"
+  if type(protocol) ~= "table" then error(what .. ": protocol must be a table", 2) end
+  local tlsopts = connect_options(what, host, opts, false)
+  local transport, instance = connect(what, host, port, tlsopts, protocol)
   if not transport then error(errors.new("ConnectionError", instance), 2) end
   return transport, instance
 end
@@ -141,11 +181,19 @@ function M.create_datagram_endpoint(protocol, opts)
 end
 
 --- Connect to host:port; returns a streams reader and writer.
--- opts.limit: the reader's buffer limit (default 64 KiB).
+-- opts.limit: the reader's buffer limit (default 64 KiB). opts.tls = true
+-- connects with TLS, verified against the system's CA store (or the PEM
+-- file opts.ca) with the name opts.server_hostname (default: host), unless
+-- opts.verify = false; opts.alpn: protocol names to offer ({"h2",
+-- "http/1.1"}). A failed lookup, connect or handshake (a certificate that
+-- does not verify) raises a ConnectionError saying why.
 function M.open_connection(host, port, opts)
-  local transport, instance = await("luaecho.open_connection()", core.connect, host, port,
-    streams.protocol(nil, opts))
+  local what = "luaecho.open_connection()"
+  local tlsopts = connect_options(what, host, opts, true)
+  local transport, instance = connect(what, host, port, tlsopts, streams.protocol(nil, opts))
   if not transport then error(errors.new("ConnectionError", instance), 2) end
+  -- a client's writer:start_tls() (STARTTLS) names this host by default
+  if not tlsopts then instance.writer.tls_client = { host = host } end
   return instance.reader, instance.writer
 end
 
@@ -185,6 +233,7 @@ function M.open_unix_connection(path, opts)
   local transport, instance = await("luaecho.open_unix_connection()", core.connect_unix, path,
     streams.protocol(nil, opts))
   if not transport then error(errors.new("ConnectionError", instance), 2) end
+  instance.writer.tls_client = {} -- a client's writer:start_tls() (STARTTLS): no host name to check
   return instance.reader, instance.writer
 end
 

@@ -13,7 +13,7 @@
 --   end                                     -- the writer is closed for you
 local sub, find, format = string.sub, string.find, string.format
 local concat = table.concat
-local error, setmetatable, tostring, type = error, setmetatable, tostring, type
+local error, pairs, pcall, setmetatable, tostring, type = error, pairs, pcall, setmetatable, tostring, type
 local math_type, tointeger = math.type, math.tointeger
 local task = require("luaecho.task")
 local notify, suspend_running = task.notify, task.suspend_running
@@ -470,6 +470,112 @@ function Writer:wait_closed()
   return true
 end
 
+-- The TLS options of a client, checked: server_hostname (default
+-- 'host'), ca, verify (default true), alpn (an array of names). Returns
+-- them as the host takes them, alpn joined with commas; an error names
+-- the option ('what' is the function's name) and blames 'level'.
+function M.tls_client_options(what, opts, host, level)
+  level = (level or 1) + 1
+  opts = opts or {}
+  local server_hostname, ca, verify, alpn = opts.server_hostname, opts.ca, opts.verify, opts.alpn
+  if server_hostname == nil and type(host) == "string" then server_hostname = host end
+  if server_hostname ~= nil and (type(server_hostname) ~= "string" or server_hostname == "") then
+    error(format("%s: opts.server_hostname must be a non-empty string, not %s", what,
+      server_hostname == "" and '""' or type(server_hostname)), level)
+  end
+  if ca ~= nil and (type(ca) ~= "string" or ca == "") then
+    error(format("%s: opts.ca must be the path of a PEM file of CA certificates, not %s", what,
+      ca == "" and '""' or type(ca)), level)
+  end
+  if verify == nil then verify = true end
+  if type(verify) ~= "boolean" then
+    error(format("%s: opts.verify must be true or false, not %s", what, type(verify)), level)
+  end
+  if alpn ~= nil then
+    if type(alpn) ~= "table" or #alpn == 0 then
+      error(what .. ': opts.alpn must be a non-empty array of protocol names ({"h2", "http/1.1"})', level)
+    end
+    for key, name in pairs(alpn) do
+      if math_type(key) ~= "integer" or key < 1 or key > #alpn then
+        error(format("%s: opts.alpn must be an array (a list of names), but it has the key %s", what,
+          tostring(key)), level)
+      end
+      if type(name) ~= "string" or name == "" or #name > 255 or find(name, ",", 1, true) then
+        error(format("%s: opts.alpn[%d] must be a protocol name of 1 to 255 bytes without a comma, not %s",
+          what, key, type(name) == "string" and format("%q", name) or type(name)), level)
+      end
+    end
+    alpn = concat(alpn, ",")
+  end
+  return { server_hostname = server_hostname, ca = ca, verify = verify, alpn = alpn }
+end
+
+local CLIENT_TLS = { server_hostname = true, ca = true, verify = true, alpn = true }
+local SERVER_TLS = { cert = true, key = true }
+
+-- writer:start_tls's opts checked for the side the writer is on: a client
+-- (writer.tls_client = {host=}, set by open_connection) or a server.
+-- Returns them as transport:start_tls takes them.
+local function start_tls_options(w, opts)
+  local what = "writer:start_tls()"
+  if opts ~= nil and type(opts) ~= "table" then error(what .. ": opts must be a table, not " .. type(opts), 3) end
+  local client = w.tls_client
+  local known = client and CLIENT_TLS or SERVER_TLS
+  for key in pairs(opts or {}) do
+    if not known[key] then
+      error(format("%s: unknown option %s for the %s side (%s)", what, tostring(key),
+        client and "client" or "server", client and "server_hostname, ca, verify, alpn" or "cert, key"), 3)
+    end
+  end
+  if client then return M.tls_client_options(what, opts, client.host, 3) end
+  if opts == nil then return nil end
+  for name in pairs(SERVER_TLS) do
+    if opts[name] ~= nil and (type(opts[name]) ~= "string" or opts[name] == "") then
+      error(format("%s: opts.%s must be the path of a PEM file, not %s", what, name,
+        opts[name] == "" and '""' or type(opts[name])), 3)
+    end
+  end
+  if (opts.cert == nil) ~= (opts.key == nil) then
+    error(what .. ": give opts.cert and opts.key together (PEM files), or neither for --tls-cert and --tls-key", 3)
+  end
+  return opts
+end
+
+--- Start TLS on the connection and suspend until the handshake is done
+-- (asyncio's StreamWriter.start_tls). Server side (a handler's writer):
+-- opts nil for the --tls-cert/--tls-key pairs, or {cert=, key=}. Client
+-- side (open_connection's writer): {server_hostname=, ca=, verify=,
+-- alpn=}, server_hostname defaulting to the host connected to. Raises
+-- ConnectionLost (reason "TLS handshake failed: ...") when the handshake
+-- fails. The reader must be empty: bytes it holds came before the peer's
+-- handshake and cannot be part of it, so the call is refused (STARTTLS
+-- protocols have the client wait for the go-ahead before its handshake).
+function Writer:start_tls(opts)
+  local t = task.check("writer:start_tls()", 2)
+  local s = self.state
+  if self.closing or s.lost then refuse_write(self, "writer:start_tls()") end
+  opts = start_tls_options(self, opts)
+  local r = self.reader
+  if r and r.size > 0 then
+    error(format("writer:start_tls(): the reader holds %d byte(s) the peer sent before the handshake;"
+      .. " call start_tls only once the peer waits for the go-ahead (STARTTLS: answer its command,"
+      .. " then start_tls), before it sends more", r.size), 2)
+  end
+  if s.tls_waiters then error("writer:start_tls(): another task is already waiting for this handshake", 2) end
+  local ok, err = pcall(self.transport.start_tls, self.transport, opts)
+  if not ok then
+    -- the transport's own message ("start_tls(): ..."), as the writer's
+    if type(err) == "string" then err = "writer:start_tls(): " .. err:gsub("^start_tls%(%): ", "", 1) end
+    error(err, 2)
+  end
+  while not s.tls_done do
+    if s.lost then error(connection_lost(s.lost_reason)) end
+    add_waiter(s, "tls_waiters", t)
+    task.suspend("writer:start_tls()")
+  end
+  s.tls_waiters = nil
+end
+
 -- Return 'default' in place of a nil first value, else all the values.
 local function or_default(default, v, ...)
   if v == nil then return default end
@@ -570,6 +676,12 @@ function Stream:resume_writing()
   wake_all(self, "drain_waiters")
 end
 
+-- The handshake writer:start_tls started is done: wake its task.
+function Stream:tls_started()
+  self.tls_done = true
+  wake_all(self, "tls_waiters")
+end
+
 function Stream:connection_lost(err)
   self.lost, self.lost_reason = true, err
   local reader = self.reader
@@ -577,6 +689,7 @@ function Stream:connection_lost(err)
   if err == nil then reader:feed_eof() else reader:set_exception(err) end
   wake_all(self, "drain_waiters", connection_lost(err))
   wake_all(self, "close_waiters")
+  wake_all(self, "tls_waiters")
 end
 
 return M

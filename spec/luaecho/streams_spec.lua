@@ -689,6 +689,179 @@ describe("streams protocol #unit", function()
   end)
 end)
 
+describe("writer:start_tls #unit", function()
+  before_each(capture_log)
+  after_each(restore_log)
+
+  -- A transport that records start_tls calls and the writes; the handshake
+  -- ends when the spec calls instance:tls_started() or connection_lost.
+  local function stub_transport(start_tls)
+    local tr = { calls = {}, written = {}, closing = false, aborted = false }
+    function tr.start_tls(self, opts)
+      self.calls[#self.calls + 1] = opts or "none"
+      if start_tls then start_tls(self, opts) end
+    end
+    function tr.write(self, data) self.written[#self.written + 1] = data end
+    function tr.close(self) self.closing = true end
+    function tr.abort(self) self.closing, self.aborted = true, true end
+    function tr.is_closing(self) return self.closing end
+    function tr.pause_reading() end
+    function tr.resume_reading() end
+    function tr.get_extra_info(_, name)
+      if name == "peername" then return "127.0.0.1", 50000 end
+    end
+    return tr
+  end
+
+  -- Serve one connection on a stub transport with handler(reader, writer).
+  local function serve_stub(handler, start_tls)
+    local instance = streams.protocol(handler).new()
+    local tr = stub_transport(start_tls)
+    instance:connection_made(tr)
+    return instance, tr
+  end
+
+  it("suspends the handler until tls_started, then lets it go on", function()
+    local steps = {}
+    local instance, tr = serve_stub(function(reader, writer)
+      steps[#steps + 1] = reader:readline()
+      writer:write("220 go ahead\r\n")
+      writer:start_tls()
+      steps[#steps + 1] = "tls"
+      writer:write(reader:readline())
+    end)
+    instance:data_received("STARTTLS\r\n")
+    assert.are.same({ "STARTTLS\r\n" }, steps)
+    assert.are.same({ "none" }, tr.calls)
+    assert.is_false(instance.task:done())
+    instance:tls_started()
+    assert.are.same({ "STARTTLS\r\n", "tls" }, steps)
+    instance:data_received("secret\n")
+    assert.is_true(instance.task:done())
+    assert.are.same({ "220 go ahead\r\n", "secret\n" }, tr.written)
+  end)
+
+  it("passes its options to transport:start_tls", function()
+    local opts = { cert = "/tmp/c.pem", key = "/tmp/k.pem" }
+    local instance, tr = serve_stub(function(_, writer) writer:start_tls(opts) end)
+    instance:tls_started()
+    assert.are.equal(opts, tr.calls[1])
+    assert.is_true(instance.task:done())
+  end)
+
+  it("returns when the handshake completes inside the call", function()
+    local instance
+    instance = serve_stub(function(_, writer) writer:start_tls() end,
+      function() instance:tls_started() end)
+    assert.is_true(instance.task:done())
+  end)
+
+  it("raises ConnectionLost with the reason when the handshake fails", function()
+    local caught
+    local instance = serve_stub(function(_, writer)
+      local ok, err = pcall(writer.start_tls, writer)
+      caught = { ok, err }
+    end)
+    instance:connection_lost("TLS handshake failed: wrong version number")
+    assert.is_false(caught[1])
+    assert.is_true(errors.is(caught[2], "ConnectionLost"))
+    assert.are.equal("TLS handshake failed: wrong version number", caught[2].reason)
+    assert.are.equal("connection lost: TLS handshake failed: wrong version number", caught[2].message)
+  end)
+
+  it("logs a failed handshake that escapes the handler at debug level, not as a script error", function()
+    local instance, tr = serve_stub(function(_, writer) writer:start_tls() end)
+    instance:connection_lost("TLS handshake failed: wrong version number")
+    assert.is_true(tr.aborted)
+    for _, line in ipairs(logged) do assert.matches("^debug: ", line) end
+  end)
+
+  it("refuses to start while the reader holds bytes the peer sent before the handshake", function()
+    local caught
+    local instance, tr = serve_stub(function(reader, writer)
+      reader:readline()
+      local ok, err = pcall(writer.start_tls, writer)
+      caught = { ok, err }
+    end)
+    instance:data_received("STARTTLS\r\n\22\3\1")
+    assert.is_false(caught[1])
+    assert.matches("writer:start_tls(): the reader holds 3 byte(s) the peer sent before the handshake",
+      caught[2], 1, true)
+    assert.matches("once the peer waits for the go-ahead", caught[2], 1, true)
+    assert.are.same({}, tr.calls)
+  end)
+
+  it("raises the transport's own error with the writer's name, blaming the script's line", function()
+    local caught
+    serve_stub(function(_, writer)
+      local ok, err = pcall(function() writer:start_tls() end)
+      caught = { ok, err }
+    end, function() error("start_tls(): no certificate: give {cert = FILE, key = FILE}", 0) end)
+    assert.is_false(caught[1])
+    assert.matches("streams_spec%.lua:%d+: writer:start_tls%(%): no certificate: give {cert = FILE, key = FILE}$",
+      caught[2])
+  end)
+
+  it("checks the server side's options, naming the option", function()
+    local caught = {}
+    serve_stub(function(_, writer)
+      for i, opts in ipairs({ { bogus = 1 }, { cert = "c.pem" }, { cert = 5, key = "k.pem" },
+                               { server_hostname = "a.test" } }) do
+        caught[i] = select(2, pcall(writer.start_tls, writer, opts))
+      end
+    end)
+    assert.matches("writer:start_tls(): unknown option bogus for the server side (cert, key)", caught[1], 1, true)
+    assert.matches("writer:start_tls(): give opts.cert and opts.key together", caught[2], 1, true)
+    assert.matches("writer:start_tls(): opts.cert must be the path of a PEM file, not number", caught[3], 1, true)
+    assert.matches("unknown option server_hostname for the server side", caught[4], 1, true)
+  end)
+
+  it("refuses opts that are not a table, a closed writer and a lost connection", function()
+    local caught = {}
+    serve_stub(function(_, writer)
+      caught[1] = select(2, pcall(writer.start_tls, writer, "cert.pem"))
+      writer:close()
+      caught[2] = select(2, pcall(writer.start_tls, writer))
+    end)
+    assert.matches("writer:start_tls(): opts must be a table, not string", caught[1], 1, true)
+    assert.is_true(errors.is(caught[2], "TransportClosed"))
+    local lost = serve_stub(nil)
+    lost:connection_lost("connection reset by peer")
+    task.spawn(function() caught[3] = select(2, pcall(lost.writer.start_tls, lost.writer)) end)
+    assert.is_true(errors.is(caught[3], "ConnectionLost"))
+  end)
+
+  it("refuses a second task while one waits for the handshake", function()
+    local caught
+    local instance = serve_stub(function(_, writer)
+      task.spawn(function()
+        caught = select(2, pcall(writer.start_tls, writer))
+      end)
+      writer:start_tls()
+    end)
+    -- the spawned task ran first and waits; the handler's own call is refused
+    assert.is_nil(caught)
+    assert.is_true(instance.task:done())
+    assert.matches("another task is already waiting for this handshake", instance.task.error or "", 1, true)
+  end)
+
+  it("raises the clear error outside a task", function()
+    local w = streams.writer(stub_transport(), streams.reader())
+    assert.matches("writer:start_tls() cannot suspend here", raised(w.start_tls, w), 1, true)
+  end)
+
+  it("names the host connected to as server_hostname on a client writer, and joins alpn", function()
+    local instance, tr = serve_stub(nil)
+    instance.writer.tls_client = { host = "mail.test" }
+    task.spawn(function() instance.writer:start_tls({ ca = "/tmp/ca.pem", alpn = { "imap", "x" } }) end)
+    assert.are.same({ server_hostname = "mail.test", ca = "/tmp/ca.pem", verify = true, alpn = "imap,x" },
+      tr.calls[1])
+    local caught
+    task.spawn(function() caught = select(2, pcall(instance.writer.start_tls, instance.writer, { cert = "c" })) end)
+    assert.matches("unknown option cert for the client side (server_hostname, ca, verify, alpn)", caught, 1, true)
+  end)
+end)
+
 describe("luaecho.testing's fake transport #unit", function()
   before_each(capture_log)
   after_each(restore_log)
