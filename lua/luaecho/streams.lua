@@ -547,22 +547,19 @@ end
 -- side (open_connection's writer): {server_hostname=, ca=, verify=,
 -- alpn=}, server_hostname defaulting to the host connected to. Raises
 -- ConnectionLost (reason "TLS handshake failed: ...") when the handshake
--- fails. The reader must be empty: bytes it holds came before the peer's
--- handshake and cannot be part of it, so the call is refused (STARTTLS
--- protocols have the client wait for the go-ahead before its handshake).
+-- fails. Bytes the reader holds go to the handshake: they came after the
+-- command that asked for TLS, from a client that did not wait.
 function Writer:start_tls(opts)
   local t = task.check("writer:start_tls()", 2)
   local s = self.state
   if self.closing or s.lost then refuse_write(self, "writer:start_tls()") end
   opts = start_tls_options(self, opts)
-  local r = self.reader
-  if r and r.size > 0 then
-    error(format("writer:start_tls(): the reader holds %d byte(s) the peer sent before the handshake;"
-      .. " call start_tls only once the peer waits for the go-ahead (STARTTLS: answer its command,"
-      .. " then start_tls), before it sends more", r.size), 2)
-  end
   if s.tls_waiters then error("writer:start_tls(): another task is already waiting for this handshake", 2) end
-  local ok, err = pcall(self.transport.start_tls, self.transport, opts)
+  -- Bytes the reader holds came after the command that asked for TLS (a
+  -- client that did not wait for the go-ahead): they begin the handshake.
+  local r = self.reader
+  local early = r and r.size > 0 and take(r, r.size) or nil
+  local ok, err = pcall(self.transport.start_tls, self.transport, opts, early)
   if not ok then
     -- the transport's own message ("start_tls(): ..."), as the writer's
     if type(err) == "string" then err = "writer:start_tls(): " .. err:gsub("^start_tls%(%): ", "", 1) end

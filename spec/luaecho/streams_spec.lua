@@ -697,8 +697,9 @@ describe("writer:start_tls #unit", function()
   -- ends when the spec calls instance:tls_started() or connection_lost.
   local function stub_transport(start_tls)
     local tr = { calls = {}, written = {}, closing = false, aborted = false }
-    function tr.start_tls(self, opts)
+    function tr.start_tls(self, opts, early)
       self.calls[#self.calls + 1] = opts or "none"
+      self.early = early
       if start_tls then start_tls(self, opts) end
     end
     function tr.write(self, data) self.written[#self.written + 1] = data end
@@ -776,19 +777,19 @@ describe("writer:start_tls #unit", function()
     for _, line in ipairs(logged) do assert.matches("^debug: ", line) end
   end)
 
-  it("refuses to start while the reader holds bytes the peer sent before the handshake", function()
-    local caught
+  it("hands the handshake the bytes the reader holds: they came after the command", function()
+    local done
     local instance, tr = serve_stub(function(reader, writer)
       reader:readline()
-      local ok, err = pcall(writer.start_tls, writer)
-      caught = { ok, err }
+      writer:start_tls()
+      done = reader:readline()
     end)
     instance:data_received("STARTTLS\r\n\22\3\1")
-    assert.is_false(caught[1])
-    assert.matches("writer:start_tls(): the reader holds 3 byte(s) the peer sent before the handshake",
-      caught[2], 1, true)
-    assert.matches("once the peer waits for the go-ahead", caught[2], 1, true)
-    assert.are.same({}, tr.calls)
+    assert.are.same({ "none" }, tr.calls)
+    assert.are.equal("\22\3\1", tr.early)
+    instance:tls_started()
+    instance:data_received("secret\n")
+    assert.are.equal("secret\n", done)
   end)
 
   it("raises the transport's own error with the writer's name, blaming the script's line", function()
