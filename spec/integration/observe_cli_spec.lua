@@ -2,20 +2,11 @@
 -- mistake one line and exit 2, an address in use one line and exit 1 before
 -- anything listens, and --help and ctl --help naming them.
 local socket = require "socket"
+local exits = require "support.exits"
 local server = require "support.server"
 local text = require "support.text"
 
-local TRY_HELP = "Try 'luaecho --help' for more information."
-
--- Exit 2, nothing on stdout, one line naming `culprit` (and the --help pointer).
-local function assert_usage_error(args, culprit)
-  local code, out, err = server.run(args)
-  local lines = text.lines(err)
-  assert.are.equal(2, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
-  assert.are.equal("", out)
-  assert.matches(culprit, lines[1] or "", 1, true)
-  assert.is_true(#lines == 1 or (#lines == 2 and lines[2] == TRY_HELP), err)
-end
+local assert_usage_error = exits.assert_usage_error
 
 -- A listening socket of our own: a port in use.
 local function occupy()

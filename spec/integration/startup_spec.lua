@@ -2,11 +2,11 @@
 -- and every way start-up can fail, each with its exit code and message.
 local socket = require "socket"
 local cleanup = require "support.cleanup"
+local exits = require "support.exits"
 local server = require "support.server"
 local client = require "support.client"
 local text = require "support.text"
 
-local TRY_HELP = "Try 'luaecho --help' for more information."
 
 -- A listening socket of our own on a free port: a port that is in use.
 local function occupy(host)
@@ -34,32 +34,8 @@ local function assert_serves(host, port)
   conn:close()
 end
 
--- Assert the shape of a bad-command-line failure: exit 2, nothing on
--- stdout, one luaecho: line naming `culprit`, maybe a pointer to --help.
-local function assert_usage_error(args, culprit)
-  local code, out, err = server.run(args)
-  local lines = text.lines(err)
-  assert.are.equal(2, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
-  assert.are.equal("", out)
-  assert.matches("^luaecho: ", lines[1] or "")
-  assert.matches(culprit, lines[1], 1, true)
-  assert.is_true(#lines == 1 or (#lines == 2 and lines[2] == TRY_HELP),
-    "expected one line (and maybe the --help pointer), got:\n" .. err)
-end
-
--- Assert the shape of a start-up failure: exit 1 before listening, the first
--- stderr line an error naming every string in `mentions`.
-local function assert_load_error(args, mentions)
-  local code, _, err = server.run(args)
-  assert.are.equal(1, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
-  assert.is_nil(err:find("listening on", 1, true))
-  local first = text.lines(err)[1] or ""
-  assert.matches("^luaecho: error: ", first)
-  for _, mention in ipairs(mentions) do
-    assert.matches(mention, first, 1, true)
-  end
-  return err
-end
+local assert_usage_error = exits.assert_usage_error
+local assert_load_error = exits.assert_load_error
 
 describe("luaecho start-up #integration", function()
   after_each(cleanup.expect_clean)

@@ -14,13 +14,13 @@ local socket = require "socket"
 local prometheus = require "support.prometheus"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
+local exits = require "support.exits"
 local files = require "support.files"
 local server = require "support.server"
 local text = require "support.text"
 local tls = require "support.tls"
 local wait = require "support.wait"
 
-local TRY_HELP = "Try 'luaecho --help' for more information."
 local FAILED_LINE = "^luaecho: warning: TLS handshake with (%S+) failed: (.+)$"
 
 local pki
@@ -537,26 +537,11 @@ describe("TLS #integration", function()
   end)
 
   describe("the command line", function()
-    -- exit 2, nothing on stdout, one luaecho: line naming `culprit`, maybe the --help pointer.
-    local function assert_usage_error(args, culprit)
-      local code, out, err = server.run(args)
-      local lines = text.lines(err)
-      assert.are.equal(2, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
-      assert.are.equal("", out)
-      assert.matches("^luaecho: ", lines[1] or "")
-      assert.matches(culprit, lines[1], 1, true)
-      assert.is_true(#lines == 1 or (#lines == 2 and lines[2] == TRY_HELP),
-        "expected one line (and maybe the --help pointer), got:\n" .. err)
-    end
+    local assert_usage_error = exits.assert_usage_error
 
     -- exit 1 before listening, one `luaecho: error:` line naming `file`.
     local function assert_file_error(args, file)
-      local code, _, err = server.run(args)
-      assert.are.equal(1, code, "exit code for: luaecho " .. table.concat(args, " ") .. "\n" .. err)
-      assert.is_nil(err:find("listening on", 1, true), err)
-      local first = text.lines(err)[1] or ""
-      assert.matches("^luaecho: error: ", first)
-      assert.matches(file, first, 1, true)
+      exits.assert_load_error(args, { file })
     end
 
     it("refuses a TLS option without a TLS listener (exit 2)", function()
