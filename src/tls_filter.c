@@ -29,7 +29,10 @@ struct tls_filter {
     char *held;                    /* plaintext written before the handshake completed */
     size_t held_len;
     bool established;
-    bool ended;                    /* failed, or the peer's close_notify seen */
+    bool ended;                    /* failed: nothing more goes either way */
+    bool peer_closed;              /* the peer's close_notify seen: its half-close. Our side stays
+                                    * writable (eof_received may keep it open), as on a plain
+                                    * connection; only reading is over */
 };
 
 static _Thread_local char plain[16384];
@@ -166,7 +169,7 @@ static bool shake(struct tls_filter *t)
 static void drain(struct tls_filter *t)
 {
     struct conn *c = t->conn;
-    while (!t->ended && conn_is_reading(c) && !conn_is_closing(c)) {
+    while (!t->ended && !t->peer_closed && conn_is_reading(c) && !conn_is_closing(c)) {
         ERR_clear_error();
         int n = SSL_read(t->ssl, plain, (int)sizeof plain);
         if (n > 0) {
@@ -177,11 +180,12 @@ static void drain(struct tls_filter *t)
         flush(t); /* a TLS 1.3 key update's answer, an alert */
         if (e == SSL_ERROR_WANT_READ)
             return;
-        t->ended = true;
-        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: the end of the stream */
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: the end of the peer's stream, not of ours */
+            t->peer_closed = true;
             conn_filter_eof(c);
             return;
         }
+        t->ended = true;
         char reason[256], error[300];
         reason_of(t, reason, sizeof reason);
         snprintf(error, sizeof error, "TLS error: %s", reason);
@@ -194,7 +198,7 @@ static void drain(struct tls_filter *t)
 static void on_read(struct conn *c, const char *base, size_t len)
 {
     struct tls_filter *t = filter_of(c);
-    if (t->ended)
+    if (t->ended || t->peer_closed)
         return;
     if (len > 0 && BIO_write(t->in, base, (int)len) != (int)len) {
         conn_abort(c, "out of memory for TLS");
@@ -250,7 +254,7 @@ static void on_write_eof(struct conn *c)
 static bool on_pending(const struct conn *c)
 {
     struct tls_filter *t = filter_of(c);
-    return t->established && !t->ended && (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0);
+    return t->established && !t->ended && !t->peer_closed && (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0);
 }
 
 /* The peer closed before the handshake was done: it failed. After it, an
