@@ -68,6 +68,7 @@ struct conn {
     bool unix_socket : 1;        /* a uv_pipe_t */
     bool peer_from_header : 1;   /* 'peer' is a PROXY header's client, not the socket's peer */
     bool end_known : 1;          /* 'end_reason' was given */
+    unsigned end_waits : 2;      /* close() or write_eof() asked while the filter was starting */
     unsigned end_reason : 3;     /* enum stats_end */
     alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
 };
@@ -500,9 +501,31 @@ bool conn_is_reading(const struct conn *c)
     return c->want_reading && !c->closing && !c->eof_received;
 }
 
+enum { END_WAITS_NONE, END_WAITS_WRITE_EOF, END_WAITS_CLOSE };
+
 bool conn_is_closing(const struct conn *c)
 {
-    return c->closing;
+    return c->closing || c->end_waits == END_WAITS_CLOSE;
+}
+
+/* Must an end the owner asks for wait for the filter? Then note it. */
+static bool end_must_wait(struct conn *c, unsigned which)
+{
+    if (!c->filter || !filter_of(c)->starting(c))
+        return false;
+    if (which > c->end_waits)
+        c->end_waits = which;
+    return true;
+}
+
+void conn_filter_ready(struct conn *c)
+{
+    unsigned which = c->end_waits;
+    c->end_waits = END_WAITS_NONE;
+    if (which == END_WAITS_CLOSE)
+        conn_close(c);
+    else if (which == END_WAITS_WRITE_EOF)
+        conn_write_eof(c);
 }
 
 bool conn_eof_written(const struct conn *c)
@@ -739,7 +762,7 @@ static void send_raw(struct conn *c, const char *base, size_t len, bool may_hold
 
 int conn_write(struct conn *c, const char *base, size_t len)
 {
-    if (c->closing || c->eof_written)
+    if (c->closing || c->eof_written || c->end_waits != END_WAITS_NONE)
         return UV_EPIPE;
     if (len == 0)
         return 0;
@@ -830,9 +853,9 @@ static bool start_shutdown(struct conn *c)
 
 int conn_write_eof(struct conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->end_waits == END_WAITS_CLOSE)
         return UV_EPIPE;
-    if (c->eof_written)
+    if (c->eof_written || end_must_wait(c, END_WAITS_WRITE_EOF))
         return 0;
     c->eof_written = true; /* first: a callback run by the flush cannot write */
     if (c->filter)
@@ -850,7 +873,7 @@ int conn_write_eof(struct conn *c)
 
 void conn_close(struct conn *c)
 {
-    if (c->closing)
+    if (c->closing || end_must_wait(c, END_WAITS_CLOSE))
         return;
     end_for(c, END_CLEAN);
     c->closing = true; /* first: is_closing() holds for anything the flush runs */

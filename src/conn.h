@@ -37,6 +37,8 @@ struct conn_filter {
     void (*write_eof)(struct conn *c);  /* our side ends: say so inside the stream, before the FIN */
     bool (*pending)(const struct conn *c); /* holds bytes for the owner (read stopped meanwhile) */
     bool (*eof)(struct conn *c);        /* the socket's end: true if the filter dealt with it */
+    bool (*starting)(const struct conn *c); /* still setting up (a TLS handshake): an end the
+                                               owner asks for waits for conn_filter_ready() */
     void (*free)(struct conn *c);       /* the connection is gone */
 };
 
@@ -127,6 +129,9 @@ int conn_filter_send(struct conn *c, const char *base, size_t len);
 /* Read again on the next loop turn even with nothing new from the socket
  * (the filter holds bytes that reading was paused for). */
 void conn_filter_defer(struct conn *c);
+/* The filter is set up: a close() or write_eof() the owner asked for
+ * meanwhile happens now, after what it wrote meanwhile. */
+void conn_filter_ready(struct conn *c);
 
 /* Put bytes back (copied): they are delivered, as read, on the next loop
  * turn once reading is on, before anything more is read from the socket.

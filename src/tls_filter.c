@@ -43,8 +43,10 @@ static void on_write_eof(struct conn *c);
 static bool on_pending(const struct conn *c);
 static void on_free(struct conn *c);
 static bool on_eof(struct conn *c);
+static bool on_starting(const struct conn *c);
 
 static const struct conn_filter tls_ops = {
+    .starting = on_starting,
     .eof = on_eof,
     .read = on_read,
     .write = on_write,
@@ -140,6 +142,7 @@ static void established(struct tls_filter *t)
         on_write(t->conn, held, len);
         free(held);
     }
+    conn_filter_ready(t->conn); /* a close() asked for meanwhile goes after those bytes */
     tls_done_cb done = t->done;
     t->done = NULL;
     if (done)
@@ -259,6 +262,12 @@ static bool on_pending(const struct conn *c)
 
 /* The peer closed before the handshake was done: it failed. After it, an
  * end without close_notify is an end all the same (as most servers take it). */
+static bool on_starting(const struct conn *c)
+{
+    struct tls_filter *t = filter_of(c);
+    return !t->established && !t->ended;
+}
+
 static bool on_eof(struct conn *c)
 {
     struct tls_filter *t = filter_of(c);

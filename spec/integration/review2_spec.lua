@@ -42,6 +42,20 @@ describe("review 2 #integration", function()
     cleanup.expect_clean()
   end)
 
+  describe("close() during a TLS handshake", function()
+    -- A write held during the handshake was freed unsent and the FIN went
+    -- out mid-handshake: close() and write_eof() now wait for it.
+    it("sends what was written, then closes, once the handshake is done", function()
+      local proc = server.start({ server.fixture("review2/close_in_handshake.lua") },
+        { env = { TLS_CERT = pki.server_cert, TLS_KEY = pki.server_key } })
+      local report = tls.python({ "--port", proc.port, "--starttls", "--cafile", pki.ca, "--until-close" })
+      assert.are.equal("hello\n", report.received, proc:describe())
+      proc:wait_output("stdout", "LOST nil\n", 5, "a clean connection_lost")
+      assert.matches("CLOSING true", proc:stdout(), 1, true)
+      proc:stop()
+    end)
+  end)
+
   describe("TLS half-close", function()
     -- The peer's close_notify is its half-close: eof_received returning
     -- true keeps our side open, as on a plain connection. The filter took
