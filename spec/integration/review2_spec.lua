@@ -5,7 +5,6 @@ local json = require "support.json"
 local cleanup = require "support.cleanup"
 local server = require "support.server"
 local tls = require "support.tls"
-local wait = require "support.wait"
 
 local pki
 
