@@ -338,7 +338,12 @@ describe("admin console #integration", function()
   end)
 
   it("answers show info while a callback is stuck, and show conns within 1.5 s without that worker", function()
-    proc = start(scratch, server.fixture("admin/stall.lua"), { "--script-timeout", "3000" })
+    -- Under valgrind (the memcheck entry) threads take turns on one lock
+    -- and a spinning one holds it for long slices: the console still
+    -- answers during the stall, only later. The stall is longer there.
+    local slow = os.getenv("LUAECHO_MEMCHECK_BIN") ~= nil
+    local info_bound, conns_bound = slow and 5 or 1, slow and 6 or 1.5
+    proc = start(scratch, server.fixture("admin/stall.lua"), { "--script-timeout", slow and "15000" or "3000" })
     local sock = sockets.unix_connect(proc.admin_path)
     local conn = client.connect(proc.host, proc.port)
     conn:send_all("x")
@@ -346,13 +351,13 @@ describe("admin console #integration", function()
     local started = wait.now()
     assert.are.equal("1", fields(ask(sock, "show info")).workers)
     local took = wait.now() - started
-    assert.is_true(took < 1, ("show info took %.2f s"):format(took))
+    assert.is_true(took < info_bound, ("show info took %.2f s"):format(took))
     started = wait.now()
     local lines = ask(sock, "show conns")
     took = wait.now() - started
-    assert.is_true(took < 1.5, ("show conns took %.2f s"):format(took))
+    assert.is_true(took < conns_bound, ("show conns took %.2f s"):format(took))
     assert.are.same({ CONNS_HEADER, STUCK_LINE }, lines)
-    conn:receive_until_close(10) -- --script-timeout ends it
+    conn:receive_until_close(slow and 30 or 10) -- --script-timeout ends it
   end)
 
   describe("luaecho ctl", function()
