@@ -929,6 +929,8 @@ static int unix_name(const struct conn *c, bool peer, char *buf, size_t *len)
     struct sockaddr_un sun;
     memset(&sun, 0, sizeof sun);
     socklen_t sun_len = sizeof sun;
+    if (!buf || !len) /* conn_sockname never asks a Unix socket, but gcc -O2 cannot tell */
+        return UV_EINVAL;
     if (uv_fileno(&c->h.handle, &fd) != 0)
         return UV_EBADF;
     struct sockaddr *sa = (struct sockaddr *)&sun;

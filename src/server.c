@@ -309,7 +309,7 @@ int server_listen_fd(struct server *s, int fd, enum conn_kind kind, const char *
 
 int server_listen(struct server *s, const union addr *addr, bool reuseport)
 {
-    int fd;
+    int fd = -1; /* set when open_listener succeeds (gcc -O2 cannot tell) */
     int rc = open_listener(addr, reuseport, &fd);
     if (rc != 0)
         return rc;
