@@ -478,6 +478,10 @@ static int apply_tls_option(struct cli_options *o, int opt, const char *value)
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
+    if (opt >= OPT_METRICS && opt <= OPT_ADMIN_ALLOW_REMOTE) /* the enum keeps each group together */
+        return apply_observe_option(o, opt, value);
+    if (opt >= OPT_TLS_CERT && opt <= OPT_TLS_ALPN)
+        return apply_tls_option(o, opt, value);
     switch (opt) {
     case 'H':
     case 'p':
@@ -486,16 +490,6 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_PROXY_PROTOCOL:
     case OPT_PROXY_TIMEOUT:
         return apply_listen_option(o, opt, value);
-    case OPT_METRICS:
-    case OPT_ADMIN:
-    case OPT_ADMIN_ALLOW_REMOTE:
-        return apply_observe_option(o, opt, value);
-    case OPT_TLS_CERT:
-    case OPT_TLS_KEY:
-    case OPT_TLS_CLIENT_CA:
-    case OPT_TLS_HANDSHAKE_TIMEOUT:
-    case OPT_TLS_ALPN:
-        return apply_tls_option(o, opt, value);
     case OPT_LOG_LEVEL:
         if (!log_parse_level(value, &o->log_level))
             return usage_error("%s must be error, warn, info or debug, not '%s'", "--log-level", value);
