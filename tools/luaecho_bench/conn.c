@@ -98,20 +98,26 @@ void conn_close(struct bconn *c)
     }
 }
 
-static void on_written(uv_write_t *req, int status)
+/* A write or a datagram send is done: free it; with --expect none, its
+ * request is done too. 'what' names it in an error. */
+static void sent(struct wreq *w, int status, const char *what)
 {
-    struct wreq *w = (struct wreq *)req;
     struct bconn *c = w->c;
     bool completes = w->completes;
     free(w);
     if (c->state == C_CLOSED)
         return;
     if (status < 0) {
-        bench_error(c->b, c, "write: %s", uv_strerror(status));
+        bench_error(c->b, c, "%s: %s", what, uv_strerror(status));
         return;
     }
     if (completes)
         bench_request_done(c->b, c, uv_hrtime());
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    sent((struct wreq *)req, status, "write");
 }
 
 static void write_bytes(struct bconn *c, const void *data, size_t n, bool copy, bool completes)
@@ -298,18 +304,7 @@ static void on_udp_read(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const s
 
 static void on_udp_sent(uv_udp_send_t *req, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct bconn *c = w->c;
-    bool completes = w->completes;
-    free(w);
-    if (c->state == C_CLOSED)
-        return;
-    if (status < 0) {
-        bench_error(c->b, c, "udp send: %s", uv_strerror(status));
-        return;
-    }
-    if (completes)
-        bench_request_done(c->b, c, uv_hrtime());
+    sent((struct wreq *)req, status, "udp send");
 }
 
 void conn_open(struct bench *b, struct bconn *c)
