@@ -23,7 +23,7 @@ FROM ${BASE_IMAGE} AS build
 RUN set -eux; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        cmake gcc libc6-dev make pkg-config libuv1-dev liblua5.4-dev libssl-dev; \
+        cmake gcc libc6-dev make pkg-config libuv1-dev liblua5.4-dev libssl-dev libhiredis-dev; \
     rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -47,7 +47,7 @@ FROM ${BASE_IMAGE}
 RUN set -eux; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libuv1 liblua5.4-0 libssl3 ca-certificates; \
+        libuv1 liblua5.4-0 libssl3 libhiredis0.14 ca-certificates; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log; \
     useradd --system --uid 10001 --user-group --no-create-home \
