@@ -61,6 +61,14 @@ local function reloads_total(proc)
   return t
 end
 
+-- The process group id the check wrote to `pidfile` (its shell's $$), once written whole.
+local function wait_pid(pidfile)
+  return wait.until_true(function()
+    local s = files.read_if_present(pidfile)
+    return s and s:match("^(%d+)\n")
+  end, 5, "the check to start")
+end
+
 describe("checks before the swap #integration", function()
   local scratch, script, proc, console
 
@@ -173,7 +181,7 @@ describe("checks before the swap #integration", function()
       local held = client.connect(proc.host, proc.port)
       local started = wait.now()
       assert(console:send("reload\n"))
-      wait.until_true(function() return files.read_if_present(pidfile) end, 5, "the check to start")
+      local pgid = tonumber(wait_pid(pidfile))
       local trips = 0
       console:settimeout(0)
       local answer
@@ -191,11 +199,35 @@ describe("checks before the swap #integration", function()
       local elapsed = wait.now() - started
       assert.is_true(elapsed >= 1.4 and elapsed < 5, "answered after " .. elapsed .. " s")
       assert.is_true(trips >= 10, "only " .. trips .. " round trips during the check")
-      local pgid = assert(tonumber(files.read(pidfile):match("%d+")))
       wait.until_true(function()
         return not os.execute(("kill -0 -- -%d 2>/dev/null"):format(pgid))
       end, 5, "the check's process group to be gone")
       assert.are.equal("v1:z", answer_of(proc, "z", 4))
     end)
+
+    it("is killed, process group and all, when the server shuts down while it runs", function()
+      local pidfile = scratch:path("check.pid")
+      start("tagged.lua", { "--reload-check", ("echo $$ > %s; sleep 60 & wait"):format(pidfile) })
+      proc:signal("sighup")
+      local pgid = tonumber(wait_pid(pidfile))
+      local asked = wait.now()
+      proc:signal("sigterm")
+      assert.are.equal(0, proc:wait_exit(10))
+      assert.is_true(wait.now() - asked < 5, "the server waited for the check")
+      proc:wait_output("stderr", "luaecho: error: reload %(SIGHUP%) rejected, still serving generation 1: "
+        .. "reload check stopped: shutting down")
+      wait.until_true(function()
+        return not os.execute(("kill -0 -- -%d 2>/dev/null"):format(pgid))
+      end, 5, "the check's process group to be gone")
+    end)
+  end)
+
+  it("runs the checks once per reload with --workers 2, and every worker swaps", function()
+    start("tagged.lua", { "--workers", "2", "--reload-check", "echo checked" })
+    scratch:replace("handler.lua", fixture("tagged.lua", "v2:"))
+    assert.are.equal("reloaded: generation 2", ask(console, "reload"))
+    assert.are.equal(2, proc:count("stderr", "^luaecho: selftest of " .. text.literal(script) .. " passed$"))
+    assert.are.equal(1, proc:count("stderr", "^luaecho: running %-%-reload%-check on "))
+    for i = 1, 8 do assert.are.equal("v2:" .. i, answer_of(proc, tostring(i), 4)) end
   end)
 end)
