@@ -98,7 +98,9 @@ int reload_gate_at_start(struct reload_gate *gate, const char *source, size_t le
 {
     gate->input.source = source;
     gate->input.len = len;
+    uint64_t started = uv_hrtime();
     selftest_run(&gate->input, &gate->result);
+    log_debug("looked at %s under luaecho.testing in %.1f ms", gate->script, (double)(uv_hrtime() - started) / 1e6);
     struct selftest_result *r = &gate->result;
     reload_trigger_watch_modules(gate->trigger, r->modules, r->module_count);
     int rc = 0;
