@@ -173,6 +173,26 @@ describe("checks before the swap #integration", function()
       assert.are.same({ ok = 0, failed = 0, rejected = 1 }, reloads_total(proc))
     end)
 
+    it("shows only the last ten lines of a long output", function()
+      start("tagged.lua", { "--reload-check", "seq 1 5000; exit 1" })
+      scratch:replace("handler.lua", fixture("tagged.lua", "v2:"))
+      assert.are.equal("error: reload rejected, still serving generation 1: reload check exited with status 1; "
+        .. "its output ended with:   4991   4992   4993   4994   4995   4996   4997   4998   4999   5000",
+        ask(console, "reload"))
+    end)
+
+    it("holds a reload asked for while CMD runs, and runs it once that check has ended", function()
+      start("tagged.lua", { "--reload-check", "echo waiting; sleep 60 & wait", "--reload-check-timeout", "0.5" })
+      assert(console:send("reload\n"))
+      proc:wait_output("stderr", "luaecho: running %-%-reload%-check on ")
+      proc:signal("sighup")
+      assert.are.equal("error: reload rejected, still serving generation 1: reload check timed out after 0.5 s; "
+        .. "its output ended with:   waiting", read_answer(console))
+      proc:wait_output("stderr", "luaecho: error: reload %(SIGHUP%) rejected, still serving generation 1: "
+        .. "reload check timed out after 0.5 s", 5)
+      assert.are.equal(2, proc:count("stderr", "^luaecho: running %-%-reload%-check on "))
+    end)
+
     it("keeps serving while CMD hangs, then kills its process group at the timeout and rejects", function()
       local pidfile = scratch:path("check.pid")
       local cmd = ("echo $$ > %s; echo started; sleep 60 & wait"):format(pidfile)
