@@ -223,7 +223,8 @@ static void print_notes(void)
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
         "closed its server and the last connection ended); 1 when the script cannot\n"
-        "load or the address cannot be bound; 2 for a bad command line.\n"
+        "load, its selftest fails or the address cannot be bound; 2 for a bad\n"
+        "command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
 }
