@@ -41,10 +41,10 @@ int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const c
     return t->watching ? watch_set_add(&t->watched, path) : 0;
 }
 
-void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n)
+void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n, bool complete)
 {
     if (t->watching)
-        watch_set_modules(&t->watched, paths, n);
+        watch_set_modules(&t->watched, paths, n, complete);
 }
 
 static int start_watching(struct reload_trigger *t, uv_loop_t *loop)

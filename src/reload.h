@@ -42,8 +42,9 @@ int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *p
  * Returns 0, or -1 after logging why. */
 int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path);
 /* With --watch: follow these module files (the script's, from its
- * directory) from now on, instead of the last list given. */
-void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n);
+ * directory) from now on; 'complete' (the script loaded) replaces the
+ * last list given, otherwise they are added to it. */
+void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n, bool complete);
 /* Close its handles (then run the loop so they finish closing). */
 void reload_trigger_close(struct reload_trigger *t);
 

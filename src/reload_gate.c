@@ -54,7 +54,7 @@ static void after_selftest(uv_work_t *work, int status)
     struct reload_gate *gate = work->data;
     (void)status;
     struct selftest_result *r = &gate->result;
-    reload_trigger_watch_modules(gate->trigger, r->modules, r->module_count);
+    reload_trigger_watch_modules(gate->trigger, r->modules, r->module_count, r->verdict != SELFTEST_NOT_LOADED);
     char message[8192];
     bool failed = r->verdict == SELFTEST_FAILED;
     if (failed)
@@ -102,7 +102,7 @@ int reload_gate_at_start(struct reload_gate *gate, const char *source, size_t le
     selftest_run(&gate->input, &gate->result);
     log_debug("looked at %s under luaecho.testing in %.1f ms", gate->script, (double)(uv_hrtime() - started) / 1e6);
     struct selftest_result *r = &gate->result;
-    reload_trigger_watch_modules(gate->trigger, r->modules, r->module_count);
+    reload_trigger_watch_modules(gate->trigger, r->modules, r->module_count, r->verdict != SELFTEST_NOT_LOADED);
     int rc = 0;
     if (r->verdict == SELFTEST_FAILED) {
         log_error("cannot serve %s: its selftest failed: %s", gate->script, r->message ? r->message : "out of memory");

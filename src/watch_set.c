@@ -196,14 +196,15 @@ int watch_set_add(struct watch_set *ws, const char *path)
     return rc == 0 ? 0 : -1;
 }
 
-void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n)
+void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n, bool replace)
 {
     if (!ws->open)
         return;
-    for (size_t i = ws->fixed; i < ws->count; i++)
+    for (size_t i = ws->fixed; replace && i < ws->count; i++)
         free(ws->files[i]);
-    ws->count = ws->fixed;
-    char **bigger = realloc(ws->files, (ws->fixed + n + 1) * sizeof *bigger);
+    if (replace)
+        ws->count = ws->fixed;
+    char **bigger = realloc(ws->files, (ws->count + n + 1) * sizeof *bigger);
     if (!bigger)
         return;
     ws->files = bigger;

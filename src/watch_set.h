@@ -38,8 +38,10 @@ void watch_set_init(struct watch_set *ws, uv_loop_t *loop, void (*changed)(void 
 /* Follow 'path' for good (the script, a certificate). Returns 0, or -1
  * after logging why. */
 int watch_set_add(struct watch_set *ws, const char *path);
-/* Follow exactly these module files from now on (the earlier list goes). */
-void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n);
+/* Follow these module files from now on: instead of the earlier list
+ * ('replace'), or besides it (a candidate that stopped half-way through
+ * its requires: the module that broke it must stay followed). */
+void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n, bool replace);
 void watch_set_close(struct watch_set *ws);
 
 #endif
