@@ -24,6 +24,7 @@
 #define DEFAULT_MAX_WRITE_BUFFER ((long long)LUAECHO_DEFAULT_MAX_WRITE_BUFFER)
 #define DEFAULT_SCRIPT_TIMEOUT LUAECHO_DEFAULT_SCRIPT_TIMEOUT_MS
 #define DEFAULT_LUA_MEMORY LUAECHO_DEFAULT_LUA_MEMORY_MIB
+#define DEFAULT_RELOAD_CHECK_TIMEOUT (LUAECHO_DEFAULT_RELOAD_CHECK_TIMEOUT_MS / 1000.0)
 
 enum {
     OPT_LOG_LEVEL = 256,
@@ -48,6 +49,8 @@ enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
+    OPT_RELOAD_CHECK,
+    OPT_RELOAD_CHECK_TIMEOUT,
 };
 
 static const struct option long_options[] = {
@@ -69,6 +72,8 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"reload-check", required_argument, NULL, OPT_RELOAD_CHECK},
+    {"reload-check-timeout", required_argument, NULL, OPT_RELOAD_CHECK_TIMEOUT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
@@ -158,14 +163,20 @@ static void print_options(void)
         "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
-        "      --watch                 reload SCRIPT when it changes on disk\n"
+        "      --watch                 reload SCRIPT when it, or a module it required\n"
+        "                              from its directory, changes on disk\n"
+        "      --reload-check CMD      before a swap, run CMD (sh -c; {script} is a\n"
+        "                              copy of the new script); a non-zero exit\n"
+        "                              rejects the swap\n"
+        "      --reload-check-timeout SEC  kill CMD and reject the swap after SEC\n"
+        "                              seconds (default %g)\n"
         "      --workers N             serve with N threads, each with its own loop,\n"
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-        DEFAULT_SHUTDOWN_TIMEOUT);
+        DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_RELOAD_CHECK_TIMEOUT);
 }
 
 static void print_limits(void)
@@ -202,8 +213,9 @@ static void print_notes(void)
         "\n"
         "Hot swap: SIGHUP (kill -HUP PID) or --watch loads SCRIPT again. New\n"
         "connections get the new code; open ones keep theirs, unless the new\n"
-        "Protocol defines upgrade(instance). A script that fails to load is\n"
-        "logged and the server keeps the code it had.\n"
+        "Protocol defines upgrade(instance). A script that fails to load, or\n"
+        "whose selftest(testing) or --reload-check fails, is logged and the\n"
+        "server keeps the code it had.\n"
         "\n"
         "Once listening, luaecho prints one line per listener to stderr:\n"
         "  luaecho: listening on HOST:PORT     (or unix:PATH, or udp:HOST:PORT)\n"
@@ -211,7 +223,8 @@ static void print_notes(void)
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
         "closed its server and the last connection ended); 1 when the script cannot\n"
-        "load or the address cannot be bound; 2 for a bad command line.\n"
+        "load, its selftest fails or the address cannot be bound; 2 for a bad\n"
+        "command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
 }
@@ -315,6 +328,7 @@ static int apply_environment(struct cli_options *o)
         .unix_mode = -1,
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
         .tls_handshake_timeout = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        .reload_check_timeout = DEFAULT_RELOAD_CHECK_TIMEOUT,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -505,6 +519,16 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         return 0;
     case OPT_WATCH:
         o->watch = true;
+        return 0;
+    case OPT_RELOAD_CHECK:
+        if (!*value)
+            return usage_error("%s needs a shell command, such as 'luac5.4 -p {script}'%s", "--reload-check", "");
+        o->reload_check = value;
+        return 0;
+    case OPT_RELOAD_CHECK_TIMEOUT:
+        if (!parse_seconds(value, 86400, &o->reload_check_timeout) || o->reload_check_timeout < 0.001)
+            return usage_error("%s must be a number of seconds from 0.001 to 86400, not '%s'",
+                               "--reload-check-timeout", value);
         return 0;
     case OPT_MAX_CONNECTIONS:
         return apply_long(value, 0, 10000000, "--max-connections", "a number of connections", &o->max_connections);

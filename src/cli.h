@@ -46,6 +46,8 @@ struct cli_options {
     enum log_format log_format; /* --log-format */
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
+    const char *reload_check; /* --reload-check CMD: judges a candidate before a swap; NULL: none */
+    double reload_check_timeout; /* --reload-check-timeout: seconds */
     long workers;            /* threads serving; 0: one per CPU */
     long max_connections;    /* 0: derived from the descriptor limit only */
     double idle_timeout;     /* seconds, 0: off */

@@ -334,15 +334,16 @@ struct reload_request {
     struct admin_request *r;
 };
 
-static void reload_done(void *data, bool ok, const char *error, int generation)
+static void reload_done(void *data, enum reload_result result, const char *error, int generation)
 {
     struct reload_request *rr = data;
     char text[8192];
-    if (ok)
+    if (result == RELOAD_OK)
         snprintf(text, sizeof text, "reloaded: generation %d", generation);
     else
-        snprintf(text, sizeof text, "reload failed, still serving generation %d: %s", generation, error);
-    admin_answer(rr->r, ok, text);
+        snprintf(text, sizeof text, "reload %s, still serving generation %d: %s",
+                 result == RELOAD_REJECTED ? "rejected" : "failed", generation, error);
+    admin_answer(rr->r, result == RELOAD_OK, text);
     free(rr);
 }
 

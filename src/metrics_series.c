@@ -181,6 +181,8 @@ static void process_wide(struct text_buf *out, struct workers *g)
                 (double)g->reloads_ok);
     expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "failed"}}, 1, NULL,
                 (double)g->reloads_failed);
+    expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "rejected"}}, 1, NULL,
+                (double)g->reloads_rejected);
     expo_family(out, "luaecho_script_generation", "The load of the script new connections get (1 at start).",
                 "gauge");
     expo_sample(out, "luaecho_script_generation", NULL, NULL, 0, NULL, g->generation);

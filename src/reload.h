@@ -1,7 +1,8 @@
 /*
  * reload.h - hot swap of the served script, in two halves.
  * Triggers (coordinator side): SIGHUP, and with --watch a change of the
- * file on disk, settled for 100 ms. Swapping (worker side): every worker
+ * script, of a module it required from its directory, or of a TLS file
+ * (watch_set.c: through symlinks, settled for 100 ms). Swapping (worker side): every worker
  * prepares the new code, and only when all of them could is it committed;
  * otherwise all discard it, so no worker runs other code than the rest.
  */
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "protocol.h"
+#include "watch_set.h"
 
 struct server;
 struct loop_context;
@@ -27,10 +29,8 @@ struct reload_trigger {
     reload_fire_cb fire;
     void *data;
     uv_signal_t sighup;
-    uv_fs_event_t watch;
-    uv_timer_t settle; /* a burst of writes gives one reload, once it settles */
+    struct watch_set watched; /* with --watch: the script, its modules, the certificates */
     bool watching;
-    struct watched_file *files; /* more files whose change reloads (certificates) */
 };
 
 /* Call fire(data, why) on SIGHUP, and when 'watch', on changes of 'path'.
@@ -41,6 +41,10 @@ int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *p
 /* With --watch: a change of 'path' (a certificate, a key) reloads too.
  * Returns 0, or -1 after logging why. */
 int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path);
+/* With --watch: follow these module files (the script's, from its
+ * directory) from now on; 'complete' (the script loaded) replaces the
+ * last list given, otherwise they are added to it. */
+void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n, bool complete);
 /* Close its handles (then run the loop so they finish closing). */
 void reload_trigger_close(struct reload_trigger *t);
 

@@ -311,6 +311,7 @@ static void shutdown_all(struct workers *g, const char *why)
     if (!g->shutdown_why)
         g->shutdown_why = why;
     uv_mutex_unlock(&g->lock);
+    reload_gate_cancel(&g->gate);
     command_all(g, CMD_SHUTDOWN, NULL);
 }
 
@@ -520,17 +521,19 @@ static void send_step(struct workers *g, enum phase phase, unsigned command)
 }
 
 /* Tell those waiting for this reload how it went. */
-static void notify_waiting(struct workers *g, bool ok, const char *error)
+static void notify_waiting(struct workers *g, enum reload_result result, const char *error)
 {
-    if (ok)
+    if (result == RELOAD_OK)
         g->reloads_ok++;
+    else if (result == RELOAD_REJECTED)
+        g->reloads_rejected++;
     else
         g->reloads_failed++;
     struct reload_waiter *list = g->waiting;
     g->waiting = NULL;
     while (list) {
         struct reload_waiter *next = list->next; /* 'done' may free the waiter */
-        list->done(list->data, ok, error, g->generation);
+        list->done(list->data, result, error, g->generation);
         list = next;
     }
 }
@@ -576,16 +579,31 @@ static void advance(struct workers *g)
     case PHASE_COMMIT:
         g->generation++;
         log_committed(g);
-        notify_waiting(g, true, NULL);
+        notify_waiting(g, RELOAD_OK, NULL);
         finish_reload(g);
         return;
     case PHASE_DISCARD:
-        notify_waiting(g, false, g->first_error ? g->first_error : "a worker could not load it");
+        notify_waiting(g, RELOAD_FAILED, g->first_error ? g->first_error : "a worker could not load it");
         finish_reload(g);
         return;
+    case PHASE_CHECK: /* the gate answers, not the workers */
     case PHASE_IDLE:
         return;
     }
+}
+
+/* The candidate's checks are over: load it everywhere, or reject it. */
+static void on_gate_done(void *data, bool ok, const char *message)
+{
+    struct workers *g = data;
+    if (ok) {
+        send_step(g, PHASE_PREPARE, CMD_PREPARE);
+        return;
+    }
+    log_error("reload (%s) rejected, still serving generation %d: %s", g->why, g->generation, message);
+    notify_waiting(g, RELOAD_REJECTED, message);
+    finish_reload(g);
+    uv_async_send(&g->replies); /* the workers may all have ended meanwhile */
 }
 
 /* Read the whole script: every worker compiles the very same text. */
@@ -632,7 +650,7 @@ static void start_reload(struct workers *g, const char *why)
         char error[PATH_MAX + 160];
         snprintf(error, sizeof error, "cannot read %s: %s", g->script, strerror(errno));
         log_error("reload (%s) failed, still serving generation %d: %s", why, g->generation, error);
-        notify_waiting(g, false, error);
+        notify_waiting(g, RELOAD_FAILED, error);
         return;
     }
     uv_mutex_lock(&g->lock);
@@ -640,7 +658,8 @@ static void start_reload(struct workers *g, const char *why)
     g->open = g->upgraded = 0;
     g->has_upgrade = false;
     uv_mutex_unlock(&g->lock);
-    send_step(g, PHASE_PREPARE, CMD_PREPARE);
+    g->phase = PHASE_CHECK;
+    reload_gate_start(&g->gate, g->source, g->source_len);
 }
 
 static void on_reload_fired(void *data, const char *why)
@@ -672,6 +691,8 @@ static void on_replies(uv_async_t *handle)
     bool answered = g->replies_got >= g->replies_expected;
     int running = g->running;
     uv_mutex_unlock(&g->lock);
+    if (running == 0)
+        reload_gate_cancel(&g->gate); /* nothing left to swap */
     if (g->phase != PHASE_IDLE && answered)
         advance(g);
     if (running == 0 && g->phase == PHASE_IDLE && !uv_is_closing((uv_handle_t *)handle)) {
@@ -870,6 +891,23 @@ static int watch_certificates(struct workers *g)
     return rc;
 }
 
+/* Before any worker starts: SIGHUP and --watch, and the script's selftest
+ * (a script whose selftest fails never serves). Returns 0, or -1 after
+ * logging why. */
+static int start_triggers(struct workers *g)
+{
+    if (reload_trigger_init(&g->trigger, &g->loop, g->script, g->options->watch, on_reload_fired, g) != 0 ||
+        watch_certificates(g) != 0)
+        return -1;
+    reload_gate_init(&g->gate, &g->loop, g->options, g->lua_dir, g->script, g->script_dir, g->chunkname,
+                     &g->trigger, on_gate_done, g);
+    size_t len = 0;
+    char *source = read_file(g->script, &len);
+    int rc = source ? reload_gate_at_start(&g->gate, source, len) : 0; /* unreadable: the workers say so */
+    free(source);
+    return rc;
+}
+
 int workers_serve(const struct cli_options *o, const char *lua_dir, const char *script,
                   const struct limits *limits, int count)
 {
@@ -882,17 +920,12 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
      * one listener, in worker 1, hands accepted sockets round. */
     const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
     g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
-    if (open_listeners(&g) != 0 || console_open(&g) != 0) {
+    if (open_listeners(&g) != 0 || console_open(&g) != 0 || start_triggers(&g) != 0) {
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
     int status = start_all(&g);
     close_unix_fds(&g); /* every worker that started has its own */
-    if (status == EXIT_OK && (reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0 ||
-                              watch_certificates(&g) != 0)) {
-        shutdown_all(&g, "the reload trigger could not start");
-        status = EXIT_FAILURE_RUNTIME;
-    }
     if (status == EXIT_OK) {
         for (int i = 0; i < g.listener_count; i++)
             log_always("listening on %s", g.listeners[i].name);

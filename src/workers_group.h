@@ -19,6 +19,7 @@
 #include "exit_guard.h"
 #include "host.h"
 #include "reload.h"
+#include "reload_gate.h"
 #include "server.h"
 #include "tls_context.h"
 
@@ -36,7 +37,11 @@ enum command {
 };
 #define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
 
-enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
+enum phase { PHASE_IDLE, PHASE_CHECK, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
+
+/* How a reload ended: loaded and swapped; not loaded (a load error); or
+ * loaded but turned down by its selftest or --reload-check. */
+enum reload_result { RELOAD_FAILED, RELOAD_OK, RELOAD_REJECTED };
 
 struct workers;
 
@@ -44,7 +49,7 @@ enum query_kind { QUERY_CONNS, QUERY_KILL };
 
 /* Someone waiting for the outcome of a reload (the console's 'reload'). */
 struct reload_waiter {
-    void (*done)(void *data, bool ok, const char *error, int generation);
+    void (*done)(void *data, enum reload_result result, const char *error, int generation);
     void *data;
     struct reload_waiter *next;
 };
@@ -113,6 +118,7 @@ struct workers {
     struct signal_inbox signals; /* SIGINT/SIGTERM, relayed by the exit guard */
     bool listening_for_signals;
     struct reload_trigger trigger;
+    struct reload_gate gate;    /* the candidate's selftest and --reload-check */
     uv_mutex_t lock;
     uv_cond_t started;
     atomic_size_t accepted;
@@ -138,7 +144,7 @@ struct workers {
     uv_async_t answers;        /* a worker answered the console's query */
     uint64_t started_ns;       /* uv_hrtime() at start-up: the uptime */
     double started_wall;       /* seconds since the epoch, for process_start_time_seconds */
-    unsigned long reloads_ok, reloads_failed;
+    unsigned long reloads_ok, reloads_failed, reloads_rejected;
     struct reload_waiter *waiting;      /* for the reload under way */
     struct reload_waiter *waiting_next; /* for the one asked for meanwhile */
 };

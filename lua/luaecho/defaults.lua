@@ -16,5 +16,6 @@ return {
   tls_handshake_timeout_ms = 10000, -- --tls-handshake-timeout: a TLS handshake must finish within it
   script_timeout_ms = 1000,     -- --script-timeout
   lua_memory_mib = 512,         -- --lua-memory
+  reload_check_timeout_ms = 30000, -- --reload-check-timeout: the check command is killed after it
   descriptor_reserve = 32,      -- --max-connections' default is `ulimit -n` minus this
 }
