@@ -48,6 +48,9 @@ enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
+    OPT_CANARY,
+    OPT_CANARY_SHARE,
+    OPT_ROLLBACK_ERRORS,
 };
 
 static const struct option long_options[] = {
@@ -69,6 +72,9 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"canary", required_argument, NULL, OPT_CANARY},
+    {"canary-share", required_argument, NULL, OPT_CANARY_SHARE},
+    {"rollback-errors", required_argument, NULL, OPT_ROLLBACK_ERRORS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
@@ -104,8 +110,9 @@ static void print_commands(void)
         "          libraries on the path: require \"luaecho.testing\" drives a\n"
         "          handler with no sockets and a virtual clock.\n"
         "  ctl     send one COMMAND (help, show info, show conns, show errors,\n"
-        "          kill ID, reload, set log-level LEVEL) to the admin console of\n"
-        "          a server started with --admin SPEC (or $LUAECHO_ADMIN) and\n"
+        "          show generations, kill ID, reload, set log-level LEVEL) to the\n"
+        "          admin console of a server started with --admin SPEC (or\n"
+        "          $LUAECHO_ADMIN) and\n"
         "          print the answer; exit 1 if the server answers an error\n"
         "\n");
 }
@@ -159,6 +166,13 @@ static void print_options(void)
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
         "      --watch                 reload SCRIPT when it changes on disk\n"
+        "      --canary SEC            after a hot swap, for SEC seconds only\n"
+        "                              --canary-share of new connections get the new\n"
+        "                              code; rolled back at --rollback-errors errors,\n"
+        "                              promoted when the window passes (default 0: off)\n"
+        "      --canary-share PERCENT  1 to 100 (default 100)\n"
+        "      --rollback-errors N     callback errors of the canary that roll it\n"
+        "                              back (default 5)\n"
         "      --workers N             serve with N threads, each with its own loop,\n"
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
@@ -308,6 +322,8 @@ static int apply_environment(struct cli_options *o)
         .log_level = LOG_INFO,
         .log_format = LOG_FORMAT_TEXT,
         .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
+        .canary_share = 100,
+        .rollback_errors = 5,
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
@@ -475,9 +491,23 @@ static int apply_tls_option(struct cli_options *o, int opt, const char *value)
     }
 }
 
+/* The canary's flags. */
+static int apply_canary_option(struct cli_options *o, int opt, const char *value)
+{
+    if (opt == OPT_CANARY_SHARE)
+        return apply_long(value, 1, 100, "--canary-share", "a percent", &o->canary_share);
+    if (opt == OPT_ROLLBACK_ERRORS)
+        return apply_long(value, 1, 1000000, "--rollback-errors", "a number of errors", &o->rollback_errors);
+    if (!parse_seconds(value, 86400, &o->canary))
+        return usage_error("%s must be a number of seconds from 0 (off) to 86400, not '%s'", "--canary", value);
+    return 0;
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
+    if (opt >= OPT_CANARY && opt <= OPT_ROLLBACK_ERRORS)
+        return apply_canary_option(o, opt, value);
     if (opt >= OPT_METRICS && opt <= OPT_ADMIN_ALLOW_REMOTE) /* the enum keeps each group together */
         return apply_observe_option(o, opt, value);
     if (opt >= OPT_TLS_CERT && opt <= OPT_TLS_ALPN)

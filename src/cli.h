@@ -46,6 +46,9 @@ struct cli_options {
     enum log_format log_format; /* --log-format */
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
+    double canary;           /* --canary SEC: a swap's canary window; 0: off */
+    long canary_share;       /* --canary-share PERCENT of new connections in the window */
+    long rollback_errors;    /* --rollback-errors N: the canary's errors that roll it back */
     long workers;            /* threads serving; 0: one per CPU */
     long max_connections;    /* 0: derived from the descriptor limit only */
     double idle_timeout;     /* seconds, 0: off */
