@@ -48,6 +48,9 @@ static void on_window_end(uv_timer_t *timer)
     log_info("promoted generation %d: %llu error(s) in its %g s canary window; every new connection gets it",
              k->generation, (unsigned long long)row.window_errors, k->g->options->canary);
     k->generation = 0;
+    if (k->g->rule.policy == RELOAD_DRAIN)
+        log_info("draining connections of generations before %d (drain_timeout %g s)", row.generation,
+                 k->g->rule.drain_timeout);
     workers_command_all(k->g, CMD_PROMOTE);
 }
 
@@ -138,7 +141,7 @@ void canary_worker_before_commit(struct worker *w)
     w->pending.canary = w->group->canary != NULL;
     w->rule = w->pending.rule; /* kept for the promotion */
     uv_mutex_lock(&w->group->lock);
-    w->group->policy = w->rule.policy; /* every worker loaded the same text: the same rule */
+    w->group->rule = w->rule; /* every worker loaded the same text: the same rule */
     uv_mutex_unlock(&w->group->lock);
 }
 
@@ -151,8 +154,6 @@ static void start_drain(struct worker *w, int generation)
         log_error("drain: out of memory: connections of older generations keep their code");
         return;
     }
-    log_info("draining connections of generations before %d (drain_timeout %g s)", generation,
-             w->rule.drain_timeout);
     drain_start(w->drain, generation, w->rule.drain_timeout);
 }
 

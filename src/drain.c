@@ -20,6 +20,7 @@ struct drain {
     int generation;     /* connections of older generations are drained */
     uint64_t deadline;  /* uv_now() when every one still open is closed */
     double timeout;
+    size_t closed;      /* by this drain: it says it is done only if it did something */
 };
 
 struct sweep {
@@ -55,12 +56,14 @@ static void on_tick(uv_timer_t *timer)
     struct drain *d = timer->data;
     struct sweep s = {.d = d, .late = uv_now(timer->loop) >= d->deadline};
     conn_list_each(d->conns, sweep_one, &s);
+    d->closed += s.closed;
     if (s.late && s.closed > 0)
         log_info("drain: closed %zu connection(s) of generations before %d still open after drain_timeout (%g s)",
                  s.closed, d->generation, d->timeout);
     if (s.left == 0) {
         uv_timer_stop(timer);
-        log_info("drain: no connection of a generation before %d is left", d->generation);
+        if (d->closed > 0)
+            log_info("drain: no connection of a generation before %d is left", d->generation);
     }
 }
 
@@ -81,6 +84,7 @@ void drain_start(struct drain *d, int generation, double timeout)
     d->generation = generation;
     d->timeout = timeout;
     d->deadline = uv_now(d->timer.loop) + (uint64_t)(timeout * 1000);
+    d->closed = 0;
     uv_timer_start(&d->timer, on_tick, TICK_MS, TICK_MS);
 }
 

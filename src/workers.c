@@ -558,9 +558,12 @@ static void log_committed(struct workers *g)
 {
     log_info("reloaded %s%s (generation %d)", g->script, serves_tls(g) ? " and the TLS certificates" : "",
              g->generation);
-    if (g->open == 0 || g->canary || g->policy == RELOAD_DRAIN) /* canary.c and the drain say what happens */
+    if (g->open == 0 || g->canary) /* canary.c says what happens at promotion */
         return;
-    if (g->policy == RELOAD_UPGRADE)
+    if (g->rule.policy == RELOAD_DRAIN)
+        log_info("draining connections of generations before %d (drain_timeout %g s)", g->generation,
+                 g->rule.drain_timeout);
+    else if (g->rule.policy == RELOAD_UPGRADE)
         log_info("upgraded %zu of %zu open connection(s) to generation %d", g->upgraded, g->open, g->generation);
     else if (g->has_upgrade)
         log_info("%zu open connection(s) keep the code they started with (reload_policy \"keep\")", g->open);

@@ -132,7 +132,7 @@ struct workers {
     char *first_error;
     size_t open, upgraded;
     bool has_upgrade;
-    enum reload_policy policy; /* of the code committed (canary.c sets it) */
+    struct reload_rule rule;   /* the reload policy of the code committed (canary.c sets it) */
     /* The coordinator's own: */
     enum phase phase;
     char *source;
