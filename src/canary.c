@@ -63,8 +63,9 @@ static void on_alarm(uv_async_t *handle)
         row.alarm_ns == 0)
         return;
     char why[GENERATIONS_ERROR_MAX + 120];
-    snprintf(why, sizeof why, "rolled back generation %d to %d: %llu errors in %.1f s, first: %s", row.generation,
-             active.generation, (unsigned long long)row.window_errors, (double)(row.alarm_ns - row.loaded_ns) / 1e9,
+    /* The threshold, and when it was reached: more may have come since. */
+    snprintf(why, sizeof why, "rolled back generation %d to %d: %ld errors in %.1f s, first: %s", row.generation,
+             active.generation, k->g->options->rollback_errors, (double)(row.alarm_ns - row.loaded_ns) / 1e9,
              row.first_error);
     generations_roll_back(k->generation, why);
     uv_timer_stop(&k->window);

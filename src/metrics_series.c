@@ -182,7 +182,7 @@ static void process_wide(struct text_buf *out, struct workers *g)
                 (double)g->reloads_ok);
     expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "failed"}}, 1, NULL,
                 (double)g->reloads_failed);
-    expo_family(out, "luaecho_script_generation", "The load of the script new connections get (1 at start).",
+    expo_family(out, "luaecho_script_generation", "The newest load of the script (1 at start).",
                 "gauge");
     expo_sample(out, "luaecho_script_generation", NULL, NULL, 0, NULL, g->generation);
     expo_family(out, "luaecho_workers", "Worker threads serving.", "gauge");
