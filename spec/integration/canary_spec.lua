@@ -19,14 +19,14 @@ local CLIENTS = 20
 local TIMEOUT = 30
 
 -- Serve scratch's handler.lua (written from `settings`) with the console,
--- /metrics and `flags`.
-local function start(scratch, settings, flags)
+-- /metrics and `flags` (`env`: more environment).
+local function start(scratch, settings, flags, env)
   local script = canary.write(scratch, settings)
   local args = { "--listen", "127.0.0.1:0", "--admin", "unix:" .. scratch:path("admin.sock"),
     "--metrics", "127.0.0.1:0" }
   for _, flag in ipairs(flags) do args[#args + 1] = flag end
   args[#args + 1] = script
-  local proc = server.start_listeners(args)
+  local proc = server.start_listeners(args, { env = env })
   proc:wait_admin()
   proc:wait_metrics()
   proc.script = script
@@ -88,7 +88,7 @@ describe("canary after a hot swap #integration", function()
   after_each(cleanup.expect_clean)
 
   it("gives the share to the new generation under load, then promotes it after a clean window", function()
-    local proc = start(scratch, { name = "a" }, { "--canary", "4", "--canary-share", "50" })
+    local proc = start(scratch, { name = "a" }, { "--canary", "6", "--canary-share", "50" })
     local streams = open_streams(proc)
     swap(proc, scratch, { name = "b" }, 2)
     local replies, held = {}, {}
@@ -109,7 +109,7 @@ describe("canary after a hot swap #integration", function()
       { rows[1].state, rows[1].connections, rows[2].state, rows[2].connections, rows[2].errors })
 
     while_streaming(streams, function()
-      return proc:count("stderr", "^luaecho: promoted generation 2: 0 error%(s%) in its 4 s canary window; "
+      return proc:count("stderr", "^luaecho: promoted generation 2: 0 error%(s%) in its 6 s canary window; "
         .. "every new connection gets it$") == 1
     end, "the promotion")
     for _ = 1, 4 do
@@ -179,36 +179,46 @@ describe("canary after a hot swap #integration", function()
     assert.are.same({ 8, 0 }, { rows[1].connections, rows[2].connections })
   end)
 
-  it("decides for every worker at once with --workers 2", function()
-    local proc = start(scratch, { name = "a" },
-      { "--workers", "2", "--canary", "20", "--canary-share", "50", "--rollback-errors", "3" })
-    swap(proc, scratch, { name = "b", boom = "word" }, 2)
-    local on_canary = {}
-    while #on_canary < 5 do
-      local reply, conn = canary.probe(proc)
-      if reply == "b@2:probe" then on_canary[#on_canary + 1] = conn end
-    end
-    for i = 3, 5 do
-      assert.is_nil(canary.ask(on_canary[i], "boom"))
-    end
-    proc:wait_output("stderr", "luaecho: warning: rolled back generation 2 to 1: 3 errors in ", 10, "the rollback")
-    -- Generation 1 has no upgrade(): the two left keep the canary's code, and say so.
-    proc:wait_output("stderr", "open connection%(s%) keep generation 2's instance", 10, "the rollback's note")
-    local kept = 0
-    for n in proc:stderr():gmatch("rollback: (%d+) open connection%(s%) keep generation 2's instance and code "
-      .. "%(generation 1's upgrade%(%) is missing or failed%)\n") do
-      kept = kept + tonumber(n)
-    end
-    assert.are.equal(2, kept)
-    assert.are.equal("b@2:still", canary.ask(on_canary[1], "still"))
-    for _ = 1, 4 do
-      assert.are.equal("a@1:probe", (canary.probe(proc)))
-    end
-    -- Held open: the 4 probes that got generation 1 on the way, and 4 since.
-    local rows = canary.generations(proc)
-    assert.are.same({ "active", 8, "rolled-back", 2, 3 },
-      { rows[1].state, rows[1].connections, rows[2].state, rows[2].connections, rows[2].errors })
-  end)
+  -- Both ways workers share a port: SO_REUSEPORT, and worker 1 handing
+  -- sockets round (LUAECHO_NO_REUSEPORT=1).
+  for _, env in ipairs({ {}, { LUAECHO_NO_REUSEPORT = "1" } }) do
+    local name = "decides for every worker at once with --workers 2"
+      .. (env.LUAECHO_NO_REUSEPORT and ", sockets handed round" or "")
+    it(name, function()
+      local proc = start(scratch, { name = "a" },
+        { "--workers", "2", "--canary", "20", "--canary-share", "50", "--rollback-errors", "3" }, env)
+      if env.LUAECHO_NO_REUSEPORT then
+        proc:wait_output("stderr", "SO_REUSEPORT unavailable: worker 1 listens and hands connections round", 5,
+          "the hand-off line")
+      end
+      swap(proc, scratch, { name = "b", boom = "word" }, 2)
+      local on_canary = {}
+      while #on_canary < 5 do
+        local reply, conn = canary.probe(proc)
+        if reply == "b@2:probe" then on_canary[#on_canary + 1] = conn end
+      end
+      for i = 3, 5 do
+        assert.is_nil(canary.ask(on_canary[i], "boom"))
+      end
+      proc:wait_output("stderr", "luaecho: warning: rolled back generation 2 to 1: 3 errors in ", 10, "the rollback")
+      -- Generation 1 has no upgrade(): the two left keep the canary's code, and say so.
+      proc:wait_output("stderr", "open connection%(s%) keep generation 2's instance", 10, "the rollback's note")
+      local kept = 0
+      for n in proc:stderr():gmatch("rollback: (%d+) open connection%(s%) keep generation 2's instance and code "
+        .. "%(generation 1's upgrade%(%) is missing or failed%)\n") do
+        kept = kept + tonumber(n)
+      end
+      assert.are.equal(2, kept)
+      assert.are.equal("b@2:still", canary.ask(on_canary[1], "still"))
+      for _ = 1, 4 do
+        assert.are.equal("a@1:probe", (canary.probe(proc)))
+      end
+      -- Held open: the 4 probes that got generation 1 on the way, and 4 since.
+      local rows = canary.generations(proc)
+      assert.are.same({ "active", 8, "rolled-back", 2, 3 },
+        { rows[1].state, rows[1].connections, rows[2].state, rows[2].connections, rows[2].errors })
+    end)
+  end
 
   it("lets a reload during the window replace the canary against the same baseline", function()
     local proc = start(scratch, { name = "a" }, { "--canary", "20" })

@@ -77,6 +77,7 @@ describe("reload_policy #integration", function()
   it("drains older connections with \"drain\": the idle after a second, the busy at drain_timeout", function()
     local proc = start(scratch, { name = "a" })
     local _, idle = canary.probe(proc)
+    local idle_since = wait.now() -- its last byte either way
     local _, busy = canary.probe(proc)
     local swapped = swap(proc, scratch, { name = "b", policy = "drain", drain = 2 })
     proc:wait_output("stderr", "luaecho: draining connections of generations before 2 %(drain_timeout 2 s%)\n", 10,
@@ -91,7 +92,10 @@ describe("reload_policy #integration", function()
     end
     assert.is_truthy(idle_closed_at, "the idle connection was never closed")
     assert.is_truthy(busy_closed_at, "the busy connection was never closed")
-    assert.is_true(idle_closed_at >= 0.9 and idle_closed_at < 1.9, "idle closed at " .. idle_closed_at)
+    -- Idle for a second (counted from its last byte), then closed at the drain's next 0.1 s look.
+    local idle_for = idle_closed_at + swapped - idle_since
+    assert.is_true(idle_for >= 0.95 and idle_closed_at < 1.9, ("idle closed after %.2f s idle, %.2f s after the swap")
+      :format(idle_for, idle_closed_at))
     assert.is_true(busy_closed_at >= 1.9 and busy_closed_at < 4, "busy closed at " .. busy_closed_at)
     proc:wait_output("stderr", "luaecho: drain: closed 1 connection%(s%) of generations before 2 still open after "
       .. "drain_timeout %(2 s%)\n", 5, "the deadline's line")
