@@ -51,6 +51,9 @@ enum {
     OPT_TLS_ALPN,
     OPT_RELOAD_CHECK,
     OPT_RELOAD_CHECK_TIMEOUT,
+    OPT_CANARY,
+    OPT_CANARY_SHARE,
+    OPT_ROLLBACK_ERRORS,
 };
 
 static const struct option long_options[] = {
@@ -74,6 +77,9 @@ static const struct option long_options[] = {
     {"watch", no_argument, NULL, OPT_WATCH},
     {"reload-check", required_argument, NULL, OPT_RELOAD_CHECK},
     {"reload-check-timeout", required_argument, NULL, OPT_RELOAD_CHECK_TIMEOUT},
+    {"canary", required_argument, NULL, OPT_CANARY},
+    {"canary-share", required_argument, NULL, OPT_CANARY_SHARE},
+    {"rollback-errors", required_argument, NULL, OPT_ROLLBACK_ERRORS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
@@ -109,8 +115,9 @@ static void print_commands(void)
         "          libraries on the path: require \"luaecho.testing\" drives a\n"
         "          handler with no sockets and a virtual clock.\n"
         "  ctl     send one COMMAND (help, show info, show conns, show errors,\n"
-        "          kill ID, reload, set log-level LEVEL) to the admin console of\n"
-        "          a server started with --admin SPEC (or $LUAECHO_ADMIN) and\n"
+        "          show generations, kill ID, reload, set log-level LEVEL) to the\n"
+        "          admin console of a server started with --admin SPEC (or\n"
+        "          $LUAECHO_ADMIN) and\n"
         "          print the answer; exit 1 if the server answers an error\n"
         "\n");
 }
@@ -170,6 +177,13 @@ static void print_options(void)
         "                              rejects the swap\n"
         "      --reload-check-timeout SEC  kill CMD and reject the swap after SEC\n"
         "                              seconds (default %g)\n"
+        "      --canary SEC            after a hot swap, for SEC seconds only\n"
+        "                              --canary-share of new connections get the new\n"
+        "                              code; rolled back at --rollback-errors errors,\n"
+        "                              promoted when the window passes (default 0: off)\n"
+        "      --canary-share PERCENT  1 to 100 (default 100)\n"
+        "      --rollback-errors N     callback errors of the canary that roll it\n"
+        "                              back (default 5)\n"
         "      --workers N             serve with N threads, each with its own loop,\n"
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
@@ -213,8 +227,9 @@ static void print_notes(void)
         "\n"
         "Hot swap: SIGHUP (kill -HUP PID) or --watch loads SCRIPT again. New\n"
         "connections get the new code; open ones keep theirs, unless the new\n"
-        "Protocol defines upgrade(instance). A script that fails to load, or\n"
-        "whose selftest(testing) or --reload-check fails, is logged and the\n"
+        "Protocol defines upgrade(instance) or sets reload_policy (\"keep\",\n"
+        "\"upgrade\", \"drain\"). A script that fails to load, or whose\n"
+        "selftest(testing) or --reload-check fails, is logged and the\n"
         "server keeps the code it had.\n"
         "\n"
         "Once listening, luaecho prints one line per listener to stderr:\n"
@@ -321,6 +336,8 @@ static int apply_environment(struct cli_options *o)
         .log_level = LOG_INFO,
         .log_format = LOG_FORMAT_TEXT,
         .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
+        .canary_share = 100,
+        .rollback_errors = 5,
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
@@ -489,9 +506,23 @@ static int apply_tls_option(struct cli_options *o, int opt, const char *value)
     }
 }
 
+/* The canary's flags. */
+static int apply_canary_option(struct cli_options *o, int opt, const char *value)
+{
+    if (opt == OPT_CANARY_SHARE)
+        return apply_long(value, 1, 100, "--canary-share", "a percent", &o->canary_share);
+    if (opt == OPT_ROLLBACK_ERRORS)
+        return apply_long(value, 1, 1000000, "--rollback-errors", "a number of errors", &o->rollback_errors);
+    if (!parse_seconds(value, 86400, &o->canary))
+        return usage_error("%s must be a number of seconds from 0 (off) to 86400, not '%s'", "--canary", value);
+    return 0;
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
+    if (opt >= OPT_CANARY && opt <= OPT_ROLLBACK_ERRORS)
+        return apply_canary_option(o, opt, value);
     if (opt >= OPT_METRICS && opt <= OPT_ADMIN_ALLOW_REMOTE) /* the enum keeps each group together */
         return apply_observe_option(o, opt, value);
     if (opt >= OPT_TLS_CERT && opt <= OPT_TLS_ALPN)

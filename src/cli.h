@@ -48,6 +48,9 @@ struct cli_options {
     bool watch;              /* --watch: reload SCRIPT when it changes */
     const char *reload_check; /* --reload-check CMD: judges a candidate before a swap; NULL: none */
     double reload_check_timeout; /* --reload-check-timeout: seconds */
+    double canary;           /* --canary SEC: a swap's canary window; 0: off */
+    long canary_share;       /* --canary-share PERCENT of new connections in the window */
+    long rollback_errors;    /* --rollback-errors N: the canary's errors that roll it back */
     long workers;            /* threads serving; 0: one per CPU */
     long max_connections;    /* 0: derived from the descriptor limit only */
     double idle_timeout;     /* seconds, 0: off */

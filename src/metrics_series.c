@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "exposition.h"
+#include "generations.h"
 #include "script_metrics.h"
 #include "stats.h"
 #include "workers_group.h"
@@ -183,13 +184,36 @@ static void process_wide(struct text_buf *out, struct workers *g)
                 (double)g->reloads_failed);
     expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "rejected"}}, 1, NULL,
                 (double)g->reloads_rejected);
-    expo_family(out, "luaecho_script_generation", "The load of the script new connections get (1 at start).",
+    expo_family(out, "luaecho_script_generation", "The newest load of the script (1 at start).",
                 "gauge");
     expo_sample(out, "luaecho_script_generation", NULL, NULL, 0, NULL, g->generation);
     expo_family(out, "luaecho_workers", "Worker threads serving.", "gauge");
     expo_sample(out, "luaecho_workers", NULL, NULL, 0, NULL, g->count);
     expo_family(out, "luaecho_build_info", "The version of luaecho serving (always 1).", "gauge");
     expo_sample(out, "luaecho_build_info", NULL, (struct expo_label[]){{"version", LUAECHO_VERSION}}, 1, NULL, 1);
+}
+
+/* By generation of the script, from the process-wide table. */
+static void generation_series(struct text_buf *out)
+{
+    struct generation_row rows[GENERATIONS_MAX];
+    size_t n = generations_snapshot(rows);
+    expo_family(out, "luaecho_generation_connections", "Connections open now, by generation of the script serving them.",
+                "gauge");
+    for (size_t i = 0; i < n; i++) {
+        char gen[16];
+        snprintf(gen, sizeof gen, "%d", rows[i].generation);
+        expo_sample(out, "luaecho_generation_connections", NULL, (struct expo_label[]){{"generation", gen}}, 1, NULL,
+                    (double)rows[i].connections);
+    }
+    expo_family(out, "luaecho_generation_errors_total", "Callback errors, by generation of the script that raised them.",
+                "counter");
+    for (size_t i = 0; i < n; i++) {
+        char gen[16];
+        snprintf(gen, sizeof gen, "%d", rows[i].generation);
+        expo_sample(out, "luaecho_generation_errors_total", NULL, (struct expo_label[]){{"generation", gen}}, 1, NULL,
+                    (double)rows[i].errors);
+    }
 }
 
 static long open_fds(void)
@@ -244,6 +268,7 @@ void metrics_series_render(struct text_buf *out, struct workers *g)
     traffic(out, g);
     loop_series(out, g);
     process_wide(out, g);
+    generation_series(out);
     process_series(out, g);
     script_metrics_render(out);
 }

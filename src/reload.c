@@ -118,6 +118,7 @@ static int prepare(lua_State *L)
         endpoint_check_protocol(L, -1, args->datagrams, "the script's");
     args->pending->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
     lua_pop(L, 1);
+    args->pending->rule = reload_policy_read(L, -1);
     protocol_class_init(L, &args->pending->protocol);
     args->pending->ready = true;
     return 0;
@@ -189,7 +190,8 @@ static void upgrade_one(struct conn *c, void *arg)
     if (!s || conn_is_closing(c))
         return;
     commit->open++;
-    if (commit->pending->has_upgrade && protocol_upgrade(c, &s->protocol))
+    const struct reload_pending *p = commit->pending;
+    if (!p->canary && p->rule.policy == RELOAD_UPGRADE && protocol_upgrade(c, &s->protocol))
         commit->upgraded++;
 }
 
@@ -202,7 +204,10 @@ static int commit_all(lua_State *L)
         if (commit->servers[i]) {
             struct protocol_class copy;
             protocol_class_copy(L, &commit->pending->protocol, &copy);
-            server_set_protocol(commit->servers[i], &copy);
+            if (commit->pending->canary)
+                server_start_canary(commit->servers[i], &copy);
+            else
+                server_set_protocol(commit->servers[i], &copy);
         }
     }
     endpoint_list_swap_listeners(commit->ctx->endpoints, &commit->pending->protocol);

@@ -16,6 +16,7 @@
 
 #include "protocol.h"
 #include "watch_set.h"
+#include "reload_policy.h"
 
 struct server;
 struct loop_context;
@@ -56,6 +57,8 @@ struct reload_pending {
     bool modules_set_aside;
     bool has_upgrade;
     bool ready;
+    struct reload_rule rule; /* its Protocol's reload_policy (reload_policy.h) */
+    bool canary;       /* set before committing: --canary, so the swap starts a canary (see reload_commit) */
 };
 
 /* Load 'source' (the script's text, named 'chunkname' in messages) into a
@@ -67,10 +70,12 @@ struct reload_pending {
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
                    const char *datagrams, struct reload_pending *pending, char **error);
 /* Serve the new connections of the 'n' servers (NULL entries skipped)
- * with the pending code (generation+1), and call its upgrade(instance)
- * for their open connections when it has one; every UDP endpoint of ctx
- * that serves a listener has its one instance upgraded or replaced.
- * Counts the open connections and those upgraded. */
+ * with the pending code (generation+1), and with the "upgrade" policy call
+ * its upgrade(instance) for their open connections; every UDP endpoint of
+ * ctx that serves a listener has its one instance upgraded or replaced.
+ * A canary (pending->canary) keeps the previous class for the rest of the
+ * new connections and leaves open ones alone: its policy applies when it
+ * is promoted (canary.c). Counts the open connections and those upgraded. */
 void reload_commit(struct loop_context *ctx, struct server *const *servers, size_t n,
                    struct reload_pending *pending, size_t *open, size_t *upgraded);
 /* Drop the pending code and put the modules set aside back. */

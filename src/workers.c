@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "canary.h"
 #include "console.h"
 #include "datagram.h"
 #include "exit_guard.h"
@@ -162,8 +163,10 @@ static void commit_reload(struct worker *w)
 {
     size_t open = 0, upgraded = 0;
     bool has_upgrade = w->pending.has_upgrade;
+    canary_worker_before_commit(w);
     if (w->pending.ready)
         reload_commit(&w->host.ctx, w->servers, (size_t)w->group->listener_count, &w->pending, &open, &upgraded);
+    canary_worker_committed(w);
     if (w->pending_tls) { /* new handshakes get the new certificates; open connections keep theirs */
         tls_server_free(w->tls);
         w->tls = w->pending_tls;
@@ -251,6 +254,8 @@ static void on_wakeup(uv_async_t *handle)
         host_shutdown(&w->host, shutdown_reason(w->group));
     if (commands & CMD_ABORT)
         host_signal(&w->host, atomic_load(&w->group->signals.name), 2);
+    if (commands & (CMD_PROMOTE | CMD_ROLLBACK)) /* before a swap asked for after them */
+        canary_worker_command(w, commands);
     for (int i = 0; (commands & CMD_CLOSE_SERVER) && i < w->group->listener_count; i++) {
         if ((close_listeners & (1u << i)) && w->servers[i])
             server_close(w->servers[i]);
@@ -493,6 +498,7 @@ static void worker_main(void *arg)
     worker_leave(w);
     if (w->host_ready) {
         reload_discard(w->host.L, &w->pending);
+        canary_worker_close(w);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         host_destroy(&w->host);
         tls_server_free(w->pending_tls);
@@ -555,10 +561,15 @@ static void log_committed(struct workers *g)
 {
     log_info("reloaded %s%s (generation %d)", g->script, serves_tls(g) ? " and the TLS certificates" : "",
              g->generation);
-    if (g->open == 0)
+    if (g->open == 0 || g->canary) /* canary.c says what happens at promotion */
         return;
-    if (g->has_upgrade)
+    if (g->rule.policy == RELOAD_DRAIN)
+        log_info("draining connections of generations before %d (drain_timeout %g s)", g->generation,
+                 g->rule.drain_timeout);
+    else if (g->rule.policy == RELOAD_UPGRADE)
         log_info("upgraded %zu of %zu open connection(s) to generation %d", g->upgraded, g->open, g->generation);
+    else if (g->has_upgrade)
+        log_info("%zu open connection(s) keep the code they started with (reload_policy \"keep\")", g->open);
     else
         log_info("%zu open connection(s) keep the code they started with (the script has no upgrade())", g->open);
 }
@@ -579,6 +590,7 @@ static void advance(struct workers *g)
     case PHASE_COMMIT:
         g->generation++;
         log_committed(g);
+        canary_committed(g);
         notify_waiting(g, RELOAD_OK, NULL);
         finish_reload(g);
         return;
@@ -783,7 +795,7 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     g->replies.data = g;
     exit_guard_listen(&g->signals, &g->loop, on_signal, g);
     g->listening_for_signals = true;
-    return 0;
+    return canary_open(g);
 }
 
 /* Let go of the coordinator's copies of the Unix sockets: once every
@@ -817,6 +829,7 @@ static void close_unix_listeners(struct workers *g)
 static void group_destroy(struct workers *g)
 {
     console_close(g);
+    canary_close(g);
     close_unix_listeners(g);
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);

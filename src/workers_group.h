@@ -24,6 +24,8 @@
 #include "tls_context.h"
 
 struct console;
+struct canary;
+struct drain;
 
 enum command {
     CMD_CLOSE_SERVER = 1,
@@ -34,6 +36,8 @@ enum command {
     CMD_ADOPT = 32, /* sockets handed over (no SO_REUSEPORT) wait in 'handed' */
     CMD_ABORT = 64, /* a second signal: abort every connection */
     CMD_QUERY = 128, /* the console asks (show conns, kill): see console.c */
+    CMD_PROMOTE = 1024,  /* the canary passed its window: see canary.c */
+    CMD_ROLLBACK = 2048, /* the canary reached --rollback-errors: see canary.c */
 };
 #define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
 
@@ -86,6 +90,8 @@ struct worker {
     struct reload_pending pending;
     struct tls_server *tls;         /* the TLS listeners' certificates, loaded by this worker */
     struct tls_server *pending_tls; /* ... and those a reload under way has loaded */
+    struct reload_rule rule;        /* the reload policy of the last swap (canary.c) */
+    struct drain *drain;            /* its drain of older generations, made when first needed */
     /* Under group->lock: */
     unsigned commands;
     unsigned close_listeners; /* with CMD_CLOSE_SERVER: which (bits by index) */
@@ -132,6 +138,7 @@ struct workers {
     char *first_error;
     size_t open, upgraded;
     bool has_upgrade;
+    struct reload_rule rule;   /* the reload policy of the code committed (canary.c sets it) */
     /* The coordinator's own: */
     enum phase phase;
     char *source;
@@ -141,6 +148,7 @@ struct workers {
     int generation;
     /* What /metrics and the console show (the coordinator's own): */
     struct console *console;
+    struct canary *canary;     /* with --canary: the window and its decision (canary.c) */
     uv_async_t answers;        /* a worker answered the console's query */
     uint64_t started_ns;       /* uv_hrtime() at start-up: the uptime */
     double started_wall;       /* seconds since the epoch, for process_start_time_seconds */
