@@ -1,6 +1,6 @@
 /*
  * redis_conn.h - one Redis connection on a uv_loop_t, on hiredis' async API
- * and its libuv adapter. No Lua: src/redis_script.c (luaecho.redis) and the
+ * (driven by the loop through redis_uv.c). No Lua: src/redis_script.c (luaecho.redis) and the
  * channel bridge (--channel-redis) build on it.
  *
  * What it does:
@@ -19,16 +19,15 @@
  *  - a subscriber connection (redis_conn_subscribe turns one into it, for
  *    good): SUBSCRIBE/PSUBSCRIBE with one message callback, the set of
  *    channels and patterns kept here and subscribed again after a reconnect;
- *  - close: every pending reply callback is called at once with
- *    REDIS_CONN_CLOSED, no callback of any kind afterwards, the memory goes
- *    on a later loop turn.
+ *  - close: no event afterwards but the pending reply callbacks, each
+ *    called once with REDIS_CONN_CLOSED on the next loop turn, and
+ *    'closed'; the memory goes then too.
  *
  * Rules for callers:
  *  - Every function is called on the loop's own thread. Callbacks run on it
  *    too, from the loop, never from inside the call that caused them (a
- *    refused command reports through its return value, not its callback),
- *    with one exception: redis_conn_close calls the pending reply callbacks
- *    (REDIS_CONN_CLOSED) before it returns.
+ *    refused command reports through its return value, not its callback;
+ *    redis_conn_close answers the pending ones on the next loop turn).
  *  - A command's reply callback is called exactly once unless the command
  *    was refused (non-zero return).
  *  - Any callback may call any function here, redis_conn_close on its own
@@ -110,9 +109,9 @@ int redis_conn_command(struct redis_conn *conn, int argc, const char *const *arg
 
 /* Subscribe to 'name' (a channel, or a pattern when 'pattern'), now if up,
  * else on the next connect; kept across reconnects. Makes 'conn' a
- * subscriber connection. Subscribing twice is one subscription. Returns 0,
- * REDIS_CONN_CLOSED, REDIS_CONN_NOMEM, or REDIS_CONN_BUSY when it already
- * awaits command replies. */
+ * subscriber connection (commands already sent still get their replies).
+ * Subscribing twice is one subscription. Returns 0, REDIS_CONN_CLOSED or
+ * REDIS_CONN_NOMEM. */
 int redis_conn_subscribe(struct redis_conn *conn, const char *name, size_t len, bool pattern);
 /* Drop that subscription (no-op when absent). */
 void redis_conn_unsubscribe(struct redis_conn *conn, const char *name, size_t len, bool pattern);
@@ -125,8 +124,8 @@ const char *redis_conn_describe(const struct redis_conn *conn);
 /* Change the 'data' handed to events (NULL: still called, with NULL). */
 void redis_conn_set_data(struct redis_conn *conn, void *data);
 
-/* Close: pending replies get REDIS_CONN_CLOSED now, then no more events but
- * 'closed'. Idempotent. */
+/* Close: on the next loop turn the pending replies get REDIS_CONN_CLOSED
+ * and 'closed' is called; no other event after this call. Idempotent. */
 void redis_conn_close(struct redis_conn *conn);
 
 /* Shutdown began on this thread: subscriptions no longer keep the loop alive. */
