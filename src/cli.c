@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "luaecho_defaults.h"
+#include "redis_url.h"
 
 /* The numbers come from lua/luaecho/defaults.lua, through the build. */
 #define DEFAULT_HOST "127.0.0.1"
@@ -49,6 +50,7 @@ enum {
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
     OPT_CHANNEL_BUFFER,
+    OPT_CHANNEL_REDIS,
 };
 
 static const struct option long_options[] = {
@@ -77,6 +79,7 @@ static const struct option long_options[] = {
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"channel-buffer", required_argument, NULL, OPT_CHANNEL_BUFFER},
+    {"channel-redis", required_argument, NULL, OPT_CHANNEL_REDIS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -165,6 +168,9 @@ static void print_options(void)
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
+        "      --channel-redis URL     luaecho.channel across instances through Redis:\n"
+        "                              redis://[user:password@]host[:port][/db] or\n"
+        "                              unix:/path (the server only, not 'run')\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         DEFAULT_SHUTDOWN_TIMEOUT);
@@ -534,6 +540,14 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
             return usage_error("%s must be a number of bytes, at least 1k (suffix k, M or G allowed), not '%s'",
                                "--channel-buffer", value);
         return 0;
+    case OPT_CHANNEL_REDIS: {
+        struct redis_url url;
+        char why[REDIS_URL_ERROR_MAX];
+        if (redis_url_parse(value, &url, why) != 0)
+            return usage_error("--channel-redis: %s%s", why, "");
+        o->channel_redis = value;
+        return 0;
+    }
     case 'V':
         o->command = CLI_VERSION;
         return 0;

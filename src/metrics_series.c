@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "channel_redis.h"
 #include "exposition.h"
 #include "script_metrics.h"
 #include "stats.h"
@@ -247,6 +248,17 @@ static void channel_series(struct text_buf *out, struct workers *g)
     per_worker(out, g, "luaecho_channel_dropped_total",
                "Messages dropped because the worker's inbox was full (--channel-buffer).", "counter",
                offsetof(struct loop_stats, channel_dropped));
+    bool configured, up;
+    uint64_t unsent;
+    channel_redis_status(&configured, &up, &unsent);
+    if (!configured)
+        return;
+    expo_family(out, "luaecho_channel_redis_up", "1 while both links to --channel-redis are up, else 0.", "gauge");
+    expo_sample(out, "luaecho_channel_redis_up", NULL, NULL, 0, NULL, up ? 1 : 0);
+    expo_family(out, "luaecho_channel_redis_unsent_total",
+                "Messages published here that could not be sent to --channel-redis (down, or the outbox full).",
+                "counter");
+    expo_sample(out, "luaecho_channel_redis_unsent_total", NULL, NULL, 0, NULL, (double)unsent);
 }
 
 void metrics_series_render(struct text_buf *out, struct workers *g)

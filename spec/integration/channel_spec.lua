@@ -152,7 +152,8 @@ describe("luaecho.channel #integration", function()
       local total = n * rounds
       assert.are.equal(total, sample(proc, "luaecho_channel_published_total", 1))
       local delivered, dropped = wait.until_true(function()
-        local d, x = sample(proc, "luaecho_channel_delivered_total", 1), sample(proc, "luaecho_channel_dropped_total", 1)
+        local d = sample(proc, "luaecho_channel_delivered_total", 1)
+        local x = sample(proc, "luaecho_channel_dropped_total", 1)
         if d + x == total then return d, x end
       end, 10, "delivered + dropped = published")
       assert.is_true(dropped > 0 and delivered > 0, ("delivered %d, dropped %d"):format(delivered, dropped))
@@ -163,8 +164,8 @@ describe("luaecho.channel #integration", function()
       local growth = proc_stats.rss(proc.pid) - rss_before
       assert.is_true(growth < 16 * 1024 * 1024,
         ("RSS grew %s while %d MB went through a 64 KiB inbox"):format(proc_stats.mib(growth), total // 1000))
-      local logged = proc:count("stderr",
-        "^luaecho: warning: channel: dropped a message on 'flood': worker 1's inbox is full %(%-%-channel%-buffer 65536 bytes%)")
+      local logged = proc:count("stderr", "^luaecho: warning: channel: dropped a message on 'flood': "
+        .. "worker 1's inbox is full %(%-%-channel%-buffer 65536 bytes%)")
       assert.is_true(logged >= 1 and logged <= 4, ("%d lines about drops"):format(logged))
     end)
 
