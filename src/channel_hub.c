@@ -52,6 +52,11 @@ void channel_hub_configure(size_t bytes, const char *url)
     redis_url = url;
 }
 
+size_t channel_hub_buffer_bytes(void)
+{
+    return buffer_bytes;
+}
+
 const char *channel_hub_redis_url(void)
 {
     return redis_url;

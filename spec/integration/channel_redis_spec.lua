@@ -111,6 +111,23 @@ describe("luaecho --channel-redis #integration", function()
     assert.are.equal(0, sample(a, "luaecho_channel_redis_unsent_total"))
   end)
 
+  it("carries a burst published in one callback whole and in order", function()
+    local redis = start_redis()
+    local a, b = start_instance(redis.port), start_instance(redis.port)
+    local a1, b1 = connect(a), connect(b)
+    b1:send_all("tally flood\n")
+    assert.are.equal("tallying flood", line_of(b1))
+    a1:send_all("flood flood 20000 100\n") -- more than the PUBLISHes awaiting replies at once (4096)
+    assert.are.equal("flooded", line_of(a1, 30))
+    wait.until_true(function()
+      b1:send_all("tally?\n")
+      local count, order = line_of(b1):match("^tally (%d+) (%a+)$")
+      assert.are.equal("ordered", order)
+      return tonumber(count) == 20000
+    end, 30, "20000 messages on instance B")
+    assert.are.equal(0, sample(a, "luaecho_channel_redis_unsent_total"))
+  end)
+
   it("keeps local delivery without Redis, says so once, and comes back by itself", function()
     local redis = start_redis()
     local port = redis.port
