@@ -214,8 +214,8 @@ describe("luaecho.redis in `luaecho run` #integration", function()
     assert.are.equal(0, code, out)
     out = "\n" .. out
     local function says(url, message)
-      assert.is_truthy(out:find("\n" .. url .. " -> false luaecho.redis.connect(): bad Redis URL: " .. message, 1, true),
-        url .. " should say: " .. message .. "\n" .. out)
+      local expected = "\n" .. url .. " -> false luaecho.redis.connect(): bad Redis URL: " .. message
+      assert.is_truthy(out:find(expected, 1, true), url .. " should say: " .. message .. "\n" .. out)
     end
     says("http://127.0.0.1:6379", "a Redis URL starts with redis://, unix: or redis+unix://")
     says("rediss://127.0.0.1:6379", "rediss:// (TLS) is not supported")
@@ -233,7 +233,8 @@ describe("luaecho.redis in `luaecho run` #integration", function()
     says("unix:/tmp/redis.sock?db=x", "db must be a number from 0 (?db=N)")
     says("redis+unix://host/tmp/redis.sock", "redis+unix:// takes no host")
     says("unix:/" .. string.rep("d", 120), "the Unix socket path is longer than 107 bytes")
-    assert.matches("number %-> false [^\n]*urls%.lua:27: luaecho%.redis%.connect%(%): url must be a string, not number", out)
+    assert.matches("number %-> false [^\n]*urls%.lua:27: luaecho%.redis%.connect%(%): url must be a string, not number",
+      out)
     assert.matches("max_pending 0 %-> false [^\n]*urls%.lua:30: [^\n]*max_pending must be an integer", out)
     assert.matches("at the caller's line %-> false [^\n]*urls%.lua:49: luaecho%.redis%.connect%(%): bad Redis URL", out)
     for _, url in ipairs({ "redis://localhost", "redis://127.0.0.1:6380/15", "redis://user:pa%40ss@127.0.0.1:6380/",
