@@ -1,7 +1,8 @@
 -- luaecho.channel across instances (issue 20, point 3): two luaecho
 -- processes started with --channel-redis and a real redis-server (on a
 -- free port, in a temp folder, no persistence): a message crosses exactly
--- once each way, and never comes back to its own instance twice; Redis
+-- once each way, and never comes back to its own instance twice; a burst
+-- of 20,000 published in one callback crosses whole and in order; Redis
 -- stopped: local delivery goes on, luaecho_channel_redis_up is 0, one
 -- warning per outage, unsent messages counted; Redis restarted on the
 -- same port: the cross path comes back by itself. A bad URL is a usage

@@ -145,11 +145,13 @@ describe("luaecho.channel #integration", function()
       assert.are.equal("tallying flood", line_of(r.conn))
       local rss_before = proc_stats.rss(proc.pid)
       local n, rounds = 20000, 3
+      local started = wait.now()
       for _ = 1, rounds do
         send(r, ("flood flood %d 1000"):format(n))
         assert.are.equal("flooded", line_of(r.conn, 30))
       end
       local total = n * rounds
+      local seconds = wait.now() - started
       assert.are.equal(total, sample(proc, "luaecho_channel_published_total", 1))
       local delivered, dropped = wait.until_true(function()
         local d = sample(proc, "luaecho_channel_delivered_total", 1)
@@ -162,11 +164,15 @@ describe("luaecho.channel #integration", function()
       send(r, "tally?")
       assert.are.equal(("tally %d ordered"):format(delivered), line_of(r.conn))
       local growth = proc_stats.rss(proc.pid) - rss_before
-      assert.is_true(growth < 16 * 1024 * 1024,
+      -- Under valgrind (the memcheck entry) 20 MB of freed blocks wait before reuse.
+      local bound = (os.getenv("LUAECHO_MEMCHECK_BIN") and 48 or 16) * 1024 * 1024
+      assert.is_true(growth < bound,
         ("RSS grew %s while %d MB went through a 64 KiB inbox"):format(proc_stats.mib(growth), total // 1000))
       local logged = proc:count("stderr", "^luaecho: warning: channel: dropped a message on 'flood': "
         .. "worker 1's inbox is full %(%-%-channel%-buffer 65536 bytes%)")
-      assert.is_true(logged >= 1 and logged <= 4, ("%d lines about drops"):format(logged))
+      -- At most one line a second (a slow run, under valgrind, takes seconds).
+      assert.is_true(logged >= 1 and logged <= math.ceil(seconds) + 1,
+        ("%d lines about drops in %.1f s"):format(logged, seconds))
     end)
 
   it("drops the subscriptions of an old generation once no connection runs its code", function()
