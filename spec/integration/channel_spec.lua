@@ -200,6 +200,12 @@ describe("luaecho.channel #integration", function()
     assert.are.equal(1, proc:count("stdout", "^room v1 1 both$"))
   end)
 
+  it("delivers a luaecho run program's own messages before it ends", function()
+    local code, out, err = server.run({ "run", server.fixture("channel/program.lua") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("published\ngot one on t\ngot two on t\n", out)
+  end)
+
   it("refuses a bad --channel-buffer with exit code 2", function()
     for _, bad in ipairs({ "0", "12", "lots", "-5" }) do
       local code, _, err = server.run({ "--channel-buffer", bad, ROOM })
