@@ -4,7 +4,9 @@
 -- failing subscriber is logged and the others still get the message; a
 -- flood into a small --channel-buffer is dropped and counted while memory
 -- stays bounded; the subscriptions of an old script generation go once its
--- connections have gone; a bad --channel-buffer is a usage error.
+-- connections have gone, and those of a failed reload at once; a luaecho
+-- run program gets its own messages; a bad --channel-buffer is a usage
+-- error.
 -- spec/fixtures/channel/room.lua is the script (its header lists its
 -- commands). Clients connect until both workers serve some, as
 -- workers_spec.lua does. Every wait has a deadline.
@@ -198,6 +200,24 @@ describe("luaecho.channel #integration", function()
       return proc:count("stdout", "^room v1 1 probe" .. probes .. "$") == 0
     end, 5, "generation 1's subscription closed")
     assert.are.equal(1, proc:count("stdout", "^room v1 1 both$"))
+  end)
+
+  it("closes what a failed reload's code subscribed while it loaded", function()
+    local scratch = files.scratch("channel")
+    local source = files.read(ROOM)
+    local script = scratch:write("room.lua", source)
+    local proc = server.start({ script })
+    local r = connect(proc)
+    local broken = source:gsub('local VERSION = "v1"', 'local VERSION = "v2"')
+      :gsub("\nreturn Room\n$", '\nerror("this reload fails after subscribing")\nreturn Room\n')
+    scratch:replace("room.lua", broken)
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: error: reload %(SIGHUP%) failed, still serving generation 1: [^\n]*"
+      .. "this reload fails after subscribing")
+    send(r, "pub room after")
+    assert.are.same({ "published after", "got v1 after" }, lines_of(r.conn, 2))
+    proc:wait_output("stdout", "room v1 1 after\n")
+    assert.are.equal(0, proc:count("stdout", "^room v2 "))
   end)
 
   it("delivers a luaecho run program's own messages before it ends", function()
