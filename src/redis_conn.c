@@ -159,7 +159,7 @@ static void link_up(struct redis_conn *conn)
     uv_timer_stop(&conn->timer);
     conn->state = UP;
     if (conn->reported == 0)
-        log_info("%s: connected to %s after %.1f s without (%u failed attempts)", conn->options.name,
+        log_info("%s: connected to %s after %.1f s and %u failed attempts", conn->options.name,
                  conn->described, (double)(uv_now(conn->loop) - conn->down_since) / 1000, conn->attempts);
     else
         log_debug("%s: connected to %s", conn->options.name, conn->described);
