@@ -83,6 +83,20 @@ describe("luaecho.redis under luaecho.testing #unit", function()
     assert.are.equal(1, testing.redis("PUBLISH", "room", "again"))
   end)
 
+  it("logs a subscriber that raises, and still delivers to the others", function()
+    testing.expect_errors()
+    local r = redis.connect("redis://127.0.0.1")
+    local got = {}
+    r:subscribe("room", function() error("boom in a subscriber") end)
+    r:subscribe("room", function(message) got[#got + 1] = message end)
+    assert.are.equal(1, testing.redis("PUBLISH", "room", "hi")) -- one Redis subscription for both
+    testing.advance()
+    assert.are.same({ "hi" }, got)
+    local logs = testing.logs("error")
+    assert.are.equal(1, #logs)
+    assert.matches("^luaecho%.redis: the subscriber of channel 'room' failed: [^\n]*boom in a subscriber", logs[1])
+  end)
+
   it("fails commands at once during an outage and tells on_state", function()
     local r = redis.connect("redis://127.0.0.1")
     local states = {}
