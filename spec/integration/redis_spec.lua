@@ -141,6 +141,39 @@ describe("luaecho.redis #integration", function()
     assert.are.equal(2, proc:count("stderr", "lost the connection")) -- still one per link for that outage
   end)
 
+  it("answers a command still awaited when the client is closed with kind closed", function()
+    local r = redis.start()
+    local proc = serve(r:url())
+    local a, b = connect(proc), connect(proc)
+    assert.are.equal("s:PONG", ask(a, "CALL PING"))
+    a:send_all("CALL BLPOP queue 0\n") -- Redis holds the reply until something is pushed
+    wait.until_true(function()
+      return r:command("INFO", "clients"):match("blocked_clients:(%d+)") == "1"
+    end, 5, "the BLPOP to block")
+    assert.are.equal("closed", ask(b, "CLOSE"))
+    assert.matches("^err:closed:nil:the client of redis://127%.0%.0%.1:%d+/0 was closed before the reply$",
+      line_of(a))
+    assert.matches("^err:closed:nil:the client of redis://127%.0%.0%.1:%d+/0 is closed; the command was not sent$",
+      ask(b, "CALL PING"))
+    wait.until_true(function()
+      return r:command("INFO", "clients"):match("connected_clients:(%d+)") == "1" -- only this check's own
+    end, 5, "the link to close")
+  end)
+
+  it("reconnects to a host name, looked up again without blocking the loop", function()
+    local r = redis.start()
+    local proc = serve(("redis://localhost:%d"):format(r.port), nil, { "--log-level", "debug" })
+    local c = connect(proc)
+    assert.are.equal("s:PONG", ask(c, "CALL PING"))
+    r:kill()
+    wait.until_true(function() return proc:count("stderr", "still unreachable") >= 2 end, 10, "two retries")
+    assert.are.equal("false", ask(c, "UP")) -- the loop answers while the lookups and attempts go on
+    r:restart()
+    wait.until_true(function() return proc:count("stdout", "^state up") == 2 end, 10, "the link to come back")
+    assert.are.equal("s:PONG", ask(c, "CALL PING"))
+    assert.matches("luaecho.redis: connected to redis://localhost:%d+/0 after", proc:stderr())
+  end)
+
   it("delivers channel and pattern messages until the subscription is closed", function()
     local r = redis.start()
     local proc = serve(r:url())
@@ -149,7 +182,11 @@ describe("luaecho.redis #integration", function()
     assert.are.equal("subscribed", ask(b, "SUB room"))
     assert.are.equal("subscribed", ask(b, "PSUB ro*"))
     -- one Redis subscription per name for the whole client, however many functions
-    wait.until_true(function() return r:command("PUBLISH", "room", "hi") == 2 end, 5, "both subscriptions")
+    wait.until_true(function()
+      local numsub = r:command("PUBSUB", "NUMSUB", "room")
+      return numsub[2] == 1 and r:command("PUBSUB", "NUMPAT") == 1
+    end, 5, "the channel and the pattern subscribed")
+    assert.are.equal(2, r:command("PUBLISH", "room", "hi"))
     assert.are.equal("msg room hi", line_of(a))
     local got = { line_of(b), line_of(b) }
     table.sort(got)
