@@ -7,7 +7,11 @@
  * Rule: a candidate that does not load under luaecho.testing is not
  * rejected here: the workers load it next and report the load error as
  * such ("failed"), so only a check's own verdict is a rejection.
+ * The look runs a script's top level once more, in a state of its own, so
+ * it happens only when something needs it: --watch (to learn the modules)
+ * or a script whose text names a selftest.
  */
+#define _GNU_SOURCE /* memmem */
 #include "reload_gate.h"
 
 #include <stdio.h>
@@ -42,6 +46,26 @@ static void on_checked(void *data, bool ok, const char *message)
     finish(data, ok, message);
 }
 
+/* Does the candidate need the look? Without --watch only a selftest does,
+ * and a script that has one says so in its text. */
+static bool look_needed(const struct reload_gate *gate, const char *source, size_t len)
+{
+    return gate->options->watch || memmem(source, len, "selftest", strlen("selftest")) != NULL;
+}
+
+/* Past the selftest: run --reload-check, or pass. */
+static void run_check(struct reload_gate *gate)
+{
+    const char *cmd = gate->options->reload_check;
+    if (!cmd) {
+        finish(gate, true, NULL);
+        return;
+    }
+    log_info("running --reload-check on %s", gate->script);
+    reload_check_start(&gate->check, gate->loop, cmd, gate->options->reload_check_timeout, gate->script,
+                       gate->input.source, gate->input.len, on_checked, gate);
+}
+
 static void run_selftest(uv_work_t *work)
 {
     struct reload_gate *gate = work->data;
@@ -69,14 +93,7 @@ static void after_selftest(uv_work_t *work, int status)
         finish(gate, false, failed ? message : "reload check stopped: shutting down");
         return;
     }
-    const char *cmd = gate->options->reload_check;
-    if (!cmd) {
-        finish(gate, true, NULL);
-        return;
-    }
-    log_info("running --reload-check on %s", gate->script);
-    reload_check_start(&gate->check, gate->loop, cmd, gate->options->reload_check_timeout, gate->script,
-                       gate->input.source, gate->input.len, on_checked, gate);
+    run_check(gate);
 }
 
 void reload_gate_start(struct reload_gate *gate, const char *source, size_t len)
@@ -85,6 +102,10 @@ void reload_gate_start(struct reload_gate *gate, const char *source, size_t len)
     gate->cancelled = false;
     gate->input.source = source;
     gate->input.len = len;
+    if (!look_needed(gate, source, len)) {
+        run_check(gate);
+        return;
+    }
     gate->work.data = gate;
     int rc = uv_queue_work(gate->loop, &gate->work, run_selftest, after_selftest);
     if (rc != 0) {
@@ -96,6 +117,8 @@ void reload_gate_start(struct reload_gate *gate, const char *source, size_t len)
 
 int reload_gate_at_start(struct reload_gate *gate, const char *source, size_t len)
 {
+    if (!look_needed(gate, source, len))
+        return 0;
     gate->input.source = source;
     gate->input.len = len;
     uint64_t started = uv_hrtime();

@@ -57,6 +57,38 @@ static int preload_fake_core(lua_State *L)
     return 1;
 }
 
+/* setmetatable(object, mt), without marking the object for finalization.
+ * The look's state is closed where no guard can stop a __gc that never
+ * returns (Lua runs finalizers with hooks off, so --script-timeout cannot
+ * either): at start-up, before any worker serves, or on the thread pool.
+ * A look needs no finalizer. Lua marks an object for one only when its
+ * metatable has __gc at the time of setmetatable, so __gc is hidden for
+ * that call and put back. Upvalue 1: the real setmetatable. */
+static int setmetatable_unfinalized(lua_State *L)
+{
+    lua_settop(L, 2);
+    int gc = LUA_TNIL;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        gc = lua_rawget(L, 2); /* [3] */
+        lua_pushliteral(L, "__gc");
+        lua_pushnil(L);
+        lua_rawset(L, 2);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    int rc = lua_pcall(L, 2, 1, 0); /* [4]: the object, or the error */
+    if (gc != LUA_TNIL) {
+        lua_pushliteral(L, "__gc");
+        lua_pushvalue(L, 3);
+        lua_rawset(L, 2); /* its slot is still there: no allocation */
+    }
+    return rc == LUA_OK ? 1 : lua_error(L);
+}
+
 /* Load the candidate as the host does and keep its Protocol in the
  * registry. luaecho.testing loads only when something asks for
  * luaecho.core, or for the selftest: most scripts without one need
@@ -68,6 +100,9 @@ static int load_candidate(lua_State *L)
     runtime_refuse_exit(L);
     lua_pushcfunction(L, print_nothing);
     lua_setglobal(L, "print");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, setmetatable_unfinalized, 1);
+    lua_setglobal(L, "setmetatable");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, preload_fake_core);
