@@ -117,6 +117,8 @@ void failure_log_lua(const char *message, const struct log_fields *fields)
         f.traceback = stack + 1;
         message = head;
     }
+    if (f.generation) /* a streams handler's failure counts for its canary, as a callback's does */
+        generations_count_error(f.generation, message);
     log_window_with(key, LOG_ERROR, &f, message);
     error_ring_add(&(struct error_entry_in){.callback = f.callback, .peer = f.peer, .worker = log_worker(),
                                             .generation = f.generation, .message = message,

@@ -6,6 +6,7 @@
 #include "module.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,22 @@ static size_t read_fields(lua_State *L, int arg, struct log_extra *out)
     return n;
 }
 
+/* A failure's "generation" field (a streams handler names the generation
+ * of its code) becomes the host's own field: logged as for a failed
+ * callback, and counted for a canary's rollback. */
+static void take_generation(struct log_fields *fields, struct log_extra *extra)
+{
+    for (size_t i = 0; i < fields->extra_count; i++) {
+        if (strcmp(extra[i].key, "generation") == 0 && extra[i].is_integer && extra[i].integer > 0 &&
+            extra[i].integer <= INT_MAX) {
+            fields->generation = (int)extra[i].integer;
+            memmove(&extra[i], &extra[i + 1], (fields->extra_count - i - 1) * sizeof *extra);
+            fields->extra_count--;
+            return;
+        }
+    }
+}
+
 /* core.log(level, message [, fields]): a host log line, at "error",
  * "warn", "info" or "debug", with a table of string or number fields
  * (members of the JSON object; " key=value" after the text line). Errors
@@ -80,6 +97,7 @@ static int core_log(lua_State *L)
     if (!lua_isnoneornil(L, 3))
         fields.extra_count = read_fields(L, 3, extra);
     if (level == LOG_ERROR) {
+        take_generation(&fields, extra);
         failure_log_lua(message, &fields);
         return 0;
     }

@@ -618,7 +618,11 @@ local function handler_failed(t, err, tb)
     log.debug("stream handler for " .. peer_name(transport) .. " ended, the peer gone: " .. errors.tostring(err))
     return
   end
-  log.error("stream handler failed for " .. peer_name(transport) .. ": " .. errors.tostring(err) .. "\n" .. tb)
+  -- The generation of the code that failed, for the host's log line and a
+  -- canary's count of errors (as for a failed Protocol callback).
+  local generation = transport:get_extra_info("generation")
+  log.error("stream handler failed for " .. peer_name(transport) .. ": " .. errors.tostring(err) .. "\n" .. tb,
+    math.type(generation) == "integer" and { generation = generation } or nil)
 end
 
 -- The body of a handler task: run the script's handler, then close the

@@ -159,6 +159,30 @@ describe("canary after a hot swap #integration", function()
     assert.are.equal(0, proc:count("stderr", "promoted generation"))
   end)
 
+  it("rolls back a streams handler that fails: its errors count as a Protocol callback's do", function()
+    local proc = start(scratch, { name = "a" }, { "--canary", "20", "--canary-share", "50" })
+    scratch:write("handler.lua", [[
+return function(reader)
+  reader:readline()
+  error("boom from streams")
+end
+]])
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: generation 2 is a canary for ", 10, "the canary's line")
+    local closed, good = 0, 0
+    local deadline = os.time() + TIMEOUT
+    while proc:count("stderr", "luaecho: warning: rolled back generation 2 to 1: ") == 0 do
+      assert(os.time() < deadline, "no rollback: " .. proc:stderr())
+      local reply = canary.probe(proc)
+      if reply == nil then closed = closed + 1 else good = good + 1 end
+      assert.is_true(reply == nil or reply == "a@1:probe", tostring(reply))
+    end
+    assert.matches("rolled back generation 2 to 1: 5 errors in [%d.]+ s, first: [^\n]*boom from streams",
+      proc:stderr())
+    assert.is_true(closed >= 5 and good >= 4, ("closed %d, good %d"):format(closed, good))
+    assert.are.equal("a@1:probe", (canary.probe(proc)))
+  end)
+
   it("moves the canary's open connections back by the old Protocol's upgrade()", function()
     local proc = start(scratch, { name = "a", upgrade = true }, { "--canary", "20", "--canary-share", "50" })
     swap(proc, scratch, { name = "b", boom = "word" }, 2)
