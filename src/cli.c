@@ -48,6 +48,8 @@ enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
+    OPT_RECORD,
+    OPT_RECORD_MAX,
 };
 
 static const struct option long_options[] = {
@@ -75,6 +77,8 @@ static const struct option long_options[] = {
     {"script-timeout", required_argument, NULL, OPT_SCRIPT_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"record-max", required_argument, NULL, OPT_RECORD_MAX},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -88,6 +92,7 @@ static void print_commands(void)
         "       luaecho run [OPTIONS] SCRIPT [ARGS...]\n"
         "       luaecho test [BUSTED ARGS...]\n"
         "       luaecho ctl [--admin SPEC] COMMAND...\n"
+        "       luaecho replay DIR|FILE SCRIPT\n"
         "\n"
         "A TCP server whose behaviour is a Lua 5.4 script, in the style of Python\n"
         "asyncio's Protocol and Streams APIs.\n"
@@ -107,6 +112,9 @@ static void print_commands(void)
         "          kill ID, reload, set log-level LEVEL) to the admin console of\n"
         "          a server started with --admin SPEC (or $LUAECHO_ADMIN) and\n"
         "          print the answer; exit 1 if the server answers an error\n"
+        "  replay  replay the transcripts --record wrote against SCRIPT, with no\n"
+        "          sockets and a virtual clock; exit 1 if any output differs\n"
+        "          (luaecho replay --help)\n"
         "\n");
 }
 
@@ -163,6 +171,12 @@ static void print_options(void)
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
+        "      --record DIR            write each connection's transcript (bytes in\n"
+        "                              and out, their timing, the end) to its own\n"
+        "                              file in DIR (made 0700; files 0600). They\n"
+        "                              hold client data: see 'luaecho replay'\n"
+        "      --record-max BYTES      bound DIR by deleting the oldest transcripts\n"
+        "                              (suffixes k, M, G; default 64M)\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         DEFAULT_SHUTDOWN_TIMEOUT);
@@ -315,6 +329,7 @@ static int apply_environment(struct cli_options *o)
         .unix_mode = -1,
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
         .tls_handshake_timeout = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        .record_max = 64LL << 20,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -523,6 +538,17 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         return apply_long(value, 0, 1 << 20, "--lua-memory", "a number of MiB", &o->lua_memory);
     case OPT_WORKERS:
         return apply_long(value, 0, 256, "--workers", "a number of threads", &o->workers);
+    case OPT_RECORD:
+        if (*value == '\0')
+            return usage_error("%s needs a directory%s", "--record", "");
+        o->record_dir = value;
+        return 0;
+    case OPT_RECORD_MAX:
+        o->record_max_given = true;
+        if (!parse_bytes(value, 1LL << 50, &o->record_max) || o->record_max < 1024)
+            return usage_error("%s must be a number of bytes, at least 1k (suffix k, M or G allowed), not '%s'",
+                               "--record-max", value);
+        return 0;
     case 'V':
         o->command = CLI_VERSION;
         return 0;
@@ -586,6 +612,10 @@ static bool is_loopback(const char *host)
 /* --metrics, --admin: for serving; a console anyone can reach only when asked. */
 static int settle_observers(struct cli_options *o)
 {
+    if ((o->record_dir || o->record_max_given) && o->command != CLI_SERVE)
+        return usage_error("%s is for serving (luaecho [serve])%s", o->record_dir ? "--record" : "--record-max", "");
+    if (o->record_max_given && !o->record_dir)
+        return usage_error("%s needs --record DIR%s", "--record-max", "");
     if ((o->metrics_given || o->admin_given) && o->command != CLI_SERVE)
         return usage_error("%s is for serving (luaecho [serve])%s", o->metrics_given ? "--metrics" : "--admin", "");
     if (o->admin_allow_remote && !o->admin_given)
@@ -692,8 +722,8 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
         o->script_argc = argc - 2;
         o->script_argv = argv + 2;
         return 0;
-    } else if (argc > 1 && strcmp(argv[1], "ctl") == 0) {
-        o->command = CLI_CTL; /* its own arguments: ctl.c parses them */
+    } else if (argc > 1 && (strcmp(argv[1], "ctl") == 0 || strcmp(argv[1], "replay") == 0)) {
+        o->command = argv[1][0] == 'c' ? CLI_CTL : CLI_REPLAY; /* their own arguments: ctl.c, replay.c */
         o->script_argc = argc - 1;
         o->script_argv = argv + 1;
         return 0;

@@ -22,6 +22,8 @@
 #include "exit_guard.h"
 #include "host.h"
 #include "log.h"
+#include "record_dir.h"
+#include "replay.h"
 #include "runtime.h"
 #include "script_metrics.h"
 #include "server.h"
@@ -242,7 +244,17 @@ static int serve(const struct cli_options *o, const char *lua_dir)
     char script[PATH_MAX + 32];
     find_script(o->script, lua_dir, script, sizeof script);
     struct limits limits = limits_from(o);
-    return workers_serve(o, lua_dir, script, &limits, worker_count(o));
+    if (o->record_dir) {
+        char why[4200];
+        limits.recorder = recorder_open(o->record_dir, (uint64_t)o->record_max, script, why, sizeof why);
+        if (!limits.recorder) {
+            log_error("%s", why);
+            return EXIT_FAILURE_RUNTIME;
+        }
+    }
+    int rc = workers_serve(o, lua_dir, script, &limits, worker_count(o));
+    recorder_close(limits.recorder);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -271,10 +283,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
-    if (o.command != CLI_TEST && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
+    if (o.command != CLI_TEST && o.command != CLI_REPLAY && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
         return EXIT_FAILURE_RUNTIME;
     if (o.command == CLI_TEST)
         return test(&o, lua_dir);
+    if (o.command == CLI_REPLAY)
+        return replay_main(o.script_argc, o.script_argv, lua_dir);
     rc = o.command == CLI_RUN ? run(&o, lua_dir) : serve(&o, lua_dir);
     /* Every loop has ended, and the metrics endpoint: what scripts and
      * failures left for it can go (LeakSanitizer checks that it does). */
