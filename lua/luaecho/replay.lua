@@ -130,12 +130,15 @@ local function run(t, script)
       if ev.name == "in" and open then conn:send(ev.data, #ev.data > 0 and #ev.data or nil) end
       if ev.name == "eof" and open then conn:eof() end
       if ev.name == "end" and open and match(ev.data, "^peer") and not match(ev.data, "^peer clean") then
-        conn:reset()
+        got[#got + 1] = conn:output()
+        conn:reset() -- from here on the connection's end is the peer's doing
+        ended = ended or "peer"
       end
     end
     got[#got + 1] = conn:output()
   end
   ended = ended or script_end(conn)
+  if ended == "peer" then ended = nil end
   got[#got + 1] = conn:output()
   return concat(got), ended, conn:errors()
 end
