@@ -250,6 +250,14 @@ describe("--record #integration", function()
 end)
 
 describe("luaecho replay's usage #integration", function()
+  it("is in luaecho --help, with --record and --record-max", function()
+    local code, out = server.run({ "--help" })
+    assert.are.equal(0, code)
+    for _, word in ipairs({ "luaecho replay DIR|FILE SCRIPT", "--record DIR", "--record-max BYTES", "default 64M" }) do
+      assert.matches(word, out, 1, true)
+    end
+  end)
+
   it("names a file that is not a transcript in one line, exit 2", function()
     local scratch = files.scratch("replay")
     local bad = scratch:write("bad.rec", "luaecho-record 1\nlistener 0 9\n127.0.0.1\npeer x y\n")
