@@ -14,12 +14,42 @@
 #include <lualib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* A traceback for an error that escaped main(). [-1, +1, m] */
 static int traceback(lua_State *L)
 {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
     return 1;
+}
+
+/* CPU seconds after which Lua code raises (0: never), set per connection
+ * by luaecho.replay through limit_cpu(). */
+static double cpu_deadline;
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The count hook: a C hook, so every coroutine made after it was set
+ * (streams handlers, tasks) inherits it, which debug.sethook's do not. */
+static void cpu_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (cpu_deadline > 0 && cpu_now() > cpu_deadline)
+        luaL_error(L, "luaecho replay: the script ran past its CPU limit on this connection");
+}
+
+/* limit_cpu(seconds): Lua code raises once this much more CPU is spent;
+ * 0 lifts the limit. */
+static int limit_cpu(lua_State *L)
+{
+    double seconds = luaL_checknumber(L, 1);
+    cpu_deadline = seconds > 0 ? cpu_now() + seconds : 0;
+    return 0;
 }
 
 /* list_dir(path) -> the names in it ending in .rec (unsorted); or nil, why,
@@ -71,6 +101,8 @@ static int run_main(lua_State *L)
     lua_call(L, 1, 1);
     lua_pushcfunction(L, list_dir);
     lua_setfield(L, -2, "list_dir");
+    lua_pushcfunction(L, limit_cpu);
+    lua_setfield(L, -2, "limit_cpu");
     lua_getfield(L, -1, "main");
     for (int i = 1; i < argc; i++)
         lua_pushstring(L, argv[i]);
@@ -86,6 +118,7 @@ int replay_main(int argc, char **argv, const char *lua_dir)
         return 1;
     }
     luaL_openlibs(L);
+    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 10000);
     lua_pushcfunction(L, traceback);
     lua_pushcfunction(L, run_main);
     lua_pushinteger(L, argc);

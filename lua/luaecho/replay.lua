@@ -18,9 +18,15 @@ local repr = require "luaecho.repr"
 local concat, sort = table.concat, table.sort
 local floor = math.floor
 local format, match, sub = string.format, string.match, string.sub
-local io, ipairs, pcall, print, tonumber = io, ipairs, pcall, print, tonumber
+local clock, sethook = os.clock, debug.sethook
+local error, io, ipairs, pcall, print, tonumber = error, io, ipairs, pcall, print, tonumber
 
 local M = {}
+
+--- Seconds of CPU one connection's replay may take before every further
+-- call into the script fails (a loop that never ends must not hang a
+-- --reload-check). $LUAECHO_REPLAY_CPU_LIMIT sets it for the command.
+M.cpu_limit = tonumber(os.getenv("LUAECHO_REPLAY_CPU_LIMIT") or "") or 10
 
 local HELP = [[
 Usage: luaecho replay DIR|FILE SCRIPT
@@ -38,6 +44,10 @@ connection, and for one that differs the first difference: the file,
 the byte offset, the recorded and the replayed bytes (quoted), and the
 input that came before. A transcript cut short (no end event) is compared
 as far as it goes.
+
+A connection whose replay spends more than 10 s of CPU in the script
+($LUAECHO_REPLAY_CPU_LIMIT seconds, if set) differs: every later call
+into the script fails, so a loop that never ends does not hang a check.
 
 Exit status: 0 when every connection matches, 1 when one differs or
 SCRIPT cannot load, 2 for a bad command line, a missing DIR or FILE, or a
@@ -115,11 +125,33 @@ local function advance_to(us)
   if target > now then testing.advance((target - now) / 1000) end
 end
 
+-- From now on, Lua code past M.cpu_limit seconds of CPU raises, so each
+-- callback that then runs fails, as a script timeout fails it in the
+-- host. The command's C side gives M.limit_cpu, a C count hook every
+-- coroutine inherits (streams handlers, tasks); without it (under
+-- busted) a debug.sethook on the main thread stops Protocol callbacks only.
+local function limit_cpu()
+  if M.limit_cpu then return M.limit_cpu(M.cpu_limit) end
+  local deadline = clock() + M.cpu_limit
+  sethook(function()
+    if clock() > deadline then
+      error("luaecho replay: the script ran past its CPU limit on this connection", 2)
+    end
+  end, "", 10000)
+end
+
+-- Lift the limit once a connection's replay is over.
+local function unlimit_cpu()
+  if M.limit_cpu then return M.limit_cpu(0) end
+  sethook()
+end
+
 -- Feed the recorded peer's side of transcript 't' to a fresh fake
 -- connection to 'script'; returns the output and how the script ended it.
 local function run(t, script)
   testing.reset()
   testing.expect_errors()
+  limit_cpu()
   local conn = testing.serve(script):connect(connect_opts(t))
   local got, ended = {}, nil
   for _, ev in ipairs(t.events) do
@@ -195,7 +227,11 @@ end
 -- match, the first difference for a mismatch.
 function M.connection(t, script)
   local expected, expected_end = transcript.expected(t)
-  local got, got_end, errors = run(t, script)
+  local ok, got, got_end, errors = pcall(run, t, script)
+  unlimit_cpu()
+  if not ok then
+    return { match = false, lines = { format("DIFF %s: the replay failed: %s", t.file, got) } }
+  end
   if not t.complete then
     got = sub(got, 1, #expected) -- cut short: compare as far as it goes
     got_end = expected_end

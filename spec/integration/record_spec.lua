@@ -274,6 +274,22 @@ describe("luaecho replay's usage #integration", function()
     assert.are.equal("", out)
   end)
 
+  it("stops a streams handler that never returns at LUAECHO_REPLAY_CPU_LIMIT seconds, exit 1", function()
+    local scratch = files.scratch("replay")
+    local function event(name, t, data) return ("%s %d %d\n%s\n"):format(name, t, #data, data) end
+    local rec = scratch:write("spin.rec", "luaecho-record 1\n" .. event("listener", 0, "127.0.0.1:2222")
+      .. event("peer", 0, "127.0.0.1:50000") .. event("script", 0, "spin.lua") .. event("generation", 0, "1")
+      .. event("worker", 0, "1") .. event("start", 0, "2026-12-07T02:42:23.000000Z") .. event("in", 5, "abc")
+      .. event("out", 6, "abc") .. event("end", 9, "peer reset: connection reset by peer"))
+    local started = wait.now()
+    local code, out = server.run({ "replay", rec, server.fixture("record/spin_stream.lua") },
+      { env = { LUAECHO_REPLAY_CPU_LIMIT = "0.3" } }, 20)
+    assert.are.equal(1, code, out)
+    assert.is_true(wait.now() - started < 10, "stopped at the limit")
+    assert.matches("DIFF spin.rec: output differs at byte 0", out, 1, true)
+    assert.matches("the script failed: stream handler failed for 127.0.0.1:50000: .*ran past its CPU limit", out)
+  end)
+
   it("says what is missing: DIR, SCRIPT, the operands; --help says what it compares", function()
     local code, _, err = replay("/nonexistent/rec", server.fixture("record/chunks.lua"))
     assert.are.equal(2, code)

@@ -110,4 +110,14 @@ describe("luaecho.replay.connection #unit", function()
     assert.is_true(result.match)
     assert.are.same({ "ok   x.rec: 7 bytes out (cut short: compared as far as recorded)" }, result.lines)
   end)
+
+  it("stops a script that never returns, with the CPU limit named", function()
+    local limit = replay.cpu_limit
+    replay.cpu_limit = 0.2
+    local t = recorded({ event("in", 10, "ab"), event("out", 11, "ab"), event("end", 20, "peer reset: x") })
+    local result = replay.connection(t, "spec/fixtures/record/spin.lua")
+    replay.cpu_limit = limit
+    assert.is_false(result.match)
+    assert.matches("the script failed: .*ran past its CPU limit on this connection", result.lines[#result.lines])
+  end)
 end)
