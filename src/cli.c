@@ -225,7 +225,8 @@ static void print_notes(void)
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
         "closed its server and the last connection ended); 1 when the script cannot\n"
-        "load or the address cannot be bound; 2 for a bad command line.\n"
+        "load, the address cannot be bound or the --record DIR cannot be used; 2 for\n"
+        "a bad command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
 }
