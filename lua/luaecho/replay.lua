@@ -45,6 +45,10 @@ the byte offset, the recorded and the replayed bytes (quoted), and the
 input that came before. A transcript cut short (no end event) is compared
 as far as it goes.
 
+Each connection is replayed alone, on a fresh load of SCRIPT: what its
+output owed to other connections (a chat room, a shared counter) shows
+as a difference.
+
 A connection whose replay spends more than 10 s of CPU in the script
 ($LUAECHO_REPLAY_CPU_LIMIT seconds, if set) differs: every later call
 into the script fails, so a loop that never ends does not hang a check.
