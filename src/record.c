@@ -54,8 +54,8 @@ static void flush(struct record *rec)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", recorder_dir(rec->dir), rec->name);
     if (!recorder_reserve(rec->dir, rec->len)) {
-        log_limited(&bound_rate, LOG_WARN, "--record-max reached and every transcript left is still open: %s is cut "
-                    "short (raise --record-max)", path);
+        log_limited(&bound_rate, LOG_WARN, "--record-max reached: no room for %s even with every finished "
+                    "transcript deleted, so it is cut short (raise --record-max)", path);
         rec->cut = true;
         return;
     }

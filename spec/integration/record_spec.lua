@@ -217,6 +217,47 @@ describe("--record #integration", function()
     for k = 2, #kept do assert.are.equal(kept[k - 1] + 1, kept[k], "the oldest went first") end
   end)
 
+  it("cuts short a transcript --record-max has no room for, with one warning, and records the next", function()
+    local scratch = files.scratch("record")
+    local dir = scratch:path("rec")
+    local proc = server.start({ "--record", dir, "--record-max", "1k", server.fixture("record/chunks.lua") })
+    local big = client.connect(proc.host, proc.port)
+    big:send_all(("b"):rep(600))
+    big:receive_exactly(605)
+    big:close()
+    proc:wait_output("stderr", "luaecho: warning: %-%-record%-max reached: no room for " .. text.literal(dir)
+      .. "/[^ ]+%.rec even with every finished transcript deleted, so it is cut short %(raise %-%-record%-max%)\n", 5)
+    assert.are.same({}, transcripts(dir))
+    local small = client.connect(proc.host, proc.port)
+    small:send_all("hi")
+    assert.are.equal("[2]hi", small:receive_exactly(5))
+    small:close()
+    assert.are.equal(1, #wait_transcripts(dir, 1))
+  end)
+
+  it("names the generation that served each connection, across a hot swap", function()
+    local scratch = files.scratch("record")
+    local dir = scratch:path("rec")
+    local script = scratch:write("handler.lua", files.read(server.fixture("record/chunks.lua")))
+    local proc = server.start({ "--record", dir, script })
+    local function session()
+      local conn = client.connect(proc.host, proc.port)
+      conn:send_all("hi")
+      assert.are.equal("[2]hi", conn:receive_exactly(5))
+      conn:close()
+    end
+    session()
+    wait_transcripts(dir, 1)
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: reloaded " .. text.literal(script) .. " %(generation 2%)\n", 10)
+    session()
+    local generations = {}
+    for _, name in ipairs(wait_transcripts(dir, 2)) do
+      generations[#generations + 1] = assert(transcript.parse(files.read(dir .. "/" .. name))).generation
+    end
+    assert.are.same({ 1, 2 }, generations)
+  end)
+
   it("names each worker's transcripts apart with --workers 2", function()
     local scratch = files.scratch("record")
     local dir = scratch:path("rec")
