@@ -2,8 +2,9 @@
  * record.h - one connection's transcript for --record DIR, in the format
  * docs/deploying.md describes ("luaecho-record 1", then length-prefixed
  * events), gathered in memory and written in batches into a file of the
- * recorder's DIR (record_dir.h). A record is touched by its connection's
- * loop thread only. Every record_*
+ * recorder's DIR (record_dir.h). Relies on record_dir.h for the file's
+ * place and room. Rule: a record is touched by its connection's loop
+ * thread only, and never looks at the bytes it keeps. Every record_*
  * function takes a NULL record and then does nothing, so callers need no
  * test of their own.
  */

@@ -2,6 +2,8 @@
  * replay.h - luaecho replay DIR|FILE SCRIPT: the transcripts --record
  * wrote, replayed against SCRIPT by lua/luaecho/replay.lua on
  * luaecho.testing (no sockets, a virtual clock).
+ * Relies on nothing of the serving host. Rule: it never opens a loop or a
+ * socket; everything it decides is in the Lua module.
  */
 #ifndef LUAECHO_REPLAY_H
 #define LUAECHO_REPLAY_H

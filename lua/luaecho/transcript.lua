@@ -9,6 +9,8 @@
 -- error of a failed callback, if that was why), and last end ("WHO
 -- REASON[: ERROR]"). A file without end was cut short: the server stopped
 -- first, a write failed, or --record-max left no room.
+-- Rule: version 1 is read strictly (another version, an unknown event, a
+-- header out of order: refused), so a change of format is a new version.
 -- @usage
 --   local transcript = require "luaecho.transcript"
 --   local t = assert(transcript.parse(text, "a.rec"))
