@@ -283,7 +283,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
-    if (o.command != CLI_TEST && o.command != CLI_REPLAY && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
+    bool serving = o.command != CLI_TEST && o.command != CLI_REPLAY; /* those two end by themselves */
+    if (serving && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
         return EXIT_FAILURE_RUNTIME;
     if (o.command == CLI_TEST)
         return test(&o, lua_dir);
