@@ -53,7 +53,7 @@ A connection whose replay spends more than 10 s of CPU in the script
 ($LUAECHO_REPLAY_CPU_LIMIT seconds, if set) differs: every later call
 into the script fails, so a loop that never ends does not hang a check.
 
-Exit status: 0 when every connection matches, 1 when one differs or
+Exit status: 0 when every connection matches (or DIR holds none), 1 when one differs or
 SCRIPT cannot load, 2 for a bad command line, a missing DIR or FILE, or a
 file that is not a transcript.
 
@@ -274,6 +274,10 @@ function M.main(...)
   f:close()
   local list, status = transcripts(where, M.list_dir)
   if list == nil then return status end
+  if #list == 0 then
+    print(format("no transcripts (*.rec) in %s: nothing to compare", where))
+    return 0
+  end
   local ok, err = pcall(testing.load, script)
   if not ok then
     io.stderr:write("luaecho: replay: ", script, " cannot load: ", err, "\n")

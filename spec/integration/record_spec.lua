@@ -331,6 +331,13 @@ describe("luaecho replay's usage #integration", function()
     assert.matches("the script failed: stream handler failed for 127.0.0.1:50000: .*ran past its CPU limit", out)
   end)
 
+  it("says so when DIR holds no transcript, and passes (exit 0)", function()
+    local scratch = files.scratch("replay")
+    local code, out, err = replay(scratch.dir, server.fixture("record/chunks.lua"))
+    assert.are.equal(0, code, err)
+    assert.are.equal("no transcripts (*.rec) in " .. scratch.dir .. ": nothing to compare\n", out)
+  end)
+
   it("says what is missing: DIR, SCRIPT, the operands; --help says what it compares", function()
     local code, _, err = replay("/nonexistent/rec", server.fixture("record/chunks.lua"))
     assert.are.equal(2, code)
