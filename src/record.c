@@ -46,6 +46,18 @@ static const char *const event_names[] = {
 
 static struct log_rate io_rate, bound_rate;
 
+/* The batch is written (or dropped): a connection gone quiet keeps no
+ * batch-sized buffer, one still talking keeps a small one. */
+static void empty_batch(struct record *rec)
+{
+    rec->len = 0;
+    if (rec->cap > 4096 || rec->cut) {
+        free(rec->buf);
+        rec->buf = NULL;
+        rec->cap = 0;
+    }
+}
+
 /* Write the gathered bytes to the file; on failure cut the transcript. */
 static void flush(struct record *rec)
 {
@@ -57,6 +69,7 @@ static void flush(struct record *rec)
         log_limited(&bound_rate, LOG_WARN, "--record-max reached: no room for %s even with every finished "
                     "transcript deleted, so it is cut short (raise --record-max)", path);
         rec->cut = true;
+        empty_batch(rec);
         return;
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (rec->created ? 0 : O_EXCL), 0600);
@@ -80,7 +93,7 @@ static void flush(struct record *rec)
                     strerror(fd < 0 || done == 0 ? saved : EIO));
         rec->cut = true;
     }
-    rec->len = 0;
+    empty_batch(rec);
 }
 
 /* Room for 'n' more bytes in the batch. */
