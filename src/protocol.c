@@ -258,7 +258,7 @@ static void start_record(struct conn *c, struct binding *b, const struct protoco
     char peer[ADDR_STRLEN + 32];
     struct record_header h = {.listener = b->owner->listener, .peer = addr_format(conn_peer(c), peer, sizeof peer),
                               .generation = cls->generation, .worker = ctx->worker_id, .conn_id = conn_id(c)};
-    b->info.record = record_start(ctx->recorder, &h);
+    b->info.record = record_start(ctx->recorder, ctx->loop, &h);
 }
 
 void protocol_connection_made(struct conn *c, struct protocol_class *cls)

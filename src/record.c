@@ -3,37 +3,49 @@
  * events "NAME MICROSECONDS LENGTH\n" + LENGTH bytes + "\n" (the header's
  * fields are events at time 0, before any other). Binary-safe: the bytes
  * are never looked at.
- * Relies on record_dir.c for the directory and its bound. Events gather
- * in memory and go to the file RECORD_BATCH bytes at a time and at the
- * end, each batch one open(O_APPEND), write and close on the loop's
- * thread: no descriptor is held between batches, and a batch is one
- * system call's worth of page cache (docs/deploying.md has the cost).
- * Rule: a transcript that cannot be written (an I/O error, or the bound
- * reached with only open transcripts in DIR) is cut: it keeps what it has,
- * without an end event, and records nothing more.
+ * Relies on record_dir.c for the directory and its bound, and on libuv's
+ * fs requests, which run on its thread pool. Events gather in memory; a
+ * batch of RECORD_BATCH bytes (and the last one, at the end) is written by
+ * an open(O_APPEND), write, close chain off the loop's thread, so a disk
+ * that blocks (the kernel throttling dirty pages) never stalls the loop,
+ * and no descriptor is held between batches. One chain at a time per
+ * record; the record outlives its connection until its chain is done.
+ * Rule: a transcript that cannot be written (an I/O error, the bound
+ * reached with only open transcripts in DIR, a disk too slow for
+ * RECORD_BEHIND bytes) is cut: it keeps what it has, without an end
+ * event, and records nothing more.
  */
 #include "record.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "log.h"
 
+/* Bytes a record may gather while its last batch is still being
+ * written: past them the disk is not keeping up, and it is cut. */
+#define RECORD_BEHIND (16 * RECORD_BATCH)
+
 struct record {
     struct recorder *dir;
+    uv_loop_t *loop;
     uint64_t start_ns;
     char name[96];    /* in DIR */
-    char *buf;
+    char *buf;        /* the batch being gathered */
     size_t len, cap;
+    uv_fs_t req;      /* the chain in flight: open, write..., close */
+    char *out;        /* the batch it writes */
+    size_t out_len, out_done;
+    uv_file fd;
+    int error;        /* the chain's first error (a libuv code), 0: none */
     uint64_t written; /* bytes in the file */
+    bool busy;        /* a chain is in flight */
+    bool ended;       /* record_end() was called: free once written */
     bool created;     /* the file exists (first batch written) */
     bool cut;
     bool server_ended; /* the script closed or aborted */
@@ -46,54 +58,120 @@ static const char *const event_names[] = {
 
 static struct log_rate io_rate, bound_rate;
 
-/* The batch is written (or dropped): a connection gone quiet keeps no
- * batch-sized buffer, one still talking keeps a small one. */
-static void empty_batch(struct record *rec)
+static void next_batch(struct record *rec);
+
+/* Cut the transcript: nothing more is gathered, the batch is dropped. */
+static void cut(struct record *rec)
 {
-    rec->len = 0;
-    if (rec->cap > 4096 || rec->cut) {
-        free(rec->buf);
-        rec->buf = NULL;
-        rec->cap = 0;
-    }
+    rec->cut = true;
+    free(rec->buf);
+    rec->buf = NULL;
+    rec->len = rec->cap = 0;
 }
 
-/* Write the gathered bytes to the file; on failure cut the transcript. */
-static void flush(struct record *rec)
+static void path_of(const struct record *rec, char *path, size_t len)
 {
-    if (rec->cut || rec->len == 0)
+    snprintf(path, len, "%s/%s", recorder_dir(rec->dir), rec->name);
+}
+
+/* The chain is over: count what reached the file, then go on. */
+static void after_close(uv_fs_t *req)
+{
+    struct record *rec = req->data;
+    uv_fs_req_cleanup(req);
+    rec->written += rec->out_done;
+    recorder_unreserve(rec->dir, rec->out_len - rec->out_done);
+    if (rec->error) {
+        char path[4096];
+        path_of(rec, path, sizeof path);
+        log_limited(&io_rate, LOG_WARN, "--record: cannot write %s: %s; this transcript is cut short", path,
+                    uv_strerror(rec->error));
+        cut(rec);
+    }
+    free(rec->out);
+    rec->out = NULL;
+    rec->busy = false;
+    next_batch(rec);
+}
+
+/* Write what is left of the batch, or close once it is all written. */
+static void after_write(uv_fs_t *req)
+{
+    struct record *rec = req->data;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    if (n > 0)
+        rec->out_done += (size_t)n;
+    else
+        rec->error = n < 0 ? (int)n : UV_EIO;
+    if (!rec->error && rec->out_done < rec->out_len) {
+        uv_buf_t b = uv_buf_init(rec->out + rec->out_done, (unsigned)(rec->out_len - rec->out_done));
+        if ((rec->error = uv_fs_write(rec->loop, req, rec->fd, &b, 1, -1, after_write)) == 0)
+            return;
+    }
+    if (uv_fs_close(rec->loop, req, rec->fd, after_close) != 0)
+        after_close(req);
+}
+
+static void after_open(uv_fs_t *req)
+{
+    struct record *rec = req->data;
+    ssize_t fd = req->result;
+    uv_fs_req_cleanup(req);
+    if (fd < 0) {
+        rec->error = (int)fd;
+        after_close(req);
         return;
+    }
+    rec->fd = (uv_file)fd;
+    rec->created = true;
+    uv_buf_t b = uv_buf_init(rec->out, (unsigned)rec->out_len);
+    if ((rec->error = uv_fs_write(rec->loop, req, rec->fd, &b, 1, -1, after_write)) != 0 &&
+        uv_fs_close(rec->loop, req, rec->fd, after_close) != 0)
+        after_close(req);
+}
+
+/* Hand the gathered batch to a chain: open (created, the first time),
+ * write, close, on libuv's thread pool. */
+static void start_batch(struct record *rec)
+{
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", recorder_dir(rec->dir), rec->name);
+    path_of(rec, path, sizeof path);
     if (!recorder_reserve(rec->dir, rec->len)) {
         log_limited(&bound_rate, LOG_WARN, "--record-max reached: no room for %s even with every finished "
                     "transcript deleted, so it is cut short (raise --record-max)", path);
-        rec->cut = true;
-        empty_batch(rec);
+        cut(rec);
+        next_batch(rec);
         return;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (rec->created ? 0 : O_EXCL), 0600);
-    size_t done = 0;
-    while (fd >= 0 && done < rec->len) {
-        ssize_t n = write(fd, rec->buf + done, rec->len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
+    rec->out = rec->buf;
+    rec->out_len = rec->len;
+    rec->out_done = 0;
+    rec->error = 0;
+    rec->buf = NULL;
+    rec->len = rec->cap = 0; /* a connection gone quiet keeps no buffer */
+    rec->busy = true;
+    rec->req.data = rec;
+    int flags = UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND | (rec->created ? 0 : UV_FS_O_EXCL);
+    if ((rec->error = uv_fs_open(rec->loop, &rec->req, path, flags, 0600, after_open)) != 0)
+        after_close(&rec->req);
+}
+
+/* What comes next for an idle record: its next batch, or its end. */
+static void next_batch(struct record *rec)
+{
+    if (rec->busy)
+        return;
+    if (!rec->cut && rec->len > 0 && (rec->ended || rec->len >= RECORD_BATCH)) {
+        start_batch(rec);
+        return;
     }
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    rec->created = rec->created || fd >= 0;
-    rec->written += done;
-    recorder_unreserve(rec->dir, rec->len - done);
-    if (done < rec->len) {
-        log_limited(&io_rate, LOG_WARN, "--record: cannot write %s: %s; this transcript is cut short", path,
-                    strerror(fd < 0 || done == 0 ? saved : EIO));
-        rec->cut = true;
+    if (rec->ended) {
+        if (rec->created)
+            recorder_finished(rec->dir, rec->name, rec->written);
+        free(rec->buf);
+        free(rec);
     }
-    empty_batch(rec);
 }
 
 /* Room for 'n' more bytes in the batch. */
@@ -121,7 +199,7 @@ static void append(struct record *rec, const char *name, uint64_t us, const char
     int n = snprintf(head, sizeof head, "%s %" PRIu64 " %zu\n", name, us, len);
     if (!reserve(rec, (size_t)n + len + 1)) {
         log_limited(&io_rate, LOG_WARN, "--record: out of memory: %s is cut short", rec->name);
-        rec->cut = true;
+        cut(rec);
         return;
     }
     memcpy(rec->buf + rec->len, head, (size_t)n);
@@ -129,8 +207,14 @@ static void append(struct record *rec, const char *name, uint64_t us, const char
         memcpy(rec->buf + rec->len + n, bytes, len);
     rec->len += (size_t)n + len;
     rec->buf[rec->len++] = '\n';
-    if (rec->len >= RECORD_BATCH)
-        flush(rec);
+    if (rec->len < RECORD_BATCH)
+        return;
+    if (rec->busy && rec->len > RECORD_BEHIND) {
+        log_limited(&io_rate, LOG_WARN, "--record: the disk does not keep up with %s (%d KiB waiting): it is cut "
+                    "short", rec->name, RECORD_BEHIND / 1024);
+        cut(rec);
+    }
+    next_batch(rec);
 }
 
 static void append_text(struct record *rec, const char *name, const char *text)
@@ -143,7 +227,7 @@ static void write_header(struct record *rec, const struct record_header *h, cons
 {
     static const char magic[] = "luaecho-record 1\n";
     if (!reserve(rec, sizeof magic)) {
-        rec->cut = true;
+        cut(rec);
         return;
     }
     memcpy(rec->buf, magic, sizeof magic - 1);
@@ -159,7 +243,7 @@ static void write_header(struct record *rec, const struct record_header *h, cons
     append_text(rec, "start", started);
 }
 
-struct record *record_start(struct recorder *r, const struct record_header *h)
+struct record *record_start(struct recorder *r, uv_loop_t *loop, const struct record_header *h)
 {
     if (!r)
         return NULL;
@@ -167,6 +251,7 @@ struct record *record_start(struct recorder *r, const struct record_header *h)
     if (!rec)
         return NULL;
     rec->dir = r;
+    rec->loop = loop;
     rec->start_ns = uv_hrtime();
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -219,9 +304,6 @@ void record_end(struct record *rec, enum stats_end why, const char *error)
     char text[1024];
     format_end(rec, why, error, text, sizeof text);
     append(rec, "end", elapsed_us(rec), text, strlen(text));
-    flush(rec);
-    if (rec->created)
-        recorder_finished(rec->dir, rec->name, rec->written);
-    free(rec->buf);
-    free(rec);
+    rec->ended = true;
+    next_batch(rec);
 }

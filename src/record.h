@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "stats.h"
 
@@ -21,7 +22,7 @@
 struct record;
 
 /* Bytes a transcript gathers in memory before they are written (and at
- * its end): one open, write and close per batch. */
+ * its end): one open, write and close per batch, on libuv's thread pool. */
 #define RECORD_BATCH (64 * 1024)
 
 /* What a transcript's header says about its connection. */
@@ -33,9 +34,10 @@ struct record_header {
     uint64_t conn_id;     /* process-wide: with the start time and the worker, the file's name */
 };
 
-/* A new transcript (NULL for 'r' NULL, or out of memory: then the
- * connection is served unrecorded). Its clock starts now. */
-struct record *record_start(struct recorder *r, const struct record_header *h);
+/* A new transcript, written by requests on 'loop' (NULL for 'r' NULL, or
+ * out of memory: then the connection is served unrecorded). Its clock
+ * starts now. */
+struct record *record_start(struct recorder *r, uv_loop_t *loop, const struct record_header *h);
 
 enum record_event {
     REC_IN,        /* bytes handed to data_received */
@@ -46,8 +48,9 @@ enum record_event {
     REC_ABORT,     /* the script's abort(), or a failed callback (its error as the bytes) */
 };
 void record_event(struct record *rec, enum record_event ev, const char *bytes, size_t len);
-/* The connection ended ('error' NULL: cleanly): the end event, the last
- * batch written, the file counted as finished, 'rec' freed. */
+/* The connection ended ('error' NULL: cleanly): the end event. The last
+ * batch is written after, the file then counted as finished and the
+ * record freed: its requests keep the loop running until then. */
 void record_end(struct record *rec, enum stats_end why, const char *error);
 
 #endif
