@@ -4,12 +4,12 @@
  * fields are events at time 0, before any other). Binary-safe: the bytes
  * are never looked at.
  * Relies on record_dir.c for the directory and its bound, and on libuv's
- * fs requests, which run on its thread pool. Events gather in memory; a
- * batch of RECORD_BATCH bytes (and the last one, at the end) is written by
- * an open(O_APPEND), write, close chain off the loop's thread, so a disk
- * that blocks (the kernel throttling dirty pages) never stalls the loop,
- * and no descriptor is held between batches. One chain at a time per
- * record; the record outlives its connection until its chain is done.
+ * thread pool. Events gather in memory; a batch of RECORD_BATCH bytes (and
+ * the last one, at the end) is written by one work item on the pool, an
+ * open(O_APPEND), write, close, off the loop's thread: a disk that blocks
+ * (the kernel throttling dirty pages) never stalls the loop, and no
+ * descriptor is held between batches. One batch at a time per record; the
+ * record outlives its connection until its last batch is written.
  * Rule: a transcript that cannot be written (an I/O error, the bound
  * reached with only open transcripts in DIR, a disk too slow for
  * RECORD_BEHIND bytes) is cut: it keeps what it has, without an end
@@ -17,12 +17,15 @@
  */
 #include "record.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "log.h"
@@ -38,13 +41,15 @@ struct record {
     char name[96];    /* in DIR */
     char *buf;        /* the batch being gathered */
     size_t len, cap;
-    uv_fs_t req;      /* the chain in flight: open, write..., close */
-    char *out;        /* the batch it writes */
-    size_t out_len, out_done;
-    uv_file fd;
-    int error;        /* the chain's first error (a libuv code), 0: none */
+    char *spare;      /* a written batch's buffer, kept for the next while talking */
+    size_t spare_cap;
+    uv_work_t work;   /* the batch being written, on the thread pool */
+    char *out;        /* ... its bytes */
+    size_t out_len, out_cap, out_done;
+    int out_flags;    /* O_EXCL for the first batch: the file is new */
+    int error;        /* its error (a libuv code), 0: none */
     uint64_t written; /* bytes in the file */
-    bool busy;        /* a chain is in flight */
+    bool busy;        /* a batch is being written */
     bool ended;       /* record_end() was called: free once written */
     bool created;     /* the file exists (first batch written) */
     bool cut;
@@ -65,8 +70,9 @@ static void cut(struct record *rec)
 {
     rec->cut = true;
     free(rec->buf);
-    rec->buf = NULL;
-    rec->len = rec->cap = 0;
+    free(rec->spare);
+    rec->buf = rec->spare = NULL;
+    rec->len = rec->cap = rec->spare_cap = 0;
 }
 
 static void path_of(const struct record *rec, char *path, size_t len)
@@ -74,70 +80,64 @@ static void path_of(const struct record *rec, char *path, size_t len)
     snprintf(path, len, "%s/%s", recorder_dir(rec->dir), rec->name);
 }
 
-/* The chain is over: count what reached the file, then go on. */
-static void after_close(uv_fs_t *req)
+/* On libuv's thread pool: the batch appended to the file, in one open,
+ * write(s), close. Touches only what start_batch() handed over. */
+static void write_batch(uv_work_t *work)
 {
-    struct record *rec = req->data;
-    uv_fs_req_cleanup(req);
+    struct record *rec = work->data;
+    char path[4096];
+    path_of(rec, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | rec->out_flags, 0600);
+    if (fd < 0) {
+        rec->error = -errno;
+        return;
+    }
+    while (rec->out_done < rec->out_len) {
+        ssize_t n = write(fd, rec->out + rec->out_done, rec->out_len - rec->out_done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rec->error = n < 0 ? -errno : UV_EIO;
+            break;
+        }
+        rec->out_done += (size_t)n;
+    }
+    if (close(fd) != 0 && !rec->error && errno != EINTR)
+        rec->error = -errno;
+}
+
+/* Back on the loop: count what reached the file, then go on. The batch's
+ * buffer becomes the next one while the connection is talking. */
+static void after_batch(uv_work_t *work, int status)
+{
+    struct record *rec = work->data;
+    rec->created = rec->created || rec->out_done > 0 || (!rec->error && status == 0);
     rec->written += rec->out_done;
     recorder_unreserve(rec->dir, rec->out_len - rec->out_done);
-    if (rec->error) {
+    if (rec->error || status != 0) {
         char path[4096];
         path_of(rec, path, sizeof path);
         log_limited(&io_rate, LOG_WARN, "--record: cannot write %s: %s; this transcript is cut short", path,
-                    uv_strerror(rec->error));
+                    uv_strerror(rec->error ? rec->error : status));
         cut(rec);
     }
-    free(rec->out);
+    if (!rec->cut && rec->len > 0 && !rec->spare) {
+        rec->spare = rec->out;
+        rec->spare_cap = rec->out_cap;
+    } else {
+        free(rec->out);
+    }
     rec->out = NULL;
     rec->busy = false;
     next_batch(rec);
 }
 
-/* Write what is left of the batch, or close once it is all written. */
-static void after_write(uv_fs_t *req)
-{
-    struct record *rec = req->data;
-    ssize_t n = req->result;
-    uv_fs_req_cleanup(req);
-    if (n > 0)
-        rec->out_done += (size_t)n;
-    else
-        rec->error = n < 0 ? (int)n : UV_EIO;
-    if (!rec->error && rec->out_done < rec->out_len) {
-        uv_buf_t b = uv_buf_init(rec->out + rec->out_done, (unsigned)(rec->out_len - rec->out_done));
-        if ((rec->error = uv_fs_write(rec->loop, req, rec->fd, &b, 1, -1, after_write)) == 0)
-            return;
-    }
-    if (uv_fs_close(rec->loop, req, rec->fd, after_close) != 0)
-        after_close(req);
-}
-
-static void after_open(uv_fs_t *req)
-{
-    struct record *rec = req->data;
-    ssize_t fd = req->result;
-    uv_fs_req_cleanup(req);
-    if (fd < 0) {
-        rec->error = (int)fd;
-        after_close(req);
-        return;
-    }
-    rec->fd = (uv_file)fd;
-    rec->created = true;
-    uv_buf_t b = uv_buf_init(rec->out, (unsigned)rec->out_len);
-    if ((rec->error = uv_fs_write(rec->loop, req, rec->fd, &b, 1, -1, after_write)) != 0 &&
-        uv_fs_close(rec->loop, req, rec->fd, after_close) != 0)
-        after_close(req);
-}
-
-/* Hand the gathered batch to a chain: open (created, the first time),
- * write, close, on libuv's thread pool. */
+/* Hand the gathered batch to the thread pool (write_batch). */
 static void start_batch(struct record *rec)
 {
-    char path[4096];
-    path_of(rec, path, sizeof path);
     if (!recorder_reserve(rec->dir, rec->len)) {
+        char path[4096];
+        path_of(rec, path, sizeof path);
         log_limited(&bound_rate, LOG_WARN, "--record-max reached: no room for %s even with every finished "
                     "transcript deleted, so it is cut short (raise --record-max)", path);
         cut(rec);
@@ -145,16 +145,19 @@ static void start_batch(struct record *rec)
         return;
     }
     rec->out = rec->buf;
+    rec->out_cap = rec->cap;
     rec->out_len = rec->len;
     rec->out_done = 0;
+    rec->out_flags = rec->created ? 0 : O_EXCL;
     rec->error = 0;
-    rec->buf = NULL;
-    rec->len = rec->cap = 0; /* a connection gone quiet keeps no buffer */
+    rec->buf = rec->spare; /* NULL for a connection gone quiet: it keeps no buffer */
+    rec->cap = rec->spare_cap;
+    rec->spare = NULL;
+    rec->spare_cap = 0;
+    rec->len = 0;
     rec->busy = true;
-    rec->req.data = rec;
-    int flags = UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND | (rec->created ? 0 : UV_FS_O_EXCL);
-    if ((rec->error = uv_fs_open(rec->loop, &rec->req, path, flags, 0600, after_open)) != 0)
-        after_close(&rec->req);
+    rec->work.data = rec;
+    uv_queue_work(rec->loop, &rec->work, write_batch, after_batch);
 }
 
 /* What comes next for an idle record: its next batch, or its end. */
@@ -170,6 +173,7 @@ static void next_batch(struct record *rec)
         if (rec->created)
             recorder_finished(rec->dir, rec->name, rec->written);
         free(rec->buf);
+        free(rec->spare);
         free(rec);
     }
 }
