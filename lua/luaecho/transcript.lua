@@ -28,8 +28,11 @@ local EVENTS = { ["in"] = true, out = true, eof = true, write_eof = true, close 
 local IS_HEADER = {}
 for _, name in ipairs(HEADER) do IS_HEADER[name] = true end
 
--- The first line: the format and its version, or nil and why not.
+-- The first line: the format and its version, or nil and why not (and
+-- true when the file ends inside the line: cut short, not malformed).
 local function check_magic(text)
+  local line = M.MAGIC .. " " .. M.VERSION .. "\n"
+  if #text < #line and sub(line, 1, #text) == text then return nil, "cut short in its first line", true end
   local magic, version, nxt = match(text, "^([%w%-]+) (%d+)\n()")
   if magic ~= M.MAGIC then
     return nil, format("it does not start with %q (not a transcript luaecho --record wrote)", M.MAGIC .. " 1")
@@ -62,6 +65,7 @@ end
 local function read_header(t, text, i)
   for _, field in ipairs(HEADER) do
     local name, _, data, nxt = read_event(text, i)
+    if name == nil and data then return nil, "cut short in its header", true end
     if name ~= field then
       return nil, format("the header's %s field is missing (found %s)", field, name and ("a " .. name .. " event")
         or _)
@@ -77,13 +81,22 @@ end
 --- Parse a transcript's bytes. Returns the table { listener, peer,
 -- script, generation, worker, start, events = {{name =, t =, data =}},
 -- complete = (an end event closes it), ending = its end text or nil }, or
--- nil and one line saying what is wrong.
+-- nil and one line saying what is wrong. A file cut short before its
+-- header was whole (an empty one too) gives { header_cut = true,
+-- events = {}, complete = false }: nothing to replay, and nothing wrong.
 function M.parse(text)
-  local i, why = check_magic(text)
-  if i == nil then return nil, why end
+  local header_cut = { version = M.VERSION, events = {}, complete = false, header_cut = true }
+  local i, why, cut = check_magic(text)
+  if i == nil then
+    if cut then return header_cut end
+    return nil, why
+  end
   local t = { version = M.VERSION, events = {}, complete = false }
-  i, why = read_header(t, text, i)
-  if i == nil then return nil, why end
+  i, why, cut = read_header(t, text, i)
+  if i == nil then
+    if cut then return header_cut end
+    return nil, why
+  end
   while i <= #text do
     if t.complete then return nil, format("byte %d: events after the end event", i - 1) end
     local name, time, data, nxt = read_event(text, i)

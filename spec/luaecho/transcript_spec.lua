@@ -46,6 +46,14 @@ describe("luaecho.transcript #unit", function()
     assert.is_false(assert(transcript.parse(whole .. "in 9")).complete)
   end)
 
+  it("takes a file cut short in its header (or empty) as nothing to replay, not as a wrong file", function()
+    for _, text in ipairs({ "", "luaecho-rec", "luaecho-record 1\n", header():sub(1, 40), header():sub(1, 60) }) do
+      local t = assert(transcript.parse(text), ("%q"):format(text))
+      assert.is_true(t.header_cut)
+      assert.are.same({}, t.events)
+    end
+  end)
+
   it("refuses what is not a transcript, saying why in one line", function()
     local cases = {
       { "hello\n", 'it does not start with "luaecho-record 1"' },
@@ -102,6 +110,13 @@ describe("luaecho.replay.connection #unit", function()
     local result = replay.connection(t, ECHO)
     assert.are.same({ "DIFF x.rec: the script closed it when recorded, and left it to the peer when replayed" },
       result.lines)
+  end)
+
+  it("skips a transcript cut short in its header", function()
+    local t = assert(transcript.parse("luaecho-record 1\nlisten"))
+    t.file = "x.rec"
+    local skipped = { "skip x.rec: cut short before its header was whole, nothing to replay" }
+    assert.are.same({ match = true, lines = skipped }, replay.connection(t, ECHO))
   end)
 
   it("compares a transcript cut short as far as it goes", function()
