@@ -235,6 +235,22 @@ describe("--record #integration", function()
     assert.are.equal(1, #wait_transcripts(dir, 1))
   end)
 
+  it("keeps serving when a transcript cannot be written: one warning, that transcript cut short", function()
+    local scratch = files.scratch("record")
+    local dir = scratch:path("rec")
+    local proc = server.start({ "--record", dir, server.fixture("record/chunks.lua") })
+    assert(uv.fs_rmdir(dir)) -- gone from under the server: the file cannot be created
+    for _ = 1, 2 do
+      local conn = client.connect(proc.host, proc.port)
+      conn:send_all("hi")
+      assert.are.equal("[2]hi", conn:receive_exactly(5))
+      conn:close()
+    end
+    proc:wait_output("stderr", "luaecho: warning: %-%-record: cannot write " .. text.literal(dir)
+      .. "/[^ ]+%.rec: no such file or directory; this transcript is cut short\n", 5)
+    assert.is_nil(uv.fs_stat(dir))
+  end)
+
   it("names the generation that served each connection, across a hot swap", function()
     local scratch = files.scratch("record")
     local dir = scratch:path("rec")
