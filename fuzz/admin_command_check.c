@@ -65,7 +65,8 @@ static void canonical(const struct admin_command *c, char *out, size_t len)
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     static const char *const plain[] = {
         [ADMIN_EMPTY] = "", [ADMIN_HELP] = "help", [ADMIN_SHOW_INFO] = "show info",
-        [ADMIN_SHOW_CONNS] = "show conns", [ADMIN_SHOW_ERRORS] = "show errors", [ADMIN_RELOAD] = "reload",
+        [ADMIN_SHOW_CONNS] = "show conns", [ADMIN_SHOW_ERRORS] = "show errors",
+        [ADMIN_SHOW_GENERATIONS] = "show generations", [ADMIN_RELOAD] = "reload",
         [ADMIN_QUIT] = "quit", [ADMIN_INVALID] = "",
     };
     if (c->verb == ADMIN_KILL)

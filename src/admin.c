@@ -44,6 +44,7 @@
     "show info            version, pid, uptime, workers, listeners, generation, connections, limits\n" \
     "show conns           one row per open connection\n"                                              \
     "show errors          the last callback errors (at most 50), oldest first, with tracebacks\n"     \
+    "show generations     each load of the script: loaded at, state, connections, errors\n"           \
     "kill ID              close connection ID (see show conns); its connection_lost runs\n"           \
     "reload               load the script again, as SIGHUP does\n"                                    \
     "set log-level LEVEL  error, warn, info or debug\n"                                               \
@@ -307,6 +308,8 @@ static void session_dispatch(struct session *s, const struct admin_command *cmd)
         ops->show_conns(r, data);
     else if (cmd->verb == ADMIN_SHOW_ERRORS && ops->show_errors)
         ops->show_errors(r, data);
+    else if (cmd->verb == ADMIN_SHOW_GENERATIONS && ops->show_generations)
+        ops->show_generations(r, data);
     else if (cmd->verb == ADMIN_KILL && ops->kill)
         ops->kill(r, cmd->id, data);
     else if (cmd->verb == ADMIN_RELOAD && ops->reload)

@@ -31,6 +31,7 @@ struct admin_ops {
     void (*show_info)(struct admin_request *r, void *data);
     void (*show_conns)(struct admin_request *r, void *data);
     void (*show_errors)(struct admin_request *r, void *data);
+    void (*show_generations)(struct admin_request *r, void *data);
     void (*kill)(struct admin_request *r, uint64_t id, void *data);
     void (*reload)(struct admin_request *r, void *data);
     void (*set_log_level)(struct admin_request *r, enum log_level level, void *data);

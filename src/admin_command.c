@@ -138,7 +138,7 @@ static void parse_show(const struct word *w, size_t count, struct admin_command 
 {
     char q[QUOTE_MAX + 4];
     if (count != 2) {
-        fail(cmd, "show needs one of: info, conns, errors (as in 'show info')");
+        fail(cmd, "show needs one of: info, conns, errors, generations (as in 'show info')");
         return;
     }
     if (word_is(&w[1], "info"))
@@ -147,8 +147,10 @@ static void parse_show(const struct word *w, size_t count, struct admin_command 
         cmd->verb = ADMIN_SHOW_CONNS;
     else if (word_is(&w[1], "errors"))
         cmd->verb = ADMIN_SHOW_ERRORS;
+    else if (word_is(&w[1], "generations"))
+        cmd->verb = ADMIN_SHOW_GENERATIONS;
     else
-        fail(cmd, "cannot show '%s': show info, show conns or show errors", quote_word(&w[1], q));
+        fail(cmd, "cannot show '%s': show info, show conns, show errors or show generations", quote_word(&w[1], q));
 }
 
 static void parse_kill(const struct word *w, size_t count, struct admin_command *cmd)

@@ -15,6 +15,7 @@ enum admin_verb {
     ADMIN_SHOW_INFO,
     ADMIN_SHOW_CONNS,
     ADMIN_SHOW_ERRORS,
+    ADMIN_SHOW_GENERATIONS,
     ADMIN_KILL,        /* 'id' */
     ADMIN_RELOAD,
     ADMIN_SET_LOG_LEVEL, /* 'level' */

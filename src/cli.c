@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "luaecho_defaults.h"
+#include "redis_url.h"
 
 /* The numbers come from lua/luaecho/defaults.lua, through the build. */
 #define DEFAULT_HOST "127.0.0.1"
@@ -24,6 +25,7 @@
 #define DEFAULT_MAX_WRITE_BUFFER ((long long)LUAECHO_DEFAULT_MAX_WRITE_BUFFER)
 #define DEFAULT_SCRIPT_TIMEOUT LUAECHO_DEFAULT_SCRIPT_TIMEOUT_MS
 #define DEFAULT_LUA_MEMORY LUAECHO_DEFAULT_LUA_MEMORY_MIB
+#define DEFAULT_RELOAD_CHECK_TIMEOUT (LUAECHO_DEFAULT_RELOAD_CHECK_TIMEOUT_MS / 1000.0)
 
 enum {
     OPT_LOG_LEVEL = 256,
@@ -48,6 +50,13 @@ enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
+    OPT_RELOAD_CHECK,
+    OPT_RELOAD_CHECK_TIMEOUT,
+    OPT_CANARY,
+    OPT_CANARY_SHARE,
+    OPT_ROLLBACK_ERRORS,
+    OPT_CHANNEL_BUFFER,
+    OPT_CHANNEL_REDIS,
     OPT_RECORD,
     OPT_RECORD_MAX,
 };
@@ -71,12 +80,19 @@ static const struct option long_options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"reload-check", required_argument, NULL, OPT_RELOAD_CHECK},
+    {"reload-check-timeout", required_argument, NULL, OPT_RELOAD_CHECK_TIMEOUT},
+    {"canary", required_argument, NULL, OPT_CANARY},
+    {"canary-share", required_argument, NULL, OPT_CANARY_SHARE},
+    {"rollback-errors", required_argument, NULL, OPT_ROLLBACK_ERRORS},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-write-buffer", required_argument, NULL, OPT_MAX_WRITE_BUFFER},
     {"script-timeout", required_argument, NULL, OPT_SCRIPT_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"channel-buffer", required_argument, NULL, OPT_CHANNEL_BUFFER},
+    {"channel-redis", required_argument, NULL, OPT_CHANNEL_REDIS},
     {"record", required_argument, NULL, OPT_RECORD},
     {"record-max", required_argument, NULL, OPT_RECORD_MAX},
     {"version", no_argument, NULL, 'V'},
@@ -109,8 +125,9 @@ static void print_commands(void)
         "          libraries on the path: require \"luaecho.testing\" drives a\n"
         "          handler with no sockets and a virtual clock.\n"
         "  ctl     send one COMMAND (help, show info, show conns, show errors,\n"
-        "          kill ID, reload, set log-level LEVEL) to the admin console of\n"
-        "          a server started with --admin SPEC (or $LUAECHO_ADMIN) and\n"
+        "          show generations, kill ID, reload, set log-level LEVEL) to the\n"
+        "          admin console of a server started with --admin SPEC (or\n"
+        "          $LUAECHO_ADMIN) and\n"
         "          print the answer; exit 1 if the server answers an error\n"
         "  replay  replay the transcripts --record wrote against SCRIPT, with no\n"
         "          sockets and a virtual clock; exit 1 if any output differs\n"
@@ -166,11 +183,27 @@ static void print_options(void)
         "      --shutdown-timeout SEC  on SIGINT/SIGTERM, how long open connections\n"
         "                              may take to flush and close before they are\n"
         "                              aborted (default %g)\n"
-        "      --watch                 reload SCRIPT when it changes on disk\n"
+        "      --watch                 reload SCRIPT when it, or a module it required\n"
+        "                              from its directory, changes on disk\n"
+        "      --reload-check CMD      before a swap, run CMD (sh -c; {script} is a\n"
+        "                              copy of the new script); a non-zero exit\n"
+        "                              rejects the swap\n"
+        "      --reload-check-timeout SEC  kill CMD and reject the swap after SEC\n"
+        "                              seconds (default %g)\n"
+        "      --canary SEC            after a hot swap, for SEC seconds only\n"
+        "                              --canary-share of new connections get the new\n"
+        "                              code; rolled back at --rollback-errors errors,\n"
+        "                              promoted when the window passes (default 0: off)\n"
+        "      --canary-share PERCENT  1 to 100 (default 100)\n"
+        "      --rollback-errors N     callback errors of the canary that roll it\n"
+        "                              back (default 5)\n"
         "      --workers N             serve with N threads, each with its own loop,\n"
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
+        "      --channel-redis URL     luaecho.channel across instances through Redis:\n"
+        "                              redis://[user:password@]host[:port][/db] or\n"
+        "                              unix:/path (the server only, not 'run')\n"
         "      --record DIR            write each connection's transcript (bytes in\n"
         "                              and out, their timing, the end) to its own\n"
         "                              file in DIR (made 0700; files 0600). They\n"
@@ -179,7 +212,7 @@ static void print_options(void)
         "                              (suffixes k, M, G; default 64M)\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-        DEFAULT_SHUTDOWN_TIMEOUT);
+        DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_RELOAD_CHECK_TIMEOUT);
 }
 
 static void print_limits(void)
@@ -199,7 +232,10 @@ static void print_limits(void)
         "                              (default %d)\n"
         "      --lua-memory MB         cap on the Lua state's memory, in MiB; a\n"
         "                              callback over it fails and its connection is\n"
-        "                              aborted (default %d)\n",
+        "                              aborted (default %d)\n"
+        "      --channel-buffer BYTES  what each worker's luaecho.channel inbox holds\n"
+        "                              (suffixes k, M, G; at least 1k; default 16M);\n"
+        "                              a message past it is dropped and counted\n",
         CLI_DESCRIPTOR_RESERVE, DEFAULT_SCRIPT_TIMEOUT, DEFAULT_LUA_MEMORY);
 }
 
@@ -216,8 +252,10 @@ static void print_notes(void)
         "\n"
         "Hot swap: SIGHUP (kill -HUP PID) or --watch loads SCRIPT again. New\n"
         "connections get the new code; open ones keep theirs, unless the new\n"
-        "Protocol defines upgrade(instance). A script that fails to load is\n"
-        "logged and the server keeps the code it had.\n"
+        "Protocol defines upgrade(instance) or sets reload_policy (\"keep\",\n"
+        "\"upgrade\", \"drain\"). A script that fails to load, or whose\n"
+        "selftest(testing) or --reload-check fails, is logged and the\n"
+        "server keeps the code it had.\n"
         "\n"
         "Once listening, luaecho prints one line per listener to stderr:\n"
         "  luaecho: listening on HOST:PORT     (or unix:PATH, or udp:HOST:PORT)\n"
@@ -225,8 +263,8 @@ static void print_notes(void)
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
         "closed its server and the last connection ended); 1 when the script cannot\n"
-        "load, the address cannot be bound or the --record DIR cannot be used; 2 for\n"
-        "a bad command line.\n"
+        "load, its selftest fails, the address cannot be bound or the --record DIR\n"
+        "cannot be used; 2 for a bad command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
 }
@@ -323,13 +361,17 @@ static int apply_environment(struct cli_options *o)
         .log_level = LOG_INFO,
         .log_format = LOG_FORMAT_TEXT,
         .shutdown_timeout = DEFAULT_SHUTDOWN_TIMEOUT,
+        .canary_share = 100,
+        .rollback_errors = 5,
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
+        .channel_buffer = LUAECHO_DEFAULT_CHANNEL_BUFFER,
         .workers = 1,
         .unix_mode = -1,
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
         .tls_handshake_timeout = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        .reload_check_timeout = DEFAULT_RELOAD_CHECK_TIMEOUT,
         .record_max = 64LL << 20,
     };
     const char *host = getenv("LUAECHO_HOST");
@@ -491,9 +533,23 @@ static int apply_tls_option(struct cli_options *o, int opt, const char *value)
     }
 }
 
+/* The canary's flags. */
+static int apply_canary_option(struct cli_options *o, int opt, const char *value)
+{
+    if (opt == OPT_CANARY_SHARE)
+        return apply_long(value, 1, 100, "--canary-share", "a percent", &o->canary_share);
+    if (opt == OPT_ROLLBACK_ERRORS)
+        return apply_long(value, 1, 1000000, "--rollback-errors", "a number of errors", &o->rollback_errors);
+    if (!parse_seconds(value, 86400, &o->canary))
+        return usage_error("%s must be a number of seconds from 0 (off) to 86400, not '%s'", "--canary", value);
+    return 0;
+}
+
 /* One option and its value. */
 static int apply_option(struct cli_options *o, int opt, const char *value, const char *word)
 {
+    if (opt >= OPT_CANARY && opt <= OPT_ROLLBACK_ERRORS)
+        return apply_canary_option(o, opt, value);
     if (opt >= OPT_METRICS && opt <= OPT_ADMIN_ALLOW_REMOTE) /* the enum keeps each group together */
         return apply_observe_option(o, opt, value);
     if (opt >= OPT_TLS_CERT && opt <= OPT_TLS_ALPN)
@@ -522,6 +578,16 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
     case OPT_WATCH:
         o->watch = true;
         return 0;
+    case OPT_RELOAD_CHECK:
+        if (!*value)
+            return usage_error("%s needs a shell command, such as 'luac5.4 -p {script}'%s", "--reload-check", "");
+        o->reload_check = value;
+        return 0;
+    case OPT_RELOAD_CHECK_TIMEOUT:
+        if (!parse_seconds(value, 86400, &o->reload_check_timeout) || o->reload_check_timeout < 0.001)
+            return usage_error("%s must be a number of seconds from 0.001 to 86400, not '%s'",
+                               "--reload-check-timeout", value);
+        return 0;
     case OPT_MAX_CONNECTIONS:
         return apply_long(value, 0, 10000000, "--max-connections", "a number of connections", &o->max_connections);
     case OPT_IDLE_TIMEOUT:
@@ -539,6 +605,19 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         return apply_long(value, 0, 1 << 20, "--lua-memory", "a number of MiB", &o->lua_memory);
     case OPT_WORKERS:
         return apply_long(value, 0, 256, "--workers", "a number of threads", &o->workers);
+    case OPT_CHANNEL_BUFFER:
+        if (!parse_bytes(value, 1LL << 40, &o->channel_buffer) || o->channel_buffer < 1024)
+            return usage_error("%s must be a number of bytes, at least 1k (suffix k, M or G allowed), not '%s'",
+                               "--channel-buffer", value);
+        return 0;
+    case OPT_CHANNEL_REDIS: {
+        struct redis_url url;
+        char why[REDIS_URL_ERROR_MAX];
+        if (redis_url_parse(value, &url, why) != 0)
+            return usage_error("--channel-redis: %s%s", why, "");
+        o->channel_redis = value;
+        return 0;
+    }
     case OPT_RECORD:
         if (*value == '\0')
             return usage_error("%s needs a directory%s", "--record", "");

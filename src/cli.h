@@ -46,12 +46,19 @@ struct cli_options {
     enum log_format log_format; /* --log-format */
     double shutdown_timeout; /* seconds */
     bool watch;              /* --watch: reload SCRIPT when it changes */
+    const char *reload_check; /* --reload-check CMD: judges a candidate before a swap; NULL: none */
+    double reload_check_timeout; /* --reload-check-timeout: seconds */
+    double canary;           /* --canary SEC: a swap's canary window; 0: off */
+    long canary_share;       /* --canary-share PERCENT of new connections in the window */
+    long rollback_errors;    /* --rollback-errors N: the canary's errors that roll it back */
     long workers;            /* threads serving; 0: one per CPU */
     long max_connections;    /* 0: derived from the descriptor limit only */
     double idle_timeout;     /* seconds, 0: off */
     long long max_write_buffer; /* bytes, 0: off */
     long script_timeout;     /* milliseconds, 0: off */
     long lua_memory;         /* MiB, 0: off */
+    long long channel_buffer; /* --channel-buffer: bytes each loop's luaecho.channel inbox holds */
+    const char *channel_redis; /* --channel-redis URL: luaecho.channel across instances; NULL: none */
     const char *record_dir;  /* --record DIR: a transcript per connection; NULL: off */
     long long record_max;    /* --record-max: bytes DIR may hold */
     bool record_max_given;

@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "conn.h"
 #include "error_ring.h"
+#include "generations.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "metrics_series.h"
@@ -295,6 +296,18 @@ static void show_errors(struct admin_request *r, void *data)
     free(text);
 }
 
+/* Read from the process-wide table at once: no worker is asked. */
+static void show_generations(struct admin_request *r, void *data)
+{
+    (void)data;
+    struct text_buf out;
+    text_buf_init(&out);
+    generations_format(&out);
+    char *text = text_buf_take(&out, NULL);
+    admin_answer(r, text != NULL, text ? text : "out of memory");
+    free(text);
+}
+
 /* "max-connections=100 idle-timeout=0s ..." (0: off) */
 static void add_limits(struct text_buf *out, const struct limits *l)
 {
@@ -334,15 +347,16 @@ struct reload_request {
     struct admin_request *r;
 };
 
-static void reload_done(void *data, bool ok, const char *error, int generation)
+static void reload_done(void *data, enum reload_result result, const char *error, int generation)
 {
     struct reload_request *rr = data;
     char text[8192];
-    if (ok)
+    if (result == RELOAD_OK)
         snprintf(text, sizeof text, "reloaded: generation %d", generation);
     else
-        snprintf(text, sizeof text, "reload failed, still serving generation %d: %s", generation, error);
-    admin_answer(rr->r, ok, text);
+        snprintf(text, sizeof text, "reload %s, still serving generation %d: %s",
+                 result == RELOAD_REJECTED ? "rejected" : "failed", generation, error);
+    admin_answer(rr->r, result == RELOAD_OK, text);
     free(rr);
 }
 
@@ -376,6 +390,7 @@ static const struct admin_ops admin_ops = {
     .show_info = show_info,
     .show_conns = show_conns,
     .show_errors = show_errors,
+    .show_generations = show_generations,
     .kill = kill_one,
     .reload = reload,
     .set_log_level = set_log_level,

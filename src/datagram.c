@@ -22,6 +22,7 @@
 
 #include "failure.h"
 #include "log.h"
+#include "lua_class.h"
 #include "runtime.h"
 #include "transport.h"
 
@@ -639,7 +640,7 @@ bool endpoint_set_protocol(struct endpoint *e, const struct protocol_class *cls)
 
 static struct datagram_box *check_box(lua_State *L)
 {
-    return luaL_checkudata(L, 1, DATAGRAM_TRANSPORT_METATABLE);
+    return lua_class_check(L, DATAGRAM_TRANSPORT_METATABLE);
 }
 
 /* The endpoint, or a Lua error naming the method once it is closing or gone. */
@@ -818,10 +819,5 @@ static const luaL_Reg datagram_methods[] = {
 
 void datagram_register(lua_State *L)
 {
-    luaL_newmetatable(L, DATAGRAM_TRANSPORT_METATABLE);
-    luaL_newlib(L, datagram_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, dgram_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    lua_class_register(L, DATAGRAM_TRANSPORT_METATABLE, datagram_methods, dgram_tostring);
 }

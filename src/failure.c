@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "error_ring.h"
+#include "generations.h"
 #include "log_window.h"
 
 static const char *const kind_names[] = {
@@ -95,6 +96,8 @@ void failure_report(struct runtime_error *err, const struct failure *where)
         .traceback = fields.traceback,
     });
     count(err, where->callback);
+    if (where->code_generation) /* a canary's errors decide its rollback */
+        generations_count_error(where->code_generation, err->message);
     if (where->conn && !where->keep)
         conn_abort_for(where->conn, err->kind == RUNTIME_ERROR_SCRIPT ? END_SCRIPT_ERROR : END_LIMIT, err->message);
     runtime_error_free(err);

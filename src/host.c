@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "log.h"
 #include "exit_guard.h"
 #include "log_window.h"
+#include "redis_conn.h"
 #include "module.h"
 #include "runtime.h"
 #include "server.h"
@@ -113,6 +115,12 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
         uv_loop_close(&h->loop);
         return -1;
     }
+    if (channel_script_open(&h->ctx) != 0) {
+        log_error("cannot start Lua: out of memory");
+        runtime_close(h->L);
+        uv_loop_close(&h->loop);
+        return -1;
+    }
     open_libuv_reserve(h);
     uv_timer_init(&h->loop, &h->shutdown_timer);
     h->shutdown_timer.data = h;
@@ -180,6 +188,7 @@ void host_shutdown(struct host *h, const char *why)
     endpoint_close_all(&h->endpoints);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
+    redis_conn_shutdown_all();  /* nor Redis subscriptions (a pending reply still does) */
     uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&h->shutdown_timer);
 }
@@ -208,6 +217,8 @@ void host_destroy(struct host *h)
     close_handle((uv_handle_t *)&h->idle_sweep);
     close_handle((uv_handle_t *)&h->probe);
     timer_close_all();
+    channel_script_close();
+    redis_conn_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&h->loop) != 0)

@@ -11,7 +11,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "channel_redis.h"
 #include "exposition.h"
+#include "generations.h"
 #include "script_metrics.h"
 #include "stats.h"
 #include "workers_group.h"
@@ -181,13 +183,38 @@ static void process_wide(struct text_buf *out, struct workers *g)
                 (double)g->reloads_ok);
     expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "failed"}}, 1, NULL,
                 (double)g->reloads_failed);
-    expo_family(out, "luaecho_script_generation", "The load of the script new connections get (1 at start).",
+    expo_sample(out, "luaecho_reloads_total", NULL, (struct expo_label[]){{"result", "rejected"}}, 1, NULL,
+                (double)g->reloads_rejected);
+    expo_family(out, "luaecho_script_generation", "The newest load of the script (1 at start).",
                 "gauge");
     expo_sample(out, "luaecho_script_generation", NULL, NULL, 0, NULL, g->generation);
     expo_family(out, "luaecho_workers", "Worker threads serving.", "gauge");
     expo_sample(out, "luaecho_workers", NULL, NULL, 0, NULL, g->count);
     expo_family(out, "luaecho_build_info", "The version of luaecho serving (always 1).", "gauge");
     expo_sample(out, "luaecho_build_info", NULL, (struct expo_label[]){{"version", LUAECHO_VERSION}}, 1, NULL, 1);
+}
+
+/* By generation of the script, from the process-wide table. */
+static void generation_series(struct text_buf *out)
+{
+    struct generation_row rows[GENERATIONS_MAX];
+    size_t n = generations_snapshot(rows);
+    expo_family(out, "luaecho_generation_connections", "Connections open now, by generation of the script serving them.",
+                "gauge");
+    for (size_t i = 0; i < n; i++) {
+        char gen[16];
+        snprintf(gen, sizeof gen, "%d", rows[i].generation);
+        expo_sample(out, "luaecho_generation_connections", NULL, (struct expo_label[]){{"generation", gen}}, 1, NULL,
+                    (double)rows[i].connections);
+    }
+    expo_family(out, "luaecho_generation_errors_total", "Callback errors, by generation of the script that raised them.",
+                "counter");
+    for (size_t i = 0; i < n; i++) {
+        char gen[16];
+        snprintf(gen, sizeof gen, "%d", rows[i].generation);
+        expo_sample(out, "luaecho_generation_errors_total", NULL, (struct expo_label[]){{"generation", gen}}, 1, NULL,
+                    (double)rows[i].errors);
+    }
 }
 
 static long open_fds(void)
@@ -236,12 +263,38 @@ static void process_series(struct text_buf *out, struct workers *g)
     expo_sample(out, "process_start_time_seconds", NULL, NULL, 0, NULL, g->started_wall);
 }
 
+/* luaecho.channel: per worker (channel_hub.c). */
+static void channel_series(struct text_buf *out, struct workers *g)
+{
+    per_worker(out, g, "luaecho_channel_published_total", "Messages the worker's scripts published (luaecho.channel).",
+               "counter", offsetof(struct loop_stats, channel_published));
+    per_worker(out, g, "luaecho_channel_delivered_total",
+               "Messages taken from the worker's inbox for its subscribers.", "counter",
+               offsetof(struct loop_stats, channel_delivered));
+    per_worker(out, g, "luaecho_channel_dropped_total",
+               "Messages dropped because the worker's inbox was full (--channel-buffer).", "counter",
+               offsetof(struct loop_stats, channel_dropped));
+    bool configured, up;
+    uint64_t unsent;
+    channel_redis_status(&configured, &up, &unsent);
+    if (!configured)
+        return;
+    expo_family(out, "luaecho_channel_redis_up", "1 while both links to --channel-redis are up, else 0.", "gauge");
+    expo_sample(out, "luaecho_channel_redis_up", NULL, NULL, 0, NULL, up ? 1 : 0);
+    expo_family(out, "luaecho_channel_redis_unsent_total",
+                "Messages published here that could not be sent to --channel-redis (down, or the outbox full).",
+                "counter");
+    expo_sample(out, "luaecho_channel_redis_unsent_total", NULL, NULL, 0, NULL, (double)unsent);
+}
+
 void metrics_series_render(struct text_buf *out, struct workers *g)
 {
     connections(out, g);
     traffic(out, g);
+    channel_series(out, g);
     loop_series(out, g);
     process_wide(out, g);
+    generation_series(out);
     process_series(out, g);
     script_metrics_render(out);
 }

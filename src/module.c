@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "client.h"
 #include "context.h"
 #include "datagram.h"
@@ -17,6 +18,7 @@
 #include "failure.h"
 #include "log.h"
 #include "protocol.h"
+#include "redis_script.h"
 #include "runtime.h"
 #include "script_metrics.h"
 #include "server_object.h"
@@ -120,6 +122,7 @@ static const luaL_Reg core_functions[] = {
     {"listen_unix", server_object_listen_unix},
     {"on_server_finished", server_object_on_finished},
     {"shutdown", core_shutdown},
+    {"redis_connect", redis_script_connect},
     {NULL, NULL},
 };
 
@@ -131,6 +134,7 @@ static int open_core(lua_State *L)
     lua_setfield(L, -3, "server_methods"); /* for wait_closed(), written in Lua */
     lua_pop(L, 1);
     script_metrics_register(L, -1);
+    channel_script_register(L, -1);
     return 1;
 }
 
@@ -141,6 +145,7 @@ int module_preload(lua_State *L)
     datagram_register(L);
     server_object_register(L);
     timer_register(L);
+    redis_script_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, open_core);
     lua_setfield(L, -2, "luaecho.core");

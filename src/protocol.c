@@ -14,6 +14,7 @@
 #include "addr.h"
 #include "context.h"
 #include "failure.h"
+#include "generations.h"
 #include "log.h"
 #include "record.h"
 #include "runtime.h"
@@ -129,6 +130,10 @@ bool protocol_upgrade(struct conn *c, const struct protocol_class *cls)
         failure_report(&err, &(struct failure){.callback = "upgrade", .conn = c, .keep = true, .note = note,
                                                .generation = b->info.generation});
         return false;
+    }
+    if (args.upgraded && b->owner) { /* counted where it is served now */
+        generations_count_conn(b->info.generation, -1);
+        generations_count_conn(cls->generation, +1);
     }
     if (args.upgraded)
         b->info.generation = cls->generation;
@@ -246,6 +251,8 @@ static int make_instance(lua_State *L)
     b->transport = transport;
     b->instance_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->info.generation = cls->generation;
+    if (b->owner) /* a server's connection: show generations counts it until on_lost */
+        generations_count_conn(cls->generation, +1);
     return 0;
 }
 
@@ -268,7 +275,8 @@ void protocol_connection_made(struct conn *c, struct protocol_class *cls)
     struct made_args args = {.conn = c, .cls = cls};
     struct runtime_error err;
     if (runtime_call(b->L, make_instance, &args, &err) != 0) {
-        failure_report(&err, &(struct failure){.callback = "creating the protocol instance", .conn = c});
+        failure_report(&err, &(struct failure){.callback = "creating the protocol instance", .conn = c,
+                                               .code_generation = cls->generation});
         return;
     }
     dispatch(c, EV_MADE, NULL, 0);
@@ -311,6 +319,8 @@ static void on_lost(struct conn *c, const char *error)
 {
     struct binding *b = conn_data(c);
     dispatch(c, EV_LOST, error, 0);
+    if (b->owner && b->instance_ref != LUA_NOREF)
+        generations_count_conn(b->info.generation, -1);
     if (b->transport) { /* it may outlive us in a Lua table */
         b->transport->conn = NULL;
         b->transport->info = NULL;

@@ -292,9 +292,9 @@ void record_event(struct record *rec, enum record_event ev, const char *bytes, s
 /* The end event's text: who ended the connection, why, and the error. */
 static void format_end(const struct record *rec, enum stats_end why, const char *error, char *out, size_t len)
 {
-    const char *who = rec->server_ended                                 ? "server"
-                      : why == END_RESET || why == END_ERROR || why == END_CLEAN ? "peer"
-                                                                         : "host";
+    /* A clean end the script did not ask for is the host's: a drain, say
+     * (a peer's EOF that eof_received answered is recorded as a close). */
+    const char *who = rec->server_ended ? "server" : why == END_RESET || why == END_ERROR ? "peer" : "host";
     if (error)
         snprintf(out, len, "%s %s: %s", who, stats_end_name(why), error);
     else

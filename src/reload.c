@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "context.h"
 #include "log.h"
 #include "runtime.h"
 #include "datagram.h"
 #include "server.h"
-
-#define SETTLE_MS 100
+#include "watch_set.h"
 
 static void on_sighup(uv_signal_t *handle, int signum)
 {
@@ -29,85 +29,31 @@ static void on_sighup(uv_signal_t *handle, int signum)
     t->fire(t->data, "SIGHUP");
 }
 
-static void on_settled(uv_timer_t *timer)
+/* A followed file has changed (watch_set.c judged it). */
+static void on_changed(void *data)
 {
-    struct reload_trigger *t = timer->data;
+    struct reload_trigger *t = data;
     t->fire(t->data, "file changed");
-}
-
-/* An event in the script's directory: (re)start the settle timer when it
- * names the script, whether written in place or replaced by a rename. */
-static void on_dir_event(uv_fs_event_t *handle, const char *filename, int events, int status)
-{
-    struct reload_trigger *t = handle->data;
-    (void)events;
-    if (status < 0) {
-        log_warn("watching %s failed: %s", t->dir, uv_strerror(status));
-        return;
-    }
-    if (filename && strcmp(filename, t->name) == 0)
-        uv_timer_start(&t->settle, on_settled, SETTLE_MS, 0);
-}
-
-/* A file other than the script that --watch follows, in its directory. */
-struct watched_file {
-    uv_fs_event_t watch;
-    struct reload_trigger *trigger;
-    struct watched_file *next;
-    char *name;
-};
-
-static void on_file_event(uv_fs_event_t *handle, const char *filename, int events, int status)
-{
-    (void)events;
-    struct watched_file *w = handle->data;
-    if (status == 0 && filename && strcmp(filename, w->name) == 0)
-        uv_timer_start(&w->trigger->settle, on_settled, SETTLE_MS, 0);
-}
-
-static void free_watched(uv_handle_t *handle)
-{
-    struct watched_file *w = handle->data;
-    free(w->name);
-    free(w);
 }
 
 int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path)
 {
-    if (!t->watching)
-        return 0;
-    struct watched_file *w = calloc(1, sizeof *w);
-    char *copy1 = strdup(path), *copy2 = strdup(path);
-    int rc = UV_ENOMEM;
-    if (w && copy1 && copy2 && (w->name = strdup(basename(copy2)))) {
-        uv_fs_event_init(loop, &w->watch);
-        w->watch.data = w;
-        w->trigger = t;
-        w->next = t->files;
-        t->files = w;
-        rc = uv_fs_event_start(&w->watch, on_file_event, dirname(copy1), 0);
-        uv_unref((uv_handle_t *)&w->watch);
-    } else if (w) {
-        free(w);
-    }
-    free(copy1);
-    free(copy2);
-    if (rc != 0)
-        log_error("cannot watch %s: %s", path, uv_strerror(rc));
-    return rc == 0 ? 0 : -1;
+    (void)loop;
+    return t->watching ? watch_set_add(&t->watched, path) : 0;
+}
+
+void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n, bool complete)
+{
+    if (t->watching)
+        watch_set_modules(&t->watched, paths, n, complete);
 }
 
 static int start_watching(struct reload_trigger *t, uv_loop_t *loop)
 {
-    uv_fs_event_init(loop, &t->watch);
-    t->watch.data = t;
+    watch_set_init(&t->watched, loop, on_changed, t);
     t->watching = true;
-    int rc = uv_fs_event_start(&t->watch, on_dir_event, t->dir, 0);
-    if (rc != 0) {
-        log_error("cannot watch %s: %s", t->dir, uv_strerror(rc));
+    if (watch_set_add(&t->watched, t->path) != 0)
         return -1;
-    }
-    uv_unref((uv_handle_t *)&t->watch);
     log_info("watching %s for changes", t->path);
     return 0;
 }
@@ -136,9 +82,6 @@ int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *p
     t->sighup.data = t;
     uv_signal_start(&t->sighup, on_sighup, SIGHUP);
     uv_unref((uv_handle_t *)&t->sighup);
-    uv_timer_init(loop, &t->settle);
-    t->settle.data = t;
-    uv_unref((uv_handle_t *)&t->settle);
     return watch ? start_watching(t, loop) : 0;
 }
 
@@ -151,14 +94,8 @@ static void close_handle(uv_handle_t *handle)
 void reload_trigger_close(struct reload_trigger *t)
 {
     close_handle((uv_handle_t *)&t->sighup);
-    close_handle((uv_handle_t *)&t->settle);
     if (t->watching)
-        close_handle((uv_handle_t *)&t->watch);
-    for (struct watched_file *w = t->files, *next; w; w = next) {
-        next = w->next;
-        uv_close((uv_handle_t *)&w->watch, free_watched);
-    }
-    t->files = NULL;
+        watch_set_close(&t->watched);
     free(t->path);
     free(t->dir);
     free(t->name);
@@ -182,6 +119,7 @@ static int prepare(lua_State *L)
         endpoint_check_protocol(L, -1, args->datagrams, "the script's");
     args->pending->has_upgrade = lua_getfield(L, -1, "upgrade") == LUA_TFUNCTION;
     lua_pop(L, 1);
+    args->pending->rule = reload_policy_read(L, -1);
     protocol_class_init(L, &args->pending->protocol);
     args->pending->ready = true;
     return 0;
@@ -194,7 +132,10 @@ int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const c
     struct prepare_args args = {.dir = dir, .chunkname = chunkname, .source = source, .len = len,
                                 .datagrams = datagrams, .pending = pending};
     struct runtime_error err;
-    if (runtime_call(L, prepare, &args, &err) != 0) {
+    channel_script_reload_begin(); /* what the new code subscribes is its generation's */
+    int rc = runtime_call(L, prepare, &args, &err);
+    channel_script_reload_loaded();
+    if (rc != 0) {
         *error = err.message;
         err.message = NULL;
         runtime_error_free(&err);
@@ -253,7 +194,8 @@ static void upgrade_one(struct conn *c, void *arg)
     if (!s || conn_is_closing(c))
         return;
     commit->open++;
-    if (commit->pending->has_upgrade && protocol_upgrade(c, &s->protocol))
+    const struct reload_pending *p = commit->pending;
+    if (!p->canary && p->rule.policy == RELOAD_UPGRADE && protocol_upgrade(c, &s->protocol))
         commit->upgraded++;
 }
 
@@ -266,7 +208,10 @@ static int commit_all(lua_State *L)
         if (commit->servers[i]) {
             struct protocol_class copy;
             protocol_class_copy(L, &commit->pending->protocol, &copy);
-            server_set_protocol(commit->servers[i], &copy);
+            if (commit->pending->canary)
+                server_start_canary(commit->servers[i], &copy);
+            else
+                server_set_protocol(commit->servers[i], &copy);
         }
     }
     endpoint_list_swap_listeners(commit->ctx->endpoints, &commit->pending->protocol);
@@ -278,6 +223,7 @@ void reload_commit(struct loop_context *ctx, struct server *const *servers, size
 {
     lua_State *L = ctx->L;
     struct commit commit = {.ctx = ctx, .servers = servers, .n = n, .pending = pending};
+    channel_script_reload_commit(); /* before upgrade(): the new generation runs from here */
     struct runtime_error err;
     if (runtime_call(L, commit_all, &commit, &err) != 0) {
         log_error("reload: cannot hand the new code to every listener: %s", err.message);
@@ -295,6 +241,7 @@ void reload_commit(struct loop_context *ctx, struct server *const *servers, size
 
 void reload_discard(lua_State *L, struct reload_pending *pending)
 {
+    channel_script_reload_discard();
     if (pending->ready)
         protocol_class_release(L, &pending->protocol);
     pending->ready = false;

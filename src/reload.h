@@ -1,7 +1,8 @@
 /*
  * reload.h - hot swap of the served script, in two halves.
  * Triggers (coordinator side): SIGHUP, and with --watch a change of the
- * file on disk, settled for 100 ms. Swapping (worker side): every worker
+ * script, of a module it required from its directory, or of a TLS file
+ * (watch_set.c: through symlinks, settled for 100 ms). Swapping (worker side): every worker
  * prepares the new code, and only when all of them could is it committed;
  * otherwise all discard it, so no worker runs other code than the rest.
  */
@@ -14,6 +15,8 @@
 #include <uv.h>
 
 #include "protocol.h"
+#include "watch_set.h"
+#include "reload_policy.h"
 
 struct server;
 struct loop_context;
@@ -27,10 +30,8 @@ struct reload_trigger {
     reload_fire_cb fire;
     void *data;
     uv_signal_t sighup;
-    uv_fs_event_t watch;
-    uv_timer_t settle; /* a burst of writes gives one reload, once it settles */
+    struct watch_set watched; /* with --watch: the script, its modules, the certificates */
     bool watching;
-    struct watched_file *files; /* more files whose change reloads (certificates) */
 };
 
 /* Call fire(data, why) on SIGHUP, and when 'watch', on changes of 'path'.
@@ -41,6 +42,10 @@ int reload_trigger_init(struct reload_trigger *t, uv_loop_t *loop, const char *p
 /* With --watch: a change of 'path' (a certificate, a key) reloads too.
  * Returns 0, or -1 after logging why. */
 int reload_trigger_watch_file(struct reload_trigger *t, uv_loop_t *loop, const char *path);
+/* With --watch: follow these module files (the script's, from its
+ * directory) from now on; 'complete' (the script loaded) replaces the
+ * last list given, otherwise they are added to it. */
+void reload_trigger_watch_modules(struct reload_trigger *t, char *const *paths, size_t n, bool complete);
 /* Close its handles (then run the loop so they finish closing). */
 void reload_trigger_close(struct reload_trigger *t);
 
@@ -52,6 +57,8 @@ struct reload_pending {
     bool modules_set_aside;
     bool has_upgrade;
     bool ready;
+    struct reload_rule rule; /* its Protocol's reload_policy (reload_policy.h) */
+    bool canary;       /* set before committing: --canary, so the swap starts a canary (see reload_commit) */
 };
 
 /* Load 'source' (the script's text, named 'chunkname' in messages) into a
@@ -63,10 +70,12 @@ struct reload_pending {
 int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const char *source, size_t len,
                    const char *datagrams, struct reload_pending *pending, char **error);
 /* Serve the new connections of the 'n' servers (NULL entries skipped)
- * with the pending code (generation+1), and call its upgrade(instance)
- * for their open connections when it has one; every UDP endpoint of ctx
- * that serves a listener has its one instance upgraded or replaced.
- * Counts the open connections and those upgraded. */
+ * with the pending code (generation+1), and with the "upgrade" policy call
+ * its upgrade(instance) for their open connections; every UDP endpoint of
+ * ctx that serves a listener has its one instance upgraded or replaced.
+ * A canary (pending->canary) keeps the previous class for the rest of the
+ * new connections and leaves open ones alone: its policy applies when it
+ * is promoted (canary.c). Counts the open connections and those upgraded. */
 void reload_commit(struct loop_context *ctx, struct server *const *servers, size_t n,
                    struct reload_pending *pending, size_t *open, size_t *upgraded);
 /* Drop the pending code and put the modules set aside back. */

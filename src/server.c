@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "generations.h"
 #include "log.h"
 
 #define LISTEN_BACKLOG 1024
@@ -43,6 +44,7 @@ struct server *server_new(struct loop_context *ctx, lua_State *L)
         luaL_error(L, "out of memory creating a server");
     }
     s->protocol = protocol;
+    s->previous = (struct protocol_class){.table_ref = LUA_NOREF, .meta_ref = LUA_NOREF};
     s->ctx = ctx;
     s->fd = -1;
     s->stats = &ctx->stats->listeners[STATS_SCRIPT_LISTENER];
@@ -74,6 +76,29 @@ void server_set_protocol(struct server *s, const struct protocol_class *cls)
     protocol_class_release(s->ctx->L, &s->protocol);
     s->protocol = *cls;
     s->protocol.generation = generation;
+}
+
+void server_start_canary(struct server *s, const struct protocol_class *cls)
+{
+    if (s->previous.table_ref == LUA_NOREF) {
+        s->previous = s->protocol; /* its references move, nothing to release */
+        s->protocol.table_ref = s->protocol.meta_ref = LUA_NOREF;
+    }
+    server_set_protocol(s, cls);
+}
+
+void server_end_canary(struct server *s)
+{
+    protocol_class_release(s->ctx->L, &s->previous);
+}
+
+/* The class a new connection gets: the newest, but during a canary window
+ * only its share, and none once it was rolled back. */
+static struct protocol_class *class_for_new(struct server *s)
+{
+    if (s->previous.table_ref != LUA_NOREF && !generations_serve_newest(s->protocol.generation))
+        return &s->previous;
+    return &s->protocol;
 }
 
 void server_use_tls(struct server *s, struct tls_server *tls, uint64_t timeout_ms)
@@ -150,7 +175,7 @@ static void tls_ready(struct conn *c, void *data)
     struct server *s = data;
     conn_set_events(c, &protocol_events);
     protocol_attach(c, s->ctx->L, &s->owner);
-    protocol_connection_made(c, &s->protocol);
+    protocol_connection_made(c, class_for_new(s));
 }
 
 /* Its PROXY header read: serve the connection as if just accepted (a TLS
@@ -166,7 +191,7 @@ static void proxy_ready(struct conn *c, void *data)
     }
     conn_set_events(c, &protocol_events);
     protocol_attach(c, s->ctx->L, &s->owner);
-    protocol_connection_made(c, &s->protocol);
+    protocol_connection_made(c, class_for_new(s));
 }
 
 /* The conn's owner data: the binding, or the PROXY stage before it. */
@@ -218,7 +243,7 @@ static void accept_one(struct server *s, int fd, const struct sockaddr *peer)
         return;
     }
     if (!proxied && !tls)
-        protocol_connection_made(c, &s->protocol);
+        protocol_connection_made(c, class_for_new(s));
 }
 
 static void on_acceptable(uv_poll_t *poll, int status, int events);

@@ -45,6 +45,7 @@ struct server {
     bool polling;
     struct loop_context *ctx;
     struct protocol_class protocol;
+    struct protocol_class previous; /* a canary's baseline (table_ref LUA_NOREF: none): see server_start_canary */
     struct protocol_owner owner; /* what its connections are attached with */
     size_t connections;  /* open connections it accepted */
     struct listener_stats *stats; /* where they are counted (/metrics) */
@@ -68,6 +69,13 @@ void server_set_object(struct server *s, int ref);
 /* Serve new connections with 'cls' from now on (a hot swap), one
  * generation after the class it replaces, which is released. */
 void server_set_protocol(struct server *s, const struct protocol_class *cls);
+/* A hot swap with --canary: as server_set_protocol, but the class new
+ * connections got so far stays as 'previous', the baseline, for the share
+ * of them the canary does not take (generations.h decides); a baseline
+ * already held (a canary replaced, or rolled back) stays it. */
+void server_start_canary(struct server *s, const struct protocol_class *cls);
+/* The canary was promoted: let the baseline go. */
+void server_end_canary(struct server *s);
 /* Call fn(s, data) once, when it stops accepting (workers close all theirs). */
 void server_set_on_close(struct server *s, void (*fn)(struct server *s, void *data), void *data);
 /* Call fn(s, data) whenever it is closed and its last connection is gone. */

@@ -13,6 +13,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "context.h"
+#include "lua_class.h"
 #include "runtime.h"
 #include "tls_filter.h"
 #include "tls_script.h"
@@ -67,7 +68,7 @@ void transport_uncork(lua_State *L, struct conn *c)
 
 static struct transport *check_transport(lua_State *L)
 {
-    return luaL_checkudata(L, 1, TRANSPORT_METATABLE);
+    return lua_class_check(L, TRANSPORT_METATABLE);
 }
 
 /* The connection, or a Lua error naming the method when it is closing or gone. */
@@ -439,12 +440,7 @@ void transport_register(lua_State *L)
 {
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-    luaL_newmetatable(L, TRANSPORT_METATABLE);
-    luaL_newlib(L, transport_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, transport_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    lua_class_register(L, TRANSPORT_METATABLE, transport_methods, transport_tostring);
 }
 
 struct transport *transport_new(lua_State *L, struct conn *c, const struct transport_info *info)

@@ -37,6 +37,8 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "canary.h"
+#include "channel_redis.h"
 #include "console.h"
 #include "datagram.h"
 #include "exit_guard.h"
@@ -162,8 +164,10 @@ static void commit_reload(struct worker *w)
 {
     size_t open = 0, upgraded = 0;
     bool has_upgrade = w->pending.has_upgrade;
+    canary_worker_before_commit(w);
     if (w->pending.ready)
         reload_commit(&w->host.ctx, w->servers, (size_t)w->group->listener_count, &w->pending, &open, &upgraded);
+    canary_worker_committed(w);
     if (w->pending_tls) { /* new handshakes get the new certificates; open connections keep theirs */
         tls_server_free(w->tls);
         w->tls = w->pending_tls;
@@ -251,6 +255,8 @@ static void on_wakeup(uv_async_t *handle)
         host_shutdown(&w->host, shutdown_reason(w->group));
     if (commands & CMD_ABORT)
         host_signal(&w->host, atomic_load(&w->group->signals.name), 2);
+    if (commands & (CMD_PROMOTE | CMD_ROLLBACK)) /* before a swap asked for after them */
+        canary_worker_command(w, commands);
     for (int i = 0; (commands & CMD_CLOSE_SERVER) && i < w->group->listener_count; i++) {
         if ((close_listeners & (1u << i)) && w->servers[i])
             server_close(w->servers[i]);
@@ -311,6 +317,7 @@ static void shutdown_all(struct workers *g, const char *why)
     if (!g->shutdown_why)
         g->shutdown_why = why;
     uv_mutex_unlock(&g->lock);
+    reload_gate_cancel(&g->gate);
     command_all(g, CMD_SHUTDOWN, NULL);
 }
 
@@ -492,6 +499,7 @@ static void worker_main(void *arg)
     worker_leave(w);
     if (w->host_ready) {
         reload_discard(w->host.L, &w->pending);
+        canary_worker_close(w);
         uv_close((uv_handle_t *)&w->wakeup, NULL);
         host_destroy(&w->host);
         tls_server_free(w->pending_tls);
@@ -520,17 +528,19 @@ static void send_step(struct workers *g, enum phase phase, unsigned command)
 }
 
 /* Tell those waiting for this reload how it went. */
-static void notify_waiting(struct workers *g, bool ok, const char *error)
+static void notify_waiting(struct workers *g, enum reload_result result, const char *error)
 {
-    if (ok)
+    if (result == RELOAD_OK)
         g->reloads_ok++;
+    else if (result == RELOAD_REJECTED)
+        g->reloads_rejected++;
     else
         g->reloads_failed++;
     struct reload_waiter *list = g->waiting;
     g->waiting = NULL;
     while (list) {
         struct reload_waiter *next = list->next; /* 'done' may free the waiter */
-        list->done(list->data, ok, error, g->generation);
+        list->done(list->data, result, error, g->generation);
         list = next;
     }
 }
@@ -552,10 +562,15 @@ static void log_committed(struct workers *g)
 {
     log_info("reloaded %s%s (generation %d)", g->script, serves_tls(g) ? " and the TLS certificates" : "",
              g->generation);
-    if (g->open == 0)
+    if (g->open == 0 || g->canary) /* canary.c says what happens at promotion */
         return;
-    if (g->has_upgrade)
+    if (g->rule.policy == RELOAD_DRAIN)
+        log_info("draining connections of generations before %d (drain_timeout %g s)", g->generation,
+                 g->rule.drain_timeout);
+    else if (g->rule.policy == RELOAD_UPGRADE)
         log_info("upgraded %zu of %zu open connection(s) to generation %d", g->upgraded, g->open, g->generation);
+    else if (g->has_upgrade)
+        log_info("%zu open connection(s) keep the code they started with (reload_policy \"keep\")", g->open);
     else
         log_info("%zu open connection(s) keep the code they started with (the script has no upgrade())", g->open);
 }
@@ -576,16 +591,32 @@ static void advance(struct workers *g)
     case PHASE_COMMIT:
         g->generation++;
         log_committed(g);
-        notify_waiting(g, true, NULL);
+        canary_committed(g);
+        notify_waiting(g, RELOAD_OK, NULL);
         finish_reload(g);
         return;
     case PHASE_DISCARD:
-        notify_waiting(g, false, g->first_error ? g->first_error : "a worker could not load it");
+        notify_waiting(g, RELOAD_FAILED, g->first_error ? g->first_error : "a worker could not load it");
         finish_reload(g);
         return;
+    case PHASE_CHECK: /* the gate answers, not the workers */
     case PHASE_IDLE:
         return;
     }
+}
+
+/* The candidate's checks are over: load it everywhere, or reject it. */
+static void on_gate_done(void *data, bool ok, const char *message)
+{
+    struct workers *g = data;
+    if (ok) {
+        send_step(g, PHASE_PREPARE, CMD_PREPARE);
+        return;
+    }
+    log_error("reload (%s) rejected, still serving generation %d: %s", g->why, g->generation, message);
+    notify_waiting(g, RELOAD_REJECTED, message);
+    finish_reload(g);
+    uv_async_send(&g->replies); /* the workers may all have ended meanwhile */
 }
 
 /* Read the whole script: every worker compiles the very same text. */
@@ -632,7 +663,7 @@ static void start_reload(struct workers *g, const char *why)
         char error[PATH_MAX + 160];
         snprintf(error, sizeof error, "cannot read %s: %s", g->script, strerror(errno));
         log_error("reload (%s) failed, still serving generation %d: %s", why, g->generation, error);
-        notify_waiting(g, false, error);
+        notify_waiting(g, RELOAD_FAILED, error);
         return;
     }
     uv_mutex_lock(&g->lock);
@@ -640,7 +671,8 @@ static void start_reload(struct workers *g, const char *why)
     g->open = g->upgraded = 0;
     g->has_upgrade = false;
     uv_mutex_unlock(&g->lock);
-    send_step(g, PHASE_PREPARE, CMD_PREPARE);
+    g->phase = PHASE_CHECK;
+    reload_gate_start(&g->gate, g->source, g->source_len);
 }
 
 static void on_reload_fired(void *data, const char *why)
@@ -672,12 +704,15 @@ static void on_replies(uv_async_t *handle)
     bool answered = g->replies_got >= g->replies_expected;
     int running = g->running;
     uv_mutex_unlock(&g->lock);
+    if (running == 0)
+        reload_gate_cancel(&g->gate); /* nothing left to swap */
     if (g->phase != PHASE_IDLE && answered)
         advance(g);
     if (running == 0 && g->phase == PHASE_IDLE && !uv_is_closing((uv_handle_t *)handle)) {
         uv_close((uv_handle_t *)handle, NULL);
         reload_trigger_close(&g->trigger);
         console_close(g); /* /healthz said 503 until now */
+        channel_redis_stop();
     }
 }
 
@@ -762,7 +797,7 @@ static int group_init(struct workers *g, const struct cli_options *o, const char
     g->replies.data = g;
     exit_guard_listen(&g->signals, &g->loop, on_signal, g);
     g->listening_for_signals = true;
-    return 0;
+    return canary_open(g);
 }
 
 /* Let go of the coordinator's copies of the Unix sockets: once every
@@ -796,6 +831,8 @@ static void close_unix_listeners(struct workers *g)
 static void group_destroy(struct workers *g)
 {
     console_close(g);
+    canary_close(g);
+    channel_redis_stop();
     close_unix_listeners(g);
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
@@ -870,6 +907,23 @@ static int watch_certificates(struct workers *g)
     return rc;
 }
 
+/* Before any worker starts: SIGHUP and --watch, and the script's selftest
+ * (a script whose selftest fails never serves). Returns 0, or -1 after
+ * logging why. */
+static int start_triggers(struct workers *g)
+{
+    if (reload_trigger_init(&g->trigger, &g->loop, g->script, g->options->watch, on_reload_fired, g) != 0 ||
+        watch_certificates(g) != 0)
+        return -1;
+    reload_gate_init(&g->gate, &g->loop, g->options, g->lua_dir, g->script, g->script_dir, g->chunkname,
+                     &g->trigger, on_gate_done, g);
+    size_t len = 0;
+    char *source = read_file(g->script, &len);
+    int rc = source ? reload_gate_at_start(&g->gate, source, len) : 0; /* unreadable: the workers say so */
+    free(source);
+    return rc;
+}
+
 int workers_serve(const struct cli_options *o, const char *lua_dir, const char *script,
                   const struct limits *limits, int count)
 {
@@ -882,17 +936,13 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
      * one listener, in worker 1, hands accepted sockets round. */
     const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
     g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
-    if (open_listeners(&g) != 0 || console_open(&g) != 0) {
+    if (open_listeners(&g) != 0 || console_open(&g) != 0 || start_triggers(&g) != 0 ||
+        (o->channel_redis && channel_redis_start(&g.loop, o->channel_redis) != 0)) {
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }
     int status = start_all(&g);
     close_unix_fds(&g); /* every worker that started has its own */
-    if (status == EXIT_OK && (reload_trigger_init(&g.trigger, &g.loop, script, o->watch, on_reload_fired, &g) != 0 ||
-                              watch_certificates(&g) != 0)) {
-        shutdown_all(&g, "the reload trigger could not start");
-        status = EXIT_FAILURE_RUNTIME;
-    }
     if (status == EXIT_OK) {
         for (int i = 0; i < g.listener_count; i++)
             log_always("listening on %s", g.listeners[i].name);

@@ -19,10 +19,13 @@
 #include "exit_guard.h"
 #include "host.h"
 #include "reload.h"
+#include "reload_gate.h"
 #include "server.h"
 #include "tls_context.h"
 
 struct console;
+struct canary;
+struct drain;
 
 enum command {
     CMD_CLOSE_SERVER = 1,
@@ -33,10 +36,16 @@ enum command {
     CMD_ADOPT = 32, /* sockets handed over (no SO_REUSEPORT) wait in 'handed' */
     CMD_ABORT = 64, /* a second signal: abort every connection */
     CMD_QUERY = 128, /* the console asks (show conns, kill): see console.c */
+    CMD_PROMOTE = 1024,  /* the canary passed its window: see canary.c */
+    CMD_ROLLBACK = 2048, /* the canary reached --rollback-errors: see canary.c */
 };
 #define RELOAD_COMMANDS (CMD_PREPARE | CMD_COMMIT | CMD_DISCARD)
 
-enum phase { PHASE_IDLE, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
+enum phase { PHASE_IDLE, PHASE_CHECK, PHASE_PREPARE, PHASE_COMMIT, PHASE_DISCARD };
+
+/* How a reload ended: loaded and swapped; not loaded (a load error); or
+ * loaded but turned down by its selftest or --reload-check. */
+enum reload_result { RELOAD_FAILED, RELOAD_OK, RELOAD_REJECTED };
 
 struct workers;
 
@@ -44,7 +53,7 @@ enum query_kind { QUERY_CONNS, QUERY_KILL };
 
 /* Someone waiting for the outcome of a reload (the console's 'reload'). */
 struct reload_waiter {
-    void (*done)(void *data, bool ok, const char *error, int generation);
+    void (*done)(void *data, enum reload_result result, const char *error, int generation);
     void *data;
     struct reload_waiter *next;
 };
@@ -81,6 +90,8 @@ struct worker {
     struct reload_pending pending;
     struct tls_server *tls;         /* the TLS listeners' certificates, loaded by this worker */
     struct tls_server *pending_tls; /* ... and those a reload under way has loaded */
+    struct reload_rule rule;        /* the reload policy of the last swap (canary.c) */
+    struct drain *drain;            /* its drain of older generations, made when first needed */
     /* Under group->lock: */
     unsigned commands;
     unsigned close_listeners; /* with CMD_CLOSE_SERVER: which (bits by index) */
@@ -113,6 +124,7 @@ struct workers {
     struct signal_inbox signals; /* SIGINT/SIGTERM, relayed by the exit guard */
     bool listening_for_signals;
     struct reload_trigger trigger;
+    struct reload_gate gate;    /* the candidate's selftest and --reload-check */
     uv_mutex_t lock;
     uv_cond_t started;
     atomic_size_t accepted;
@@ -126,6 +138,7 @@ struct workers {
     char *first_error;
     size_t open, upgraded;
     bool has_upgrade;
+    struct reload_rule rule;   /* the reload policy of the code committed (canary.c sets it) */
     /* The coordinator's own: */
     enum phase phase;
     char *source;
@@ -135,10 +148,11 @@ struct workers {
     int generation;
     /* What /metrics and the console show (the coordinator's own): */
     struct console *console;
+    struct canary *canary;     /* with --canary: the window and its decision (canary.c) */
     uv_async_t answers;        /* a worker answered the console's query */
     uint64_t started_ns;       /* uv_hrtime() at start-up: the uptime */
     double started_wall;       /* seconds since the epoch, for process_start_time_seconds */
-    unsigned long reloads_ok, reloads_failed;
+    unsigned long reloads_ok, reloads_failed, reloads_rejected;
     struct reload_waiter *waiting;      /* for the reload under way */
     struct reload_waiter *waiting_next; /* for the one asked for meanwhile */
 };

@@ -11,10 +11,12 @@ return {
   max_water = 4294967295,       -- the largest mark set_write_buffer_limits() takes (marks are 32-bit)
   read_chunk = 65536,           -- the host reads at most this many bytes at a time
   max_write_buffer = 16777216,  -- --max-write-buffer (bytes)
+  channel_buffer = 16777216,    -- --channel-buffer: each worker's luaecho.channel inbox (bytes)
   shutdown_timeout_ms = 5000,   -- --shutdown-timeout
   proxy_timeout_ms = 5000,      -- --proxy-timeout: a PROXY header must arrive within it
   tls_handshake_timeout_ms = 10000, -- --tls-handshake-timeout: a TLS handshake must finish within it
   script_timeout_ms = 1000,     -- --script-timeout
   lua_memory_mib = 512,         -- --lua-memory
+  reload_check_timeout_ms = 30000, -- --reload-check-timeout: the check command is killed after it
   descriptor_reserve = 32,      -- --max-connections' default is `ulimit -n` minus this
 }

@@ -7,7 +7,7 @@
 --   local loader = require("luaecho.loader")
 --   local Protocol = loader.load_file("echo.lua")
 local load, loadfile, setmetatable, type, error = load, loadfile, setmetatable, type, error
-local _G, require = _G, require
+local _G, require, tostring = _G, require, tostring
 
 local M = {}
 
@@ -16,11 +16,35 @@ local function fresh_env()
   return setmetatable({}, { __index = _G })
 end
 
+local policies = { keep = true, upgrade = true, drain = true }
+
+-- What the Protocol says should happen to connections of older
+-- generations on a hot swap: checked here, so a bad value fails the load
+-- (the old code keeps serving) with the same message under the fake.
+local function check_reload_policy(protocol, name)
+  local policy, timeout = protocol.reload_policy, protocol.drain_timeout
+  if policy ~= nil and not policies[policy] then
+    error(name .. ": Protocol.reload_policy must be \"keep\", \"upgrade\" or \"drain\", not "
+      .. (type(policy) == "string" and ("\"" .. policy .. "\"") or tostring(policy)), 0)
+  end
+  if policy == "upgrade" and type(protocol.upgrade) ~= "function" then
+    error(name .. ": Protocol.reload_policy is \"upgrade\" but Protocol.upgrade(instance) is not a function", 0)
+  end
+  if timeout ~= nil and policy ~= "drain" then
+    error(name .. ": Protocol.drain_timeout is used only with reload_policy = \"drain\"", 0)
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout <= 0 or timeout > 86400) then
+    error(name .. ": Protocol.drain_timeout must be a number of seconds above 0 and at most 86400, not "
+      .. tostring(timeout), 0)
+  end
+  return protocol
+end
+
 -- Run the loaded chunk and turn what it returns into a Protocol table.
 local function run(chunk, name)
   local result = chunk()
   local kind = type(result)
-  if kind == "table" then return result end
+  if kind == "table" then return check_reload_policy(result, name) end
   if kind == "function" then
     local protocol = require("luaecho.streams").protocol(result)
     if type(protocol) ~= "table" then

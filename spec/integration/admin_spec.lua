@@ -13,7 +13,8 @@ local sockets = require "support.sockets"
 local wait = require "support.wait"
 
 local COMMANDS = {
-  "help", "show info", "show conns", "show errors", "kill ID", "reload", "set log-level LEVEL", "quit",
+  "help", "show info", "show conns", "show errors", "show generations", "kill ID", "reload", "set log-level LEVEL",
+  "quit",
 }
 local CONNS_HEADER = "id worker listener peer age idle in out buffered generation state"
 local STUCK_LINE = "# worker 1 did not answer within 1 s (a callback is running); its connections are not listed"

@@ -489,6 +489,8 @@ local BAD_VALUES = {
   { "--script-timeout", { "-1", "abc", "3600001", "100ms", "", "1.5" } },
   { "--lua-memory", { "-1", "abc", "1048577", "512MB", "", "0.5" } },
   { "--workers", { "-1", "abc", "257", "2x", "", "1.5" } },
+  { "--reload-check", { "" } },
+  { "--reload-check-timeout", { "-1", "abc", "0", "86401", "5x", "" } },
 }
 
 -- What --help must say about each default, whitespace collapsed.
@@ -503,6 +505,7 @@ local HELP_DEFAULTS = {
   { "--script-timeout", "default 1000)" },
   { "--lua-memory", "default 512)" },
   { "--workers", "default 1)" },
+  { "--reload-check-timeout", "default 30)" },
 }
 
 -- Run luaecho with `args` (and `env`); nil if it failed the way a bad

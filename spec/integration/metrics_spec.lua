@@ -25,6 +25,7 @@ local TIMEOUT = 5 -- seconds a counter may take to show what happened
 local PROCESS_WIDE = {
   luaecho_reloads_total = true, luaecho_script_generation = true,
   luaecho_workers = true, luaecho_build_info = true,
+  luaecho_generation_connections = true, luaecho_generation_errors_total = true,
 }
 
 after_each(function()

@@ -153,6 +153,18 @@ describe("scripts that misbehave #integration", function()
       assert.matches("still running 2 s after SIGTERM", proc:stderr(), 1, true)
     end)
 
+    -- With --watch the script is also looked at in a state of its own before
+    -- any worker starts, and that state is closed at once: its finalizer
+    -- must not hang the start.
+    it("starts, and ends, with --watch when a __gc finalizer loops", function()
+      local proc = server.start({ "--watch", "--shutdown-timeout", "1", fixture("gc_loops.lua") })
+      local conn = client.connect(proc.host, proc.port)
+      assert.are.equal("hello\n", conn:receive_exactly(6))
+      local code, took = stop_with(proc, { "sigterm" }, 6)
+      assert.are.equal(1, code)
+      assert.is_true(took < 4, ("took %.1f s"):format(took))
+    end)
+
     it("ends a luaecho run program whose __gc loops at exit, on a signal", function()
       local proc = server.spawn({ "run", "--shutdown-timeout", "1", fixture("gc_loops_at_exit.lua") })
       proc:wait_output("stdout", "done\n")

@@ -93,7 +93,10 @@ describe("a Unix listener closed by the script #integration", function()
   -- the workers running then: the later one came up listening.
   it("stays closed in a worker that was still starting when the script closed it", function()
     local path = files.scratch("review"):path("slow.sock")
-    local proc = server.spawn({ "--workers", "2", "--listen", "unix:" .. path, fixture("slow_one_shot.lua") })
+    -- No --script-timeout: each worker spends half a second of CPU loading,
+    -- longer than a second on a busy machine.
+    local proc = server.spawn({ "--workers", "2", "--script-timeout", "0", "--listen", "unix:" .. path,
+                                fixture("slow_one_shot.lua") })
     proc:wait_count("stdout", "^loading$", 2, TIMEOUT, "worker 2 to start loading") -- worker 1 listens
     local first = sockets.unix_connect(path) -- worker 1's connection_made closes the server
     assert(first:send("hi"))
