@@ -274,6 +274,28 @@ describe("--record #integration", function()
     assert.are.same({ 1, 2 }, generations)
   end)
 
+  it("is a --reload-check: a candidate that answers the recorded traffic otherwise is rejected", function()
+    local scratch = files.scratch("record")
+    local dir = scratch:path("rec")
+    local script = scratch:write("handler.lua", files.read(server.fixture("record/chunks.lua")))
+    local check = ("'%s' replay '%s' {script}"):format(server.bin(), dir)
+    local proc = server.start({ "--record", dir, "--reload-check", check, script })
+    chunks_session(proc)
+    local name = wait_transcripts(dir, 1)[1]
+    scratch:replace("handler.lua", files.read(server.fixture("record/chunks_changed.lua")))
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: error: reload %(SIGHUP%) rejected, still serving generation 1: reload check "
+      .. "exited with status 1; its output ended with:\n  DIFF " .. text.literal(name) .. ": output differs at byte 9 ",
+      20, "the rejection with the replay's first difference")
+    local conn = client.connect(proc.host, proc.port)
+    conn:send_all("two")
+    assert.are.equal("[3]two", conn:receive_exactly(6), "still the old code")
+    conn:close()
+    scratch:replace("handler.lua", files.read(server.fixture("record/chunks.lua")) .. "-- the same answers\n")
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: reloaded " .. text.literal(script) .. " %(generation 2%)\n", 20)
+  end)
+
   it("names each worker's transcripts apart with --workers 2", function()
     local scratch = files.scratch("record")
     local dir = scratch:path("rec")
