@@ -57,6 +57,8 @@ enum {
     OPT_ROLLBACK_ERRORS,
     OPT_CHANNEL_BUFFER,
     OPT_CHANNEL_REDIS,
+    OPT_RECORD,
+    OPT_RECORD_MAX,
 };
 
 static const struct option long_options[] = {
@@ -91,6 +93,8 @@ static const struct option long_options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"channel-buffer", required_argument, NULL, OPT_CHANNEL_BUFFER},
     {"channel-redis", required_argument, NULL, OPT_CHANNEL_REDIS},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"record-max", required_argument, NULL, OPT_RECORD_MAX},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -104,6 +108,7 @@ static void print_commands(void)
         "       luaecho run [OPTIONS] SCRIPT [ARGS...]\n"
         "       luaecho test [BUSTED ARGS...]\n"
         "       luaecho ctl [--admin SPEC] COMMAND...\n"
+        "       luaecho replay DIR|FILE SCRIPT\n"
         "\n"
         "A TCP server whose behaviour is a Lua 5.4 script, in the style of Python\n"
         "asyncio's Protocol and Streams APIs.\n"
@@ -124,6 +129,9 @@ static void print_commands(void)
         "          admin console of a server started with --admin SPEC (or\n"
         "          $LUAECHO_ADMIN) and\n"
         "          print the answer; exit 1 if the server answers an error\n"
+        "  replay  replay the transcripts --record wrote against SCRIPT, with no\n"
+        "          sockets and a virtual clock; exit 1 if any output differs\n"
+        "          (luaecho replay --help)\n"
         "\n");
 }
 
@@ -196,6 +204,12 @@ static void print_options(void)
         "      --channel-redis URL     luaecho.channel across instances through Redis:\n"
         "                              redis://[user:password@]host[:port][/db] or\n"
         "                              unix:/path (the server only, not 'run')\n"
+        "      --record DIR            write each connection's transcript (bytes in\n"
+        "                              and out, their timing, the end) to its own\n"
+        "                              file in DIR (made 0700; files 0600). They\n"
+        "                              hold client data: see 'luaecho replay'\n"
+        "      --record-max BYTES      bound DIR by deleting the oldest transcripts\n"
+        "                              (suffixes k, M, G; default 64M)\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_RELOAD_CHECK_TIMEOUT);
@@ -249,8 +263,8 @@ static void print_notes(void)
         "\n"
         "Exit status: 0 after a clean shutdown (SIGINT, SIGTERM, or the script\n"
         "closed its server and the last connection ended); 1 when the script cannot\n"
-        "load, its selftest fails or the address cannot be bound; 2 for a bad\n"
-        "command line.\n"
+        "load, its selftest fails, the address cannot be bound or the --record DIR\n"
+        "cannot be used; 2 for a bad command line.\n"
         "\n"
         "Try it:  luaecho --port 2222   then, elsewhere:   telnet localhost 2222\n");
 }
@@ -358,6 +372,7 @@ static int apply_environment(struct cli_options *o)
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
         .tls_handshake_timeout = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         .reload_check_timeout = DEFAULT_RELOAD_CHECK_TIMEOUT,
+        .record_max = 64LL << 20,
     };
     const char *host = getenv("LUAECHO_HOST");
     if (host && *host)
@@ -603,6 +618,17 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         o->channel_redis = value;
         return 0;
     }
+    case OPT_RECORD:
+        if (*value == '\0')
+            return usage_error("%s needs a directory%s", "--record", "");
+        o->record_dir = value;
+        return 0;
+    case OPT_RECORD_MAX:
+        o->record_max_given = true;
+        if (!parse_bytes(value, 1LL << 50, &o->record_max) || o->record_max < 1024)
+            return usage_error("%s must be a number of bytes, at least 1k (suffix k, M or G allowed), not '%s'",
+                               "--record-max", value);
+        return 0;
     case 'V':
         o->command = CLI_VERSION;
         return 0;
@@ -666,6 +692,10 @@ static bool is_loopback(const char *host)
 /* --metrics, --admin: for serving; a console anyone can reach only when asked. */
 static int settle_observers(struct cli_options *o)
 {
+    if ((o->record_dir || o->record_max_given) && o->command != CLI_SERVE)
+        return usage_error("%s is for serving (luaecho [serve])%s", o->record_dir ? "--record" : "--record-max", "");
+    if (o->record_max_given && !o->record_dir)
+        return usage_error("%s needs --record DIR%s", "--record-max", "");
     if ((o->metrics_given || o->admin_given) && o->command != CLI_SERVE)
         return usage_error("%s is for serving (luaecho [serve])%s", o->metrics_given ? "--metrics" : "--admin", "");
     if (o->admin_allow_remote && !o->admin_given)
@@ -772,8 +802,8 @@ int cli_parse(struct cli_options *o, int argc, char **argv)
         o->script_argc = argc - 2;
         o->script_argv = argv + 2;
         return 0;
-    } else if (argc > 1 && strcmp(argv[1], "ctl") == 0) {
-        o->command = CLI_CTL; /* its own arguments: ctl.c parses them */
+    } else if (argc > 1 && (strcmp(argv[1], "ctl") == 0 || strcmp(argv[1], "replay") == 0)) {
+        o->command = argv[1][0] == 'c' ? CLI_CTL : CLI_REPLAY; /* their own arguments: ctl.c, replay.c */
         o->script_argc = argc - 1;
         o->script_argv = argv + 1;
         return 0;

@@ -12,7 +12,7 @@
 #include "listen_spec.h"
 #include "log.h"
 
-enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_CTL, CLI_HELP, CLI_VERSION };
+enum cli_command { CLI_SERVE, CLI_RUN, CLI_TEST, CLI_CTL, CLI_REPLAY, CLI_HELP, CLI_VERSION };
 
 #define CLI_MAX_LISTENERS 16
 #define CLI_MAX_TLS_PAIRS 16
@@ -59,9 +59,12 @@ struct cli_options {
     long lua_memory;         /* MiB, 0: off */
     long long channel_buffer; /* --channel-buffer: bytes each loop's luaecho.channel inbox holds */
     const char *channel_redis; /* --channel-redis URL: luaecho.channel across instances; NULL: none */
+    const char *record_dir;  /* --record DIR: a transcript per connection; NULL: off */
+    long long record_max;    /* --record-max: bytes DIR may hold */
+    bool record_max_given;
     const char *script;      /* NULL: the bundled echo.lua */
     int script_argc;         /* run: SCRIPT's own arguments, starting with SCRIPT; */
-    char **script_argv;      /* test: busted's arguments; ctl: its own, from "ctl" */
+    char **script_argv;      /* test: busted's arguments; ctl, replay: their own, from the command word */
 };
 
 /* Descriptors kept back from --max-connections' default for the host's own

@@ -19,6 +19,7 @@ struct conn_list;
 struct server_list;
 struct endpoint_list;
 struct tls_server;
+struct recorder;
 
 struct loop_context {
     uv_loop_t *loop;
@@ -35,6 +36,7 @@ struct loop_context {
     struct loop_stats *stats;    /* what /metrics and the console read (stats.h) */
     struct tls_server *tls;      /* the --tls-cert pairs (start_tls's default); NULL: none */
     uint64_t tls_timeout_ms;     /* --tls-handshake-timeout */
+    struct recorder *recorder;   /* --record DIR (process-wide, record_dir.h); NULL: off */
     /* Given from above: shut the loop down as SIGTERM does (a script's
      * luaecho.core.shutdown). */
     void (*shutdown)(struct loop_context *ctx, const char *why);

@@ -106,6 +106,7 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
         .accepted = accepted ? accepted : &h->own_accepted,
         .max_connections = limits->max_connections,
         .shutdown = shutdown_hook,
+        .recorder = limits->recorder,
     };
     h->L = runtime_open(lua_dir, &h->ctx, limits->lua_memory, limits->script_timeout_ms, module_preload);
     h->ctx.L = h->L;

@@ -25,6 +25,7 @@ struct limits {
     uint64_t script_timeout_ms;  /* one callback or resumption running longer: interrupted */
     size_t lua_memory;           /* bytes the Lua state may hold */
     uint64_t shutdown_timeout_ms;
+    struct recorder *recorder;   /* --record DIR, shared by every worker; NULL: off (given with the limits) */
 };
 
 struct host {

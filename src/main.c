@@ -23,6 +23,8 @@
 #include "exit_guard.h"
 #include "host.h"
 #include "log.h"
+#include "record_dir.h"
+#include "replay.h"
 #include "runtime.h"
 #include "script_metrics.h"
 #include "server.h"
@@ -243,7 +245,17 @@ static int serve(const struct cli_options *o, const char *lua_dir)
     char script[PATH_MAX + 32];
     find_script(o->script, lua_dir, script, sizeof script);
     struct limits limits = limits_from(o);
-    return workers_serve(o, lua_dir, script, &limits, worker_count(o));
+    if (o->record_dir) {
+        char why[4200];
+        limits.recorder = recorder_open(o->record_dir, (uint64_t)o->record_max, script, why, sizeof why);
+        if (!limits.recorder) {
+            log_error("%s", why);
+            return EXIT_FAILURE_RUNTIME;
+        }
+    }
+    int rc = workers_serve(o, lua_dir, script, &limits, worker_count(o));
+    recorder_close(limits.recorder);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -272,10 +284,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     char lua_dir[PATH_MAX];
     find_lua_dir(lua_dir, sizeof lua_dir);
-    if (o.command != CLI_TEST && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
+    bool serving = o.command != CLI_TEST && o.command != CLI_REPLAY; /* those two end by themselves */
+    if (serving && exit_guard_start((uint64_t)(o.shutdown_timeout * 1000)) != 0)
         return EXIT_FAILURE_RUNTIME;
     if (o.command == CLI_TEST)
         return test(&o, lua_dir);
+    if (o.command == CLI_REPLAY)
+        return replay_main(o.script_argc, o.script_argv, lua_dir);
     if (o.command == CLI_RUN && o.channel_redis) {
         fprintf(stderr, "luaecho: --channel-redis is for the server (luaecho [serve] SCRIPT); 'luaecho run' "
                         "publishes within its own process\nTry 'luaecho --help' for more information.\n");

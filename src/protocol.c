@@ -9,10 +9,14 @@
 
 #include <lauxlib.h>
 #include <stdbool.h>
+#include <string.h>
 
+#include "addr.h"
+#include "context.h"
 #include "failure.h"
 #include "generations.h"
 #include "log.h"
+#include "record.h"
 #include "runtime.h"
 #include "transport.h"
 
@@ -182,6 +186,8 @@ static bool dispatch(struct conn *c, enum event event, const char *bytes, size_t
     struct call call = {.conn = c, .event = event, .bytes = bytes, .len = len};
     struct runtime_error err;
     if (runtime_call(b->L, call_method, &call, &err) != 0) {
+        if (event != EV_LOST) /* the failure aborts the connection: the script's own end, for the transcript */
+            record_event(b->info.record, REC_ABORT, err.message, err.message ? strlen(err.message) : 0);
         failure_report(&err, &(struct failure){.callback = method_names[event], .conn = c,
                                                .code_generation = b->info.generation});
         return false;
@@ -250,9 +256,22 @@ static int make_instance(lua_State *L)
     return 0;
 }
 
+/* With --record, a server's connection gets a transcript from here on. */
+static void start_record(struct conn *c, struct binding *b, const struct protocol_class *cls)
+{
+    const struct loop_context *ctx = runtime_context(b->L);
+    if (!ctx->recorder || !b->owner)
+        return;
+    char peer[ADDR_STRLEN + 32];
+    struct record_header h = {.listener = b->owner->listener, .peer = addr_format(conn_peer(c), peer, sizeof peer),
+                              .generation = cls->generation, .worker = ctx->worker_id, .conn_id = conn_id(c)};
+    b->info.record = record_start(ctx->recorder, ctx->loop, &h);
+}
+
 void protocol_connection_made(struct conn *c, struct protocol_class *cls)
 {
     struct binding *b = conn_data(c);
+    start_record(c, b, cls);
     struct made_args args = {.conn = c, .cls = cls};
     struct runtime_error err;
     if (runtime_call(b->L, make_instance, &args, &err) != 0) {
@@ -268,6 +287,7 @@ void protocol_connection_made(struct conn *c, struct protocol_class *cls)
 static void on_data(struct conn *c, const char *base, size_t len)
 {
     conn_cork(c);
+    record_event(((struct binding *)conn_data(c))->info.record, REC_IN, base, len);
     dispatch(c, EV_DATA, base, len);
     transport_uncork(((struct binding *)conn_data(c))->L, c);
 }
@@ -275,8 +295,13 @@ static void on_data(struct conn *c, const char *base, size_t len)
 /* asyncio's rule: a true result keeps our side open; otherwise close. */
 static void on_eof(struct conn *c)
 {
-    if (!dispatch(c, EV_EOF, NULL, 0))
+    struct record *rec = ((struct binding *)conn_data(c))->info.record;
+    record_event(rec, REC_EOF, NULL, 0);
+    if (!dispatch(c, EV_EOF, NULL, 0)) {
+        if (!conn_is_closing(c))
+            record_event(rec, REC_CLOSE, NULL, 0);
         conn_close(c);
+    }
 }
 
 static void on_pause_writing(struct conn *c)
@@ -303,6 +328,8 @@ static void on_lost(struct conn *c, const char *error)
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->transport_ref);
     luaL_unref(b->L, LUA_REGISTRYINDEX, b->instance_ref);
     b->instance_ref = b->transport_ref = LUA_NOREF;
+    record_end(b->info.record, conn_end_reason(c), error);
+    b->info.record = NULL;
     if (b->owner)
         b->owner->lost(b->owner->data, conn_end_reason(c));
 }

@@ -36,12 +36,20 @@ static void anchor(lua_State *L, int idx)
     lua_pop(L, 1);
 }
 
+/* The transcript of the transport at 1 (--record), or NULL. [-0, +0, -] */
+static struct record *transport_record(lua_State *L)
+{
+    const struct transport *t = lua_touserdata(L, 1);
+    return t->info ? t->info->record : NULL;
+}
+
 /* Write the string at 'idx' (its bytes and length given), anchored first
- * when the cork may hold it. */
+ * when the cork may hold it; recorded for --record. */
 static void write_string(lua_State *L, struct conn *c, int idx, const char *data, size_t len)
 {
     if (conn_write_holds(c, len))
         anchor(L, idx);
+    record_event(transport_record(L), REC_OUT, data, len);
     conn_write(c, data, len);
 }
 
@@ -108,6 +116,8 @@ static int transport_write_eof(lua_State *L)
     struct conn *c = check_transport(L)->conn;
     if (!c || conn_is_closing(c))
         return luaL_error(L, "transport:write_eof(): transport is closed");
+    if (!conn_eof_written(c))
+        record_event(transport_record(L), REC_WRITE_EOF, NULL, 0);
     conn_write_eof(c);
     return 0;
 }
@@ -122,6 +132,8 @@ static int transport_can_write_eof(lua_State *L)
 static int transport_close(lua_State *L)
 {
     struct conn *c = check_transport(L)->conn;
+    if (c && !conn_is_closing(c))
+        record_event(transport_record(L), REC_CLOSE, NULL, 0);
     if (c)
         conn_close(c);
     return 0;
@@ -130,6 +142,8 @@ static int transport_close(lua_State *L)
 static int transport_abort(lua_State *L)
 {
     struct conn *c = check_transport(L)->conn;
+    if (c && !conn_is_closing(c))
+        record_event(transport_record(L), REC_ABORT, NULL, 0);
     if (c)
         conn_abort(c, NULL);
     return 0;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "addr.h"
+#include "record.h"
 
 struct conn;
 
@@ -19,6 +20,7 @@ struct transport_info {
     int generation; /* of the script serving the connection (hot swap) */
     int server_ref; /* the Lua server object that accepted it; LUA_NOREF: none */
     const char *listener; /* its listener, "HOST:PORT" or "unix:PATH"; NULL: none */
+    struct record *record; /* --record: its transcript (the protocol layer's); NULL: none */
 };
 
 /* The box Lua holds. 'conn' is cleared when the connection is freed, so a
