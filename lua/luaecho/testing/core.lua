@@ -35,7 +35,16 @@ local LEVELS = { error = true, warn = true, info = true, debug = true }
 function core.log(level, message, fields)
   if not LEVELS[level] then args.bad(1, "log", format("invalid option '%s'", tostring(level)), 2) end
   message = args.string(message, 2, "log", 2)
-  report.log(W.owner, level, message, log.check_fields(fields, 3, "log", 2))
+  fields = log.check_fields(fields, 3, "log", 2)
+  if level == "error" and fields and math.type(fields.generation) == "integer" then
+    -- As the host does: a failure's generation is its own field, not in the text line.
+    local rest = {}
+    for k, v in pairs(fields) do
+      if k ~= "generation" then rest[k] = v end
+    end
+    fields = next(rest) and rest or nil
+  end
+  report.log(W.owner, level, message, fields)
 end
 
 function core.now()
