@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "channel_script.h"
 #include "drain.h"
 #include "generations.h"
 #include "log.h"
@@ -48,9 +49,12 @@ static void on_window_end(uv_timer_t *timer)
     log_info("promoted generation %d: %llu error(s) in its %g s canary window; every new connection gets it",
              k->generation, (unsigned long long)row.window_errors, k->g->options->canary);
     k->generation = 0;
-    if (k->g->rule.policy == RELOAD_DRAIN)
+    uv_mutex_lock(&k->g->lock); /* workers write the rule at a commit */
+    struct reload_rule rule = k->g->rule;
+    uv_mutex_unlock(&k->g->lock);
+    if (rule.policy == RELOAD_DRAIN)
         log_info("draining connections of generations before %d (drain_timeout %g s)", row.generation,
-                 k->g->rule.drain_timeout);
+                 rule.drain_timeout);
     workers_command_all(k->g, CMD_PROMOTE);
 }
 
@@ -244,6 +248,7 @@ static void roll_back_all(struct worker *w)
         m.seen += one.seen;
         m.moved += one.moved;
     }
+    channel_script_rolled_back();
     if (m.moved > 0)
         log_info("rollback: moved %zu open connection(s) back from generation %d to %d by its upgrade()", m.moved,
                  bad, to);

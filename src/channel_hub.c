@@ -197,7 +197,7 @@ static enum outcome offer(struct channel_inbox *in, const char *topic, size_t to
         return outcome;
     uv_async_send(&in->wakeup);
     uv_thread_t self = uv_thread_self();
-    if (!in->held && uv_thread_equal(&in->owner, &self)) {
+    if (uv_thread_equal(&in->owner, &self) && !in->held) { /* 'held' is the owner's: read it on its thread only */
         /* Published on this loop (luaecho run's only one): deliver before
          * the loop may end. Others' loops live while they serve. */
         uv_ref((uv_handle_t *)&in->wakeup);

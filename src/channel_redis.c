@@ -147,7 +147,7 @@ static void publish_now(struct bridge *b, const char *topic, size_t topic_len, c
     memcpy(payload + ID_LEN + 1, message, len);
     const char *argv[] = {"PUBLISH", b->buf, payload};
     const size_t lens[] = {7, name_len, payload_len};
-    if (redis_conn_command(b->pub, 3, argv, lens, on_published, b) != 0) /* hiredis copied it, or refused */
+    if (redis_conn_command(b->pub, 3, argv, lens, on_published, NULL) != 0) /* hiredis copied it, or refused */
         atomic_fetch_add(&unsent, 1);
 }
 
@@ -172,7 +172,8 @@ static void on_published(struct redis_conn *conn, const struct redisReply *reply
                          void *data)
 {
     (void)conn;
-    struct bridge *b = data;
+    (void)data; /* not the bridge: a reply can come after channel_redis_stop freed it (closed links answer late) */
+    struct bridge *b = bridge;
     if (!reply || error != REDIS_CONN_OK)
         atomic_fetch_add(&unsent, 1);
     if (b)

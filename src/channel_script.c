@@ -27,6 +27,7 @@
 #include "channel_topics.h"
 #include "conn.h"
 #include "failure.h"
+#include "generations.h"
 #include "protocol.h"
 #include "runtime.h"
 #include "stats.h"
@@ -61,6 +62,7 @@ struct channel_state {
     int delivering;              /* a delivery is under way: unlink nothing */
     struct channel_sub *dead;
     uv_timer_t sweep;
+    bool rolled_back;            /* a canary was rolled back: its subscriptions go once unused */
 };
 
 static _Thread_local struct channel_state *here;
@@ -169,26 +171,52 @@ static void note_generation(struct conn *c, void *arg)
         in_use[generation % 64] = true; /* a generation 64 reloads old shares a slot: kept, not lost */
 }
 
-/* Close the subscriptions of older generations that no connection runs. */
+/* Is 'generation' done with its subscriptions once no connection runs it?
+ * An older one that still gets new connections (the baseline of a canary)
+ * is not; the newest is, once its canary was rolled back. */
+static bool retired(const struct channel_state *st, int generation)
+{
+    enum generation_state state = generations_state(generation);
+    if (generation < st->generation)
+        return state != GENERATION_ACTIVE && state != GENERATION_CANARY;
+    return state == GENERATION_ROLLED_BACK;
+}
+
+/* Close the subscriptions of retired generations that no connection runs. */
 static void on_sweep(uv_timer_t *timer)
 {
     struct channel_state *st = timer->data;
-    if (st->old == 0) {
+    if (st->old == 0 && !st->rolled_back) {
         uv_timer_stop(timer);
         return;
     }
     bool in_use[64] = {false};
     conn_list_each(st->ctx->conns, note_generation, in_use);
+    st->rolled_back = false;
     for (size_t b = 0; b < st->subs.nbuckets; b++) {
         for (struct topic_entry *e = st->subs.buckets[b], *next_e; e; e = next_e) {
             next_e = e->next; /* closing the last subscriber frees e */
             for (struct channel_sub *sub = e->first, *next; sub; sub = next) {
                 next = sub->next;
-                if (sub->generation < st->generation && !in_use[sub->generation % 64])
+                if (!retired(st, sub->generation))
+                    continue;
+                if (!in_use[sub->generation % 64])
                     close_sub(st->ctx->L, st, sub);
+                else if (sub->generation >= st->generation)
+                    st->rolled_back = true; /* a rolled-back canary still in use: look again */
             }
         }
     }
+}
+
+void channel_script_rolled_back(void)
+{
+    struct channel_state *st = here;
+    if (!st)
+        return;
+    st->rolled_back = true;
+    if (!uv_is_active((uv_handle_t *)&st->sweep))
+        uv_timer_start(&st->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
 }
 
 void channel_script_reload_begin(void)

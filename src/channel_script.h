@@ -31,5 +31,8 @@ void channel_script_reload_begin(void);
 void channel_script_reload_loaded(void);
 void channel_script_reload_commit(void);
 void channel_script_reload_discard(void);
+/* A canary was rolled back: its subscriptions go once no connection runs
+ * it (and, until then, the baseline's are kept). */
+void channel_script_rolled_back(void);
 
 #endif

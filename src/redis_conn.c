@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,15 +206,19 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     struct redis_conn *conn = ac->data;
-    if (ac != conn->ac || conn->state == CLOSING)
+    if (ac != conn->ac)
         return;
     if (status != REDIS_OK) {
+        conn->ac = NULL; /* hiredis frees it when this returns: whatever our state, never again here */
+        if (conn->state == CLOSING)
+            return;
         char reason[256];
         snprintf(reason, sizeof reason, "%s", ac->errstr[0] ? ac->errstr : "connect failed");
-        conn->ac = NULL; /* hiredis frees it when this returns */
         link_failed(conn, reason);
         return;
     }
+    if (conn->state == CLOSING)
+        return;
     if (conn->setup_left == 0)
         link_up(conn);
 }
@@ -221,9 +226,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct redis_conn *conn = ac->data;
-    if (ac != conn->ac || conn->state == CLOSING)
+    if (ac != conn->ac)
         return;
-    conn->ac = NULL; /* hiredis frees it when this returns */
+    conn->ac = NULL; /* hiredis frees it when this returns: a close asked meanwhile must not free it again */
+    if (conn->state == CLOSING)
+        return;
     link_failed(conn, status == REDIS_OK || !ac->errstr[0] ? "the connection was closed" : ac->errstr);
 }
 
@@ -337,6 +344,10 @@ static redisAsyncContext *new_context(struct redis_conn *conn, const char *host,
         redisAsyncFree(ac);
         return NULL;
     }
+    /* hiredis 0.14 opens its socket without close-on-exec: a --reload-check
+     * child (or anything a script spawns) would inherit an authenticated
+     * Redis session, and a dropped subscriber's socket would stay open. */
+    fcntl(ac->c.fd, F_SETFD, fcntl(ac->c.fd, F_GETFD) | FD_CLOEXEC);
     if (redis_uv_attach(ac, conn->loop) != 0) {
         snprintf(reason, size, "cannot watch its socket");
         redisAsyncFree(ac);

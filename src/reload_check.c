@@ -182,8 +182,11 @@ static void maybe_finish(struct reload_check *c)
         close_all(c);
 }
 
-/* Kill the command's process group (not once it is reaped: the number
- * may be another's by then, and on_exit killed what was left). */
+/* Kill the command's process group. on_exit calls it once more, just after
+ * libuv reaped the shell, for what it left behind: the group's number
+ * cannot be another's while any of them lives (POSIX keeps a process group
+ * ID from reuse while the group has members); once the group is empty the
+ * kill finds nobody. After that, never again. */
 static void kill_group(struct reload_check *c)
 {
     if (c->process.pid > 0 && !c->exited)
@@ -193,7 +196,7 @@ static void kill_group(struct reload_check *c)
 static void on_exit(uv_process_t *process, int64_t status, int signal)
 {
     struct reload_check *c = process->data;
-    kill_group(c); /* what it left behind would hold our pipe open */
+    kill_group(c); /* what it left behind would hold our pipe open (c->exited is still false here) */
     c->exited = true;
     c->exit_status = status;
     c->term_signal = signal;
@@ -227,8 +230,42 @@ static void on_timeout(uv_timer_t *timer)
     maybe_finish(c); /* the command may have exited while its leftovers kept the pipe */
 }
 
+extern char **environ;
+
+/* The child's environment: ours, with LUA_PATH_5_4 led by the script's own
+ * directory. The snapshot sits alone in a directory of its own, so a check
+ * that loads it (`luaecho replay DIR {script}`) finds the modules it
+ * requires where the workers will: beside the script. malloc'd (the array
+ * and its one new string, env[0]), or NULL when out of memory. */
+static char **child_env(const char *script)
+{
+    const char *slash = strrchr(script, '/');
+    int dir_len = slash ? (int)(slash - script) : 1;
+    const char *dir = slash ? script : ".";
+    const char *rest = getenv("LUA_PATH_5_4") ? getenv("LUA_PATH_5_4") : getenv("LUA_PATH");
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    size_t size = 2 * (size_t)dir_len + (rest ? strlen(rest) : 0) + 64;
+    char *path = malloc(size);
+    if (!env || !path) {
+        free(env);
+        free(path);
+        return NULL;
+    }
+    snprintf(path, size, "LUA_PATH_5_4=%.*s/?.lua;%.*s/?/init.lua;%s", dir_len, dir, dir_len, dir, rest ? rest : ";");
+    size_t k = 0;
+    env[k++] = path;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "LUA_PATH_5_4=", 13) != 0)
+            env[k++] = environ[i];
+    }
+    return env;
+}
+
 /* Spawn sh -c CMD with stdout and stderr on one socket pair. */
-static int spawn(struct reload_check *c, const char *command)
+static int spawn(struct reload_check *c, const char *command, const char *script)
 {
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
@@ -246,11 +283,18 @@ static int spawn(struct reload_check *c, const char *command)
                                      {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
                                      {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
     char *args[] = {"sh", "-c", (char *)command, NULL};
-    uv_process_options_t options = {.exit_cb = on_exit, .file = "/bin/sh", .args = args, .stdio = stdio,
-                                    .stdio_count = 3, .flags = UV_PROCESS_DETACHED};
+    char **env = child_env(script);
+    if (!env) {
+        close(fds[1]);
+        return UV_ENOMEM;
+    }
+    uv_process_options_t options = {.exit_cb = on_exit, .file = "/bin/sh", .args = args, .env = env,
+                                    .stdio = stdio, .stdio_count = 3, .flags = UV_PROCESS_DETACHED};
     c->process.data = c;
     c->open_handles++;
     rc = uv_spawn(c->loop, &c->process, &options);
+    free(env[0]);
+    free(env);
     close(fds[1]);
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&c->output, on_alloc, on_read);
@@ -271,7 +315,7 @@ void reload_check_start(struct reload_check *c, uv_loop_t *loop, const char *cmd
                  strerror(-rc));
     else if (!command)
         snprintf(c->why, sizeof c->why, "out of memory");
-    else if ((rc = spawn(c, command)) != 0)
+    else if ((rc = spawn(c, command, script)) != 0)
         snprintf(c->why, sizeof c->why, "%s", uv_strerror(rc));
     free(command);
     if (c->why[0]) {

@@ -104,6 +104,7 @@ static int run_main(lua_State *L)
     lua_pushcfunction(L, limit_cpu);
     lua_setfield(L, -2, "limit_cpu");
     lua_getfield(L, -1, "main");
+    luaL_checkstack(L, argc, "too many arguments"); /* a glob of transcripts can be thousands */
     for (int i = 1; i < argc; i++)
         lua_pushstring(L, argv[i]);
     lua_call(L, argc - 1, 1);

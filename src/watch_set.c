@@ -200,6 +200,10 @@ void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n, bool 
 {
     if (!ws->open)
         return;
+    /* A change not yet acted on (its settle timer still running, or not
+     * yet started) must survive the new baseline: the look that sent this
+     * list read the script before it. */
+    bool pending = fingerprint(ws) != ws->fingerprint;
     for (size_t i = ws->fixed; replace && i < ws->count; i++)
         free(ws->files[i]);
     if (replace)
@@ -214,6 +218,10 @@ void watch_set_modules(struct watch_set *ws, char *const *paths, size_t n, bool 
     }
     sync_dirs(ws);
     ws->fingerprint = fingerprint(ws);
+    if (pending) {
+        ws->fingerprint = ~ws->fingerprint; /* differs from what the settle will see: it reloads */
+        uv_timer_start(&ws->settle, on_settled, SETTLE_MS, 0);
+    }
 }
 
 void watch_set_close(struct watch_set *ws)

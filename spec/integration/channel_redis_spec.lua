@@ -133,6 +133,34 @@ describe("luaecho --channel-redis #integration", function()
     assert.are.equal(0, b:count("stdout", "^room v1 1 alone$")) -- lost, as documented
   end)
 
+  -- A PUBLISH still waiting for Redis's reply when luaecho stops is answered
+  -- "closed" a turn later, after the bridge was freed: it must not reach it.
+  it("stops cleanly while a PUBLISH waits for a paused Redis", function()
+    local r = redis.start()
+    local a = start_instance(r)
+    local a1 = connect(a)
+    assert.are.equal("OK", r:command("CLIENT", "PAUSE", "5000", "ALL"))
+    a1:send_all("pub room while-paused\n")
+    assert.are.same({ "published while-paused", "got v1 while-paused" }, { line_of(a1), line_of(a1) })
+    local problems = a:stop() -- SIGTERM; a sanitizer report or an unclean exit is a problem
+    assert.are.same({}, problems)
+  end)
+
+  -- hiredis opens its sockets without close-on-exec: a --reload-check child
+  -- would get the bridge's authenticated Redis sessions.
+  it("hands no Redis socket to a --reload-check command", function()
+    local r = redis.start()
+    local check = "printf 'fds:'; for f in /proc/$$/fd/*; do n=${f##*/}; "
+      .. "[ \"$n\" -gt 2 ] && printf ' %s' \"$(readlink \"$f\")\"; done; echo; exit 1"
+    local proc = server.start({ "--channel-redis", r:url(), "--reload-check", check, ROOM })
+    proc:wait_output("stderr", "luaecho: channel: Redis at [^\n]* is up", 10)
+    proc:signal("sighup")
+    proc:wait_output("stderr", "rejected, still serving generation 1", 10, "the rejection")
+    local fds = proc:stderr():match("fds:([^\n]*)")
+    assert.is_truthy(fds, proc:stderr())
+    assert.is_falsy(fds:find("socket:", 1, true), "inherited: " .. fds)
+  end)
+
   it("refuses a bad URL with exit code 2, and --channel-redis with run", function()
     local code, _, err = server.run({ "--channel-redis", "http://127.0.0.1:6379", ROOM })
     assert.are.equal(2, code)

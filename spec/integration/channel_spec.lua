@@ -202,6 +202,32 @@ describe("luaecho.channel #integration", function()
     assert.are.equal(1, proc:count("stdout", "^room v1 1 both$"))
   end)
 
+  -- With --canary the generation before the canary still gets most new
+  -- connections: its subscriptions stay, though no connection runs it yet.
+  it("keeps a canary's baseline subscribed while it still gets new connections", function()
+    local scratch = files.scratch("channel")
+    local source = files.read(ROOM)
+    local script = scratch:write("room.lua", source)
+    local proc = server.start({ "--canary", "60", "--canary-share", "1", script })
+    scratch:replace("room.lua", (source:gsub('local VERSION = "v1"', 'local VERSION = "v2"')))
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: generation 2 is a canary for ")
+    local canary = connect(proc) -- the first connection of the window is the canary's
+    -- Probe for 2.5 s, past two sweeps (one a second): every probe reaches both loads.
+    local started, probes = os.time(), 0
+    wait.until_true(function()
+      probes = probes + 1
+      send(canary, "pub room probe" .. probes)
+      assert.are.same({ "published probe" .. probes, "got v2 probe" .. probes }, lines_of(canary.conn, 2))
+      -- (generation 1 has served nobody yet, so it does not know its worker: "room v1 0")
+      proc:wait_output("stdout", "room v1 %d probe" .. probes .. "\n", 5, "generation 1's subscriber")
+      return os.time() - started >= 3
+    end, 10, "probes over three seconds")
+    local baseline = connect(proc)
+    send(baseline, "pub room last")
+    assert.are.same({ "published last", "got v1 last" }, lines_of(baseline.conn, 2))
+  end)
+
   it("closes what a failed reload's code subscribed while it loaded", function()
     local scratch = files.scratch("channel")
     local source = files.read(ROOM)

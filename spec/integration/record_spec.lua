@@ -393,4 +393,14 @@ describe("luaecho replay's usage #integration", function()
     assert.matches("Exit status: 0 when every connection matches", out, 1, true)
     assert.matches("hold what clients sent", out, 1, true)
   end)
+
+  -- Every operand goes on the Lua stack: a glob of thousands of transcripts
+  -- must be a usage error, not a stack overflow.
+  it("refuses thousands of operands with the usage line, exit 2", function()
+    local args = { "replay" }
+    for i = 1, 30000 do args[#args + 1] = "rec-" .. i end
+    local code, _, err = server.run(args)
+    assert.are.equal(2, code)
+    assert.matches("give a DIR (or one FILE) of transcripts and a SCRIPT", err, 1, true)
+  end)
 end)
