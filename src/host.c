@@ -14,6 +14,7 @@
 #include "log.h"
 #include "exit_guard.h"
 #include "log_window.h"
+#include "redis_conn.h"
 #include "module.h"
 #include "runtime.h"
 #include "server.h"
@@ -179,6 +180,7 @@ void host_shutdown(struct host *h, const char *why)
     endpoint_close_all(&h->endpoints);
     conn_list_close_all(&h->conns);
     timer_unref_all(&h->loop); /* pending Lua timers no longer keep us alive */
+    redis_conn_shutdown_all();  /* nor Redis subscriptions (a pending reply still does) */
     uv_timer_start(&h->shutdown_timer, on_shutdown_timeout, h->limits.shutdown_timeout_ms, 0);
     uv_unref((uv_handle_t *)&h->shutdown_timer);
 }
@@ -207,6 +209,7 @@ void host_destroy(struct host *h)
     close_handle((uv_handle_t *)&h->idle_sweep);
     close_handle((uv_handle_t *)&h->probe);
     timer_close_all();
+    redis_conn_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&h->loop) != 0)

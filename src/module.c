@@ -17,6 +17,7 @@
 #include "failure.h"
 #include "log.h"
 #include "protocol.h"
+#include "redis_script.h"
 #include "runtime.h"
 #include "script_metrics.h"
 #include "server_object.h"
@@ -120,6 +121,7 @@ static const luaL_Reg core_functions[] = {
     {"listen_unix", server_object_listen_unix},
     {"on_server_finished", server_object_on_finished},
     {"shutdown", core_shutdown},
+    {"redis_connect", redis_script_connect},
     {NULL, NULL},
 };
 
@@ -141,6 +143,7 @@ int module_preload(lua_State *L)
     datagram_register(L);
     server_object_register(L);
     timer_register(L);
+    redis_script_register(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, open_core);
     lua_setfield(L, -2, "luaecho.core");
