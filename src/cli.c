@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "luaecho_defaults.h"
+#include "redis_url.h"
 
 /* The numbers come from lua/luaecho/defaults.lua, through the build. */
 #define DEFAULT_HOST "127.0.0.1"
@@ -48,6 +49,8 @@ enum {
     OPT_TLS_CLIENT_CA,
     OPT_TLS_HANDSHAKE_TIMEOUT,
     OPT_TLS_ALPN,
+    OPT_CHANNEL_BUFFER,
+    OPT_CHANNEL_REDIS,
 };
 
 static const struct option long_options[] = {
@@ -75,6 +78,8 @@ static const struct option long_options[] = {
     {"script-timeout", required_argument, NULL, OPT_SCRIPT_TIMEOUT},
     {"lua-memory", required_argument, NULL, OPT_LUA_MEMORY},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"channel-buffer", required_argument, NULL, OPT_CHANNEL_BUFFER},
+    {"channel-redis", required_argument, NULL, OPT_CHANNEL_REDIS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -163,6 +168,9 @@ static void print_options(void)
         "                              Lua state and copy of SCRIPT, sharing the port;\n"
         "                              0: one per CPU (default 1). Globals and\n"
         "                              upvalues of SCRIPT are per worker\n"
+        "      --channel-redis URL     luaecho.channel across instances through Redis:\n"
+        "                              redis://[user:password@]host[:port][/db] or\n"
+        "                              unix:/path (the server only, not 'run')\n"
         "\n",
         DEFAULT_PORT, LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         DEFAULT_SHUTDOWN_TIMEOUT);
@@ -185,7 +193,10 @@ static void print_limits(void)
         "                              (default %d)\n"
         "      --lua-memory MB         cap on the Lua state's memory, in MiB; a\n"
         "                              callback over it fails and its connection is\n"
-        "                              aborted (default %d)\n",
+        "                              aborted (default %d)\n"
+        "      --channel-buffer BYTES  what each worker's luaecho.channel inbox holds\n"
+        "                              (suffixes k, M, G; at least 1k; default 16M);\n"
+        "                              a message past it is dropped and counted\n",
         CLI_DESCRIPTOR_RESERVE, DEFAULT_SCRIPT_TIMEOUT, DEFAULT_LUA_MEMORY);
 }
 
@@ -311,6 +322,7 @@ static int apply_environment(struct cli_options *o)
         .max_write_buffer = DEFAULT_MAX_WRITE_BUFFER,
         .script_timeout = DEFAULT_SCRIPT_TIMEOUT,
         .lua_memory = DEFAULT_LUA_MEMORY,
+        .channel_buffer = LUAECHO_DEFAULT_CHANNEL_BUFFER,
         .workers = 1,
         .unix_mode = -1,
         .proxy_timeout = LUAECHO_DEFAULT_PROXY_TIMEOUT_MS / 1000.0,
@@ -523,6 +535,19 @@ static int apply_option(struct cli_options *o, int opt, const char *value, const
         return apply_long(value, 0, 1 << 20, "--lua-memory", "a number of MiB", &o->lua_memory);
     case OPT_WORKERS:
         return apply_long(value, 0, 256, "--workers", "a number of threads", &o->workers);
+    case OPT_CHANNEL_BUFFER:
+        if (!parse_bytes(value, 1LL << 40, &o->channel_buffer) || o->channel_buffer < 1024)
+            return usage_error("%s must be a number of bytes, at least 1k (suffix k, M or G allowed), not '%s'",
+                               "--channel-buffer", value);
+        return 0;
+    case OPT_CHANNEL_REDIS: {
+        struct redis_url url;
+        char why[REDIS_URL_ERROR_MAX];
+        if (redis_url_parse(value, &url, why) != 0)
+            return usage_error("--channel-redis: %s%s", why, "");
+        o->channel_redis = value;
+        return 0;
+    }
     case 'V':
         o->command = CLI_VERSION;
         return 0;

@@ -52,6 +52,8 @@ struct cli_options {
     long long max_write_buffer; /* bytes, 0: off */
     long script_timeout;     /* milliseconds, 0: off */
     long lua_memory;         /* MiB, 0: off */
+    long long channel_buffer; /* --channel-buffer: bytes each loop's luaecho.channel inbox holds */
+    const char *channel_redis; /* --channel-redis URL: luaecho.channel across instances; NULL: none */
     const char *script;      /* NULL: the bundled echo.lua */
     int script_argc;         /* run: SCRIPT's own arguments, starting with SCRIPT; */
     char **script_argv;      /* test: busted's arguments; ctl: its own, from "ctl" */

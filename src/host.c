@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "log.h"
 #include "exit_guard.h"
 #include "log_window.h"
@@ -113,6 +114,12 @@ int host_init(struct host *h, const char *lua_dir, const struct limits *limits, 
         uv_loop_close(&h->loop);
         return -1;
     }
+    if (channel_script_open(&h->ctx) != 0) {
+        log_error("cannot start Lua: out of memory");
+        runtime_close(h->L);
+        uv_loop_close(&h->loop);
+        return -1;
+    }
     open_libuv_reserve(h);
     uv_timer_init(&h->loop, &h->shutdown_timer);
     h->shutdown_timer.data = h;
@@ -209,6 +216,7 @@ void host_destroy(struct host *h)
     close_handle((uv_handle_t *)&h->idle_sweep);
     close_handle((uv_handle_t *)&h->probe);
     timer_close_all();
+    channel_script_close();
     redis_conn_close_all();
     conn_list_close(&h->conns);
     uv_run(&h->loop, UV_RUN_DEFAULT);

@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 
 #include "addr.h"
+#include "channel_hub.h"
 #include "cli.h"
 #include "ctl.h"
 #include "error_ring.h"
@@ -275,6 +276,12 @@ int main(int argc, char **argv)
         return EXIT_FAILURE_RUNTIME;
     if (o.command == CLI_TEST)
         return test(&o, lua_dir);
+    if (o.command == CLI_RUN && o.channel_redis) {
+        fprintf(stderr, "luaecho: --channel-redis is for the server (luaecho [serve] SCRIPT); 'luaecho run' "
+                        "publishes within its own process\nTry 'luaecho --help' for more information.\n");
+        return EXIT_USAGE;
+    }
+    channel_hub_configure((size_t)o.channel_buffer, o.channel_redis);
     rc = o.command == CLI_RUN ? run(&o, lua_dir) : serve(&o, lua_dir);
     /* Every loop has ended, and the metrics endpoint: what scripts and
      * failures left for it can go (LeakSanitizer checks that it does). */

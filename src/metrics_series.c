@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "channel_redis.h"
 #include "exposition.h"
 #include "script_metrics.h"
 #include "stats.h"
@@ -236,10 +237,35 @@ static void process_series(struct text_buf *out, struct workers *g)
     expo_sample(out, "process_start_time_seconds", NULL, NULL, 0, NULL, g->started_wall);
 }
 
+/* luaecho.channel: per worker (channel_hub.c). */
+static void channel_series(struct text_buf *out, struct workers *g)
+{
+    per_worker(out, g, "luaecho_channel_published_total", "Messages the worker's scripts published (luaecho.channel).",
+               "counter", offsetof(struct loop_stats, channel_published));
+    per_worker(out, g, "luaecho_channel_delivered_total",
+               "Messages taken from the worker's inbox for its subscribers.", "counter",
+               offsetof(struct loop_stats, channel_delivered));
+    per_worker(out, g, "luaecho_channel_dropped_total",
+               "Messages dropped because the worker's inbox was full (--channel-buffer).", "counter",
+               offsetof(struct loop_stats, channel_dropped));
+    bool configured, up;
+    uint64_t unsent;
+    channel_redis_status(&configured, &up, &unsent);
+    if (!configured)
+        return;
+    expo_family(out, "luaecho_channel_redis_up", "1 while both links to --channel-redis are up, else 0.", "gauge");
+    expo_sample(out, "luaecho_channel_redis_up", NULL, NULL, 0, NULL, up ? 1 : 0);
+    expo_family(out, "luaecho_channel_redis_unsent_total",
+                "Messages published here that could not be sent to --channel-redis (down, or the outbox full).",
+                "counter");
+    expo_sample(out, "luaecho_channel_redis_unsent_total", NULL, NULL, 0, NULL, (double)unsent);
+}
+
 void metrics_series_render(struct text_buf *out, struct workers *g)
 {
     connections(out, g);
     traffic(out, g);
+    channel_series(out, g);
     loop_series(out, g);
     process_wide(out, g);
     process_series(out, g);

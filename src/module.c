@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "client.h"
 #include "context.h"
 #include "datagram.h"
@@ -133,6 +134,7 @@ static int open_core(lua_State *L)
     lua_setfield(L, -3, "server_methods"); /* for wait_closed(), written in Lua */
     lua_pop(L, 1);
     script_metrics_register(L, -1);
+    channel_script_register(L, -1);
     return 1;
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel_script.h"
 #include "context.h"
 #include "log.h"
 #include "runtime.h"
@@ -194,7 +195,10 @@ int reload_prepare(lua_State *L, const char *dir, const char *chunkname, const c
     struct prepare_args args = {.dir = dir, .chunkname = chunkname, .source = source, .len = len,
                                 .datagrams = datagrams, .pending = pending};
     struct runtime_error err;
-    if (runtime_call(L, prepare, &args, &err) != 0) {
+    channel_script_reload_begin(); /* what the new code subscribes is its generation's */
+    int rc = runtime_call(L, prepare, &args, &err);
+    channel_script_reload_loaded();
+    if (rc != 0) {
         *error = err.message;
         err.message = NULL;
         runtime_error_free(&err);
@@ -278,6 +282,7 @@ void reload_commit(struct loop_context *ctx, struct server *const *servers, size
 {
     lua_State *L = ctx->L;
     struct commit commit = {.ctx = ctx, .servers = servers, .n = n, .pending = pending};
+    channel_script_reload_commit(); /* before upgrade(): the new generation runs from here */
     struct runtime_error err;
     if (runtime_call(L, commit_all, &commit, &err) != 0) {
         log_error("reload: cannot hand the new code to every listener: %s", err.message);
@@ -295,6 +300,7 @@ void reload_commit(struct loop_context *ctx, struct server *const *servers, size
 
 void reload_discard(lua_State *L, struct reload_pending *pending)
 {
+    channel_script_reload_discard();
     if (pending->ready)
         protocol_class_release(L, &pending->protocol);
     pending->ready = false;

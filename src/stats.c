@@ -50,6 +50,7 @@ static const char *const callback_names[STATS_CALLBACKS][2] = {
     {"connect callback", "connect"},
     {"listen callback", "listen"},
     {"handler or task", "handler_or_task"}, /* a streams handler or a task that raised */
+    {"channel subscriber", "channel_subscriber"},
     {"", "other"},
 };
 

@@ -43,7 +43,7 @@ enum stats_limit {
 };
 
 /* The callbacks failures are counted by ("other": any not listed). */
-#define STATS_CALLBACKS 14
+#define STATS_CALLBACKS 15
 
 /* Buckets (upper bounds, seconds) of the two histograms. */
 #define STATS_BUCKETS 12
@@ -68,6 +68,11 @@ struct loop_stats {
     stat_t callback_errors[STATS_CALLBACKS];
     stat_t limits_hit[LIMIT_KINDS];
     stat_t tls_handshakes[3];  /* completed, failed, timed out */
+    /* luaecho.channel (channel_hub.c): published by this loop's scripts;
+     * taken from its inbox for its subscribers; dropped, its inbox full.
+     * 'channel_dropped' is written by the publishing thread, under the
+     * inbox's lock, so its writers still take turns. */
+    stat_t channel_published, channel_delivered, channel_dropped;
     struct stats_histogram callback_seconds;
     struct stats_histogram loop_lag;
     /* Published by the loop's probe (host.c), with --metrics: */

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "channel_redis.h"
 #include "console.h"
 #include "datagram.h"
 #include "exit_guard.h"
@@ -678,6 +679,7 @@ static void on_replies(uv_async_t *handle)
         uv_close((uv_handle_t *)handle, NULL);
         reload_trigger_close(&g->trigger);
         console_close(g); /* /healthz said 503 until now */
+        channel_redis_stop();
     }
 }
 
@@ -796,6 +798,7 @@ static void close_unix_listeners(struct workers *g)
 static void group_destroy(struct workers *g)
 {
     console_close(g);
+    channel_redis_stop();
     close_unix_listeners(g);
     if (!uv_is_closing((uv_handle_t *)&g->replies))
         uv_close((uv_handle_t *)&g->replies, NULL);
@@ -882,7 +885,8 @@ int workers_serve(const struct cli_options *o, const char *lua_dir, const char *
      * one listener, in worker 1, hands accepted sockets round. */
     const char *no_reuseport = getenv("LUAECHO_NO_REUSEPORT");
     g.hand_off = count > 1 && ((no_reuseport && strcmp(no_reuseport, "1") == 0) || !server_reuseport_works());
-    if (open_listeners(&g) != 0 || console_open(&g) != 0) {
+    if (open_listeners(&g) != 0 || console_open(&g) != 0 ||
+        (o->channel_redis && channel_redis_start(&g.loop, o->channel_redis) != 0)) {
         group_destroy(&g);
         return EXIT_FAILURE_RUNTIME;
     }

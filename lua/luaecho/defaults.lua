@@ -11,6 +11,7 @@ return {
   max_water = 4294967295,       -- the largest mark set_write_buffer_limits() takes (marks are 32-bit)
   read_chunk = 65536,           -- the host reads at most this many bytes at a time
   max_write_buffer = 16777216,  -- --max-write-buffer (bytes)
+  channel_buffer = 16777216,    -- --channel-buffer: each worker's luaecho.channel inbox (bytes)
   shutdown_timeout_ms = 5000,   -- --shutdown-timeout
   proxy_timeout_ms = 5000,      -- --proxy-timeout: a PROXY header must arrive within it
   tls_handshake_timeout_ms = 10000, -- --tls-handshake-timeout: a TLS handshake must finish within it

@@ -22,8 +22,11 @@
 -- endpoints that reach each other by address.
 -- A handler's luaecho.metrics work on a fake registry: testing.metric()
 -- reads a series back, testing.scrape() gives the exposition text.
+-- luaecho.channel works within the fake world (one worker): delivery on
+-- the next loop turn; testing.published() and testing.publish() look at it
+-- and play other workers.
 -- This file is the public face; the fake host lives in luaecho.testing.*
--- (world, args, report, clock, conn, transport, server, datagram, metrics,
+-- (world, args, report, clock, conn, transport, server, datagram, metrics, channel,
 -- core, scripts, peer, endpoint, runner), which never require this file.
 -- @usage
 --   local testing = require "luaecho.testing"
@@ -44,6 +47,7 @@ local fake_core = require "luaecho.testing.core"
 local endpoint = require "luaecho.testing.endpoint"
 local datagram = require "luaecho.testing.datagram"
 local metrics = require "luaecho.testing.metrics"
+local channel = require "luaecho.testing.channel"
 local log = require "luaecho.log"
 local format = string.format
 local floor, huge = math.floor, math.huge
@@ -57,6 +61,10 @@ fake_core.core.metric_series = metrics.series
 fake_core.core.metric_add = metrics.add
 fake_core.core.metric_set = metrics.set
 fake_core.core.metric_observe = metrics.observe
+-- luaecho.channel's, over the fake world's topics.
+fake_core.core.channel_publish = channel.publish
+fake_core.core.channel_subscribe = channel.subscribe
+fake_core.core.channel_redis_url = channel.redis_url
 fake_core.install(2)
 
 local M = {}
@@ -215,6 +223,28 @@ end
 function M.scrape()
   settle()
   return metrics.render()
+end
+
+--- The messages handler code published on luaecho.channel 'topic' so
+-- far, in order (without a topic: every one, as { topic, message }).
+function M.published(topic)
+  settle()
+  return channel.published(topic)
+end
+
+--- Publish 'message' on 'topic' as another worker or instance would: the
+-- script's subscribers get it on the next loop turn (run before this
+-- returns), and it is not in testing.published().
+function M.publish(topic, message)
+  settle()
+  channel.inject(topic, message)
+  settle()
+end
+
+--- What luaecho.channel.redis_url() answers from now on (nil: none), as
+-- `--channel-redis URL` would set it.
+function M.channel_redis(url)
+  W.channel.redis_url = url
 end
 
 --- Echo printed lines to stdout and log lines to stderr as they happen.

@@ -37,6 +37,7 @@ local function fresh()
     expect_errors = false,  -- testing.expect_errors(): logged errors do not fail the spec
     unexpected = {},        -- errors logged since the spec last heard of them
     metrics = { families = {}, nfamilies = 0, nseries = 0 }, -- luaecho.metrics' (see luaecho.testing.metrics)
+    channel = { topics = {}, published = {}, redis_url = nil }, -- luaecho.channel's (see luaecho.testing.channel)
   }
 end
 
