@@ -55,9 +55,19 @@ local TOPIC = "chat.room"
 local room = luaecho.shared("chat.room")
 room.members = room.members or {}   -- lower(nick) -> member record, this worker's
 room.seq = room.seq or 0            -- join order here, for /who without Redis
--- This worker's name in member ids: random, so ids never collide across
--- workers and instances.
-room.token = room.token or format("%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+-- This worker's name in member ids: 64 random bits, so ids never collide
+-- across workers and instances. From /dev/urandom: math.random starts from
+-- the same seed in every process here.
+local function random_token()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(8)
+  if f then f:close() end
+  if not bytes or #bytes < 8 then -- no /dev/urandom: time and an address
+    bytes = tostring(os.time()) .. tostring({}) .. tostring(luaecho.now())
+  end
+  return (gsub(bytes, ".", function(c) return format("%02x", c:byte()) end))
+end
+room.token = room.token or random_token()
 
 local REDIS_URL = channel.redis_url()
 if REDIS_URL and not room.redis then room.redis = require("luaecho.redis").connect(REDIS_URL) end
@@ -67,14 +77,17 @@ local NICK_RULE = "A nickname is 1 to 20 letters, digits, _ or -."
 
 -- Redis scripts (EVAL), so that each step is one atomic round trip.
 -- CLAIM: KEYS nick key, "chat:who", "chat:seq"; ARGV value, ttl, lower nick,
--- member id. Takes the name if free or already this member's (a refresh, or
--- a new case of one's own name); 1 if held now, 0 if someone else has it.
+-- member id, and the lower old nick on a rename (else ""), whose place in
+-- the join order the new name takes. Takes the name if free or already this
+-- member's (a refresh, or a new case of one's own name); 1 if held now, 0 if
+-- someone else has it.
 local CLAIM = [[
 local v = redis.call('GET', KEYS[1])
 if v and string.match(v, '^%S+') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if not v or not redis.call('ZSCORE', KEYS[2], ARGV[3]) then
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[3])
+  local seq = ARGV[5] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[5]) or redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[2], seq, ARGV[3])
 end
 return 1]]
 -- RELEASE: KEYS nick key, "chat:who"; ARGV lower nick, member id.
@@ -97,11 +110,12 @@ return out]]
 
 local function nick_key(nick) return "chat:nick:" .. lower(nick) end
 
--- Claim 'nick' for the member 'id' in Redis; done(ok, err): ok true when
--- held, false when another member has it, nil with err when Redis failed.
-local function claim(nick, id, done)
+-- Claim 'nick' for the member 'id' in Redis (taking the place of 'old', a
+-- name it had); done(ok, err): ok true when held, false when another member
+-- has it, nil with err when Redis failed.
+local function claim(nick, id, done, old)
   room.redis:call("EVAL", CLAIM, 3, nick_key(nick), "chat:who", "chat:seq", id .. " " .. nick,
-    tostring(NICK_TTL), lower(nick), id, function(reply, err)
+    tostring(NICK_TTL), lower(nick), id, old and lower(old) or "", function(reply, err)
       if done then done(reply and reply == 1, err) end
     end)
 end
@@ -279,7 +293,7 @@ function Chat:rename(new)
     if ok == false then return session:write(new .. " is taken; choose another.\n") end
     if refuse_nick(new, member) then return session:write(new .. " is taken; choose another.\n") end
     apply()
-  end)
+  end, member.nick)
 end
 
 function Chat:command(verb, rest)
