@@ -199,6 +199,12 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
     assert.are.equal(0, doomed:wait_exit(TIMEOUT))
     assert.matches("luaecho: shutting down %(SIGTERM%)", doomed:stderr())
     expect(ann, "%* bob left", "ann told bob left")
+    -- HAProxy's health check took the instance out (its /healthz said 503,
+    -- then nothing answered there).
+    local down = wait.until_true(function()
+      return lb:output():match("Server luaecho/luaecho" .. bob.instance .. " is DOWN[^\n]*")
+    end, TIMEOUT, "HAProxy marking bob's instance down")
+    assert.matches("reason: Layer[47]", down)
     say(ann, "still here")
     expect(carol, "<ann> still here")
 
