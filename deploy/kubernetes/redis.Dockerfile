@@ -3,6 +3,8 @@
 # (scripts/kube-test builds it from the same local Debian base image as the
 # luaecho image). Arguments go to redis-server, as with the official image
 # when they start with "--".
+# The rule not to break: only Debian packages, from the base image's own
+# apt sources, so it builds where no registry can be reached.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 RUN set -eux; \
