@@ -5,7 +5,9 @@
  * Relies on libuv (uv_async_t, locks), channel_topics.c and log.c.
  * Rules: a message is copied once per inbox, so no memory is shared
  * between threads once the lock is let go; an inbox's memory goes only in
- * its handle's close callback, after it has left the list.
+ * its handle's close callback, after it has left the list. An inbox's
+ * handle does not keep its loop alive, but while it holds a message its
+ * own loop published.
  */
 #include "channel_hub.h"
 
@@ -26,6 +28,8 @@ struct message {
 struct channel_inbox {
     uv_async_t wakeup;
     struct channel_inbox_config cfg;
+    uv_thread_t owner;          /* the loop's thread */
+    bool held;                  /* its own publish keeps the loop alive until drained (owner's) */
     struct channel_inbox *next; /* in the hub's list, under hub_lock */
     uv_mutex_t lock;
     /* Under 'lock': */
@@ -52,6 +56,11 @@ void channel_hub_configure(size_t bytes, const char *url)
     redis_url = url;
 }
 
+size_t channel_hub_buffer_bytes(void)
+{
+    return buffer_bytes;
+}
+
 const char *channel_hub_redis_url(void)
 {
     return redis_url;
@@ -73,6 +82,9 @@ static void on_wakeup(uv_async_t *handle)
     in->head = in->tail = NULL;
     in->bytes = 0;
     uv_mutex_unlock(&in->lock);
+    if (in->held)
+        uv_unref((uv_handle_t *)handle);
+    in->held = false;
     while (m) {
         struct message *next = m->next;
         if (in->cfg.stats)
@@ -90,6 +102,7 @@ struct channel_inbox *channel_inbox_open(const struct channel_inbox_config *cfg)
     if (!in)
         return NULL;
     in->cfg = *cfg;
+    in->owner = uv_thread_self();
     if (uv_mutex_init(&in->lock) != 0) {
         free(in);
         return NULL;
@@ -180,8 +193,16 @@ static enum outcome offer(struct channel_inbox *in, const char *topic, size_t to
     if (outcome >= DROPPED_FULL && in->cfg.stats)
         stat_add(&in->cfg.stats->channel_dropped, 1); /* its writers take turns under the lock */
     uv_mutex_unlock(&in->lock);
-    if (outcome == QUEUED)
-        uv_async_send(&in->wakeup);
+    if (outcome != QUEUED)
+        return outcome;
+    uv_async_send(&in->wakeup);
+    uv_thread_t self = uv_thread_self();
+    if (!in->held && uv_thread_equal(&in->owner, &self)) {
+        /* Published on this loop (luaecho run's only one): deliver before
+         * the loop may end. Others' loops live while they serve. */
+        uv_ref((uv_handle_t *)&in->wakeup);
+        in->held = true;
+    }
     return outcome;
 }
 

@@ -38,6 +38,8 @@ struct channel_inbox_config {
 /* Before any inbox opens: the bound of each inbox in bytes (0: the
  * default), and --channel-redis (kept, not copied; NULL: none). */
 void channel_hub_configure(size_t buffer_bytes, const char *redis_url);
+/* The bound of each inbox, bytes. */
+size_t channel_hub_buffer_bytes(void);
 /* The --channel-redis URL, or NULL. */
 const char *channel_hub_redis_url(void);
 

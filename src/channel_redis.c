@@ -22,6 +22,16 @@
 
 #define ID_LEN 16
 #define PREFIX_LEN (sizeof CHANNEL_REDIS_PREFIX - 1)
+/* PUBLISHes awaiting their reply at most: past it, messages wait in the
+ * backlog (bounded by --channel-buffer) until replies come back. */
+#define IN_FLIGHT 4096
+
+/* A message waiting for room on the publishing link. */
+struct waiting {
+    struct waiting *next;
+    size_t topic_len, len;
+    char bytes[]; /* the topic, then the message */
+};
 
 struct bridge {
     uv_loop_t *loop;
@@ -34,6 +44,8 @@ struct bridge {
     bool pub_up, sub_up, was_up, ever_up, warned;
     char *buf;                          /* the channel name and the payload being sent */
     size_t room;
+    struct waiting *head, *tail;        /* the backlog, oldest first */
+    size_t backlog_bytes;
 };
 
 static struct bridge *bridge;
@@ -69,6 +81,8 @@ static void note_state(struct bridge *b, bool went_down, const char *reason)
     b->was_up = up;
 }
 
+static void drain_backlog(struct bridge *b);
+
 static void on_state(struct redis_conn *conn, bool up, const char *reason, void *data)
 {
     struct bridge *b = data;
@@ -78,6 +92,8 @@ static void on_state(struct redis_conn *conn, bool up, const char *reason, void 
         b->pub_up = up;
     else
         b->sub_up = up;
+    if (!up)
+        drain_backlog(b); /* lost with the link: counted as unsent */
     note_state(b, !up, reason);
 }
 
@@ -99,14 +115,6 @@ static void on_message(struct redis_conn *conn, const char *pattern, size_t patt
                                payload_len - ID_LEN - 1);
 }
 
-static void on_published(struct redis_conn *conn, const struct redisReply *reply, enum redis_conn_error error,
-                         void *data)
-{
-    (void)conn, (void)data;
-    if (!reply || error != REDIS_CONN_OK)
-        atomic_fetch_add(&unsent, 1);
-}
-
 /* Make room for n bytes in b->buf. */
 static bool reserve(struct bridge *b, size_t n)
 {
@@ -120,12 +128,14 @@ static bool reserve(struct bridge *b, size_t n)
     return true;
 }
 
-/* A message this process published, from the outbox: PUBLISH it. */
-static void send_out(void *data, const char *topic, size_t topic_len, const char *message, size_t len)
+static void on_published(struct redis_conn *conn, const struct redisReply *reply, enum redis_conn_error error,
+                         void *data);
+
+/* PUBLISH luaecho:channel:TOPIC "ID MESSAGE" now. */
+static void publish_now(struct bridge *b, const char *topic, size_t topic_len, const char *message, size_t len)
 {
-    struct bridge *b = data;
     size_t name_len = PREFIX_LEN + topic_len, payload_len = ID_LEN + 1 + len;
-    if (!b->pub_up || !reserve(b, name_len + payload_len)) {
+    if (!reserve(b, name_len + payload_len)) {
         atomic_fetch_add(&unsent, 1);
         return;
     }
@@ -137,8 +147,71 @@ static void send_out(void *data, const char *topic, size_t topic_len, const char
     memcpy(payload + ID_LEN + 1, message, len);
     const char *argv[] = {"PUBLISH", b->buf, payload};
     const size_t lens[] = {7, name_len, payload_len};
-    if (redis_conn_command(b->pub, 3, argv, lens, on_published, b) != 0)
+    if (redis_conn_command(b->pub, 3, argv, lens, on_published, b) != 0) /* hiredis copied it, or refused */
         atomic_fetch_add(&unsent, 1);
+}
+
+/* Send what waits while the link is up and has room; drop it all when down. */
+static void drain_backlog(struct bridge *b)
+{
+    while (b->head && (!b->pub_up || redis_conn_pending(b->pub) < IN_FLIGHT)) {
+        struct waiting *w = b->head;
+        b->head = w->next;
+        if (!b->head)
+            b->tail = NULL;
+        b->backlog_bytes -= sizeof *w + w->topic_len + w->len;
+        if (b->pub_up)
+            publish_now(b, w->bytes, w->topic_len, w->bytes + w->topic_len, w->len);
+        else
+            atomic_fetch_add(&unsent, 1);
+        free(w);
+    }
+}
+
+static void on_published(struct redis_conn *conn, const struct redisReply *reply, enum redis_conn_error error,
+                         void *data)
+{
+    (void)conn;
+    struct bridge *b = data;
+    if (!reply || error != REDIS_CONN_OK)
+        atomic_fetch_add(&unsent, 1);
+    if (b)
+        drain_backlog(b);
+}
+
+/* Keep a copy for later, within --channel-buffer; false: no room. */
+static bool wait_for_room(struct bridge *b, const char *topic, size_t topic_len, const char *message, size_t len)
+{
+    size_t need = sizeof(struct waiting) + topic_len + len;
+    if (b->backlog_bytes + need > channel_hub_buffer_bytes())
+        return false;
+    struct waiting *w = malloc(need);
+    if (!w)
+        return false;
+    *w = (struct waiting){.topic_len = topic_len, .len = len};
+    memcpy(w->bytes, topic, topic_len);
+    memcpy(w->bytes + topic_len, message, len);
+    if (b->tail)
+        b->tail->next = w;
+    else
+        b->head = w;
+    b->tail = w;
+    b->backlog_bytes += need;
+    return true;
+}
+
+/* A message this process published, from the outbox: to Redis, in order. */
+static void send_out(void *data, const char *topic, size_t topic_len, const char *message, size_t len)
+{
+    struct bridge *b = data;
+    if (!b->pub_up) {
+        atomic_fetch_add(&unsent, 1);
+    } else if (b->head || redis_conn_pending(b->pub) >= IN_FLIGHT) {
+        if (!wait_for_room(b, topic, topic_len, message, len))
+            atomic_fetch_add(&unsent, 1);
+    } else {
+        publish_now(b, topic, topic_len, message, len);
+    }
 }
 
 static void on_closed(struct redis_conn *conn, void *data)
@@ -173,7 +246,7 @@ static void make_id(char *out)
 /* Open both connections and the outbox. False: out of memory (the caller frees). */
 static bool open_links(struct bridge *b)
 {
-    const struct redis_conn_options options = {.name = "--channel-redis"};
+    const struct redis_conn_options options = {.name = "--channel-redis", .max_pending = IN_FLIGHT};
     b->pub = redis_conn_open(b->loop, &b->url, &options, &events, b);
     b->sub = redis_conn_open(b->loop, &b->url, &options, &events, b);
     if (!b->pub || !b->sub)
@@ -216,6 +289,8 @@ void channel_redis_stop(void)
     if (b->outbox)
         channel_inbox_close(b->outbox);
     b->outbox = NULL;
+    b->pub_up = false;
+    drain_backlog(b); /* freed, counted as unsent */
     if (b->pub) {
         redis_conn_set_data(b->pub, NULL);
         redis_conn_close(b->pub);

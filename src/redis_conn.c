@@ -15,6 +15,8 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,15 @@ struct pending {
     void *data;
     bool answered; /* told CLOSED already: the reply is only freed */
     struct pending *prev, *next;
+};
+
+/* A name lookup in flight. It may outlive the attempt that started it
+ * (given up at the connect timeout), never the connection: the memory
+ * waits for every lookup's callback. */
+struct lookup {
+    uv_getaddrinfo_t req;
+    struct redis_conn *conn;
+    unsigned attempt;
 };
 
 /* A channel or pattern kept for the next connect. */
@@ -61,7 +72,11 @@ struct redis_conn {
     uint64_t backoff_ms;
     uint64_t down_since;   /* uv_now of the outage's start */
     unsigned attempts;     /* failed attempts in this outage */
-    char start_error[256]; /* why the first attempt could not even start */
+    char start_error[REDIS_URL_HOST_MAX + 256]; /* why an attempt could not even start (reported from the timer) */
+    unsigned attempt_seq;  /* which attempt a lookup belongs to */
+    struct lookup *lookup; /* the current attempt's, while in flight */
+    int lookups;           /* in flight, the current one and abandoned ones */
+    bool free_waits;       /* closed: the memory goes when the last lookup ends */
     bool subscriber;
     struct subscription *subscriptions;
     size_t subscription_count;
@@ -75,6 +90,7 @@ static _Thread_local struct redis_conn *open_conns;
 static _Thread_local bool shutting_down;
 
 static void start_attempt(struct redis_conn *conn);
+static void on_timer_closed(uv_handle_t *handle);
 
 const char *redis_conn_error_name(enum redis_conn_error error)
 {
@@ -159,7 +175,7 @@ static void link_up(struct redis_conn *conn)
     uv_timer_stop(&conn->timer);
     conn->state = UP;
     if (conn->reported == 0)
-        log_info("%s: connected to %s after %.1f s without (%u failed attempts)", conn->options.name,
+        log_info("%s: connected to %s after %.1f s and %u failed attempts", conn->options.name,
                  conn->described, (double)(uv_now(conn->loop) - conn->down_since) / 1000, conn->attempts);
     else
         log_debug("%s: connected to %s", conn->options.name, conn->described);
@@ -306,12 +322,12 @@ static void send_setup(struct redis_conn *conn)
         send_subscription(conn, s->name, s->len, s->pattern, true);
 }
 
-/* A new hiredis context for the URL, attached to the loop; NULL with
- * 'reason' filled in when it cannot even start. */
-static redisAsyncContext *new_context(struct redis_conn *conn, char *reason, size_t size)
+/* A new hiredis context for 'host' (an address: no lookup happens in
+ * hiredis) or, when NULL, the URL's socket path, attached to the loop;
+ * NULL with 'reason' filled in when it cannot even start. */
+static redisAsyncContext *new_context(struct redis_conn *conn, const char *host, char *reason, size_t size)
 {
-    redisAsyncContext *ac =
-        conn->url.is_unix ? redisAsyncConnectUnix(conn->url.path) : redisAsyncConnect(conn->url.host, conn->url.port);
+    redisAsyncContext *ac = host ? redisAsyncConnect(host, conn->url.port) : redisAsyncConnectUnix(conn->url.path);
     if (!ac) {
         snprintf(reason, size, "out of memory");
         return NULL;
@@ -332,17 +348,93 @@ static redisAsyncContext *new_context(struct redis_conn *conn, char *reason, siz
     return ac;
 }
 
-static void start_attempt(struct redis_conn *conn)
+/* Connect to 'host' (an address; NULL: the URL's socket path). One that
+ * cannot even start is reported from the timer, never from here. */
+static void connect_to(struct redis_conn *conn, const char *host)
 {
-    char reason[256];
-    conn->state = conn->reported == -1 ? FIRST_ATTEMPT : CONNECTING;
-    conn->ac = new_context(conn, reason, sizeof reason);
-    if (!conn->ac) {
-        link_failed(conn, reason); /* from the timer, or the next turn's (see redis_conn_open) */
+    conn->ac = new_context(conn, host, conn->start_error, sizeof conn->start_error);
+    if (conn->ac)
+        send_setup(conn);
+    else
+        uv_timer_start(&conn->timer, on_timer, 0, 0);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct lookup *l = req->data;
+    struct redis_conn *conn = l->conn;
+    bool current = l->attempt == conn->attempt_seq && conn->lookup == l;
+    conn->lookups--;
+    if (conn->lookup == l)
+        conn->lookup = NULL;
+    free(l);
+    if (conn->state == CLOSING) {
+        if (conn->free_waits && conn->lookups == 0)
+            uv_close((uv_handle_t *)&conn->timer, on_timer_closed);
+    } else if (current && status < 0) {
+        char reason[512];
+        snprintf(reason, sizeof reason, "cannot look up %s: %s", conn->url.host, uv_strerror(status));
+        uv_timer_stop(&conn->timer);
+        link_failed(conn, reason);
+    } else if (current) {
+        const struct addrinfo *pick = res; /* IPv4 first, as hiredis itself does */
+        for (const struct addrinfo *a = res; a; a = a->ai_next)
+            if (a->ai_family == AF_INET) {
+                pick = a;
+                break;
+            }
+        char ip[INET6_ADDRSTRLEN] = "";
+        const void *where = pick->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                                                       : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+        inet_ntop(pick->ai_family, where, ip, sizeof ip);
+        connect_to(conn, ip);
+        update_ref(conn);
+    }
+    uv_freeaddrinfo(res);
+}
+
+/* Look the host up without blocking the loop (hiredis would, inside its
+ * connect), then connect to what it names. */
+static void start_lookup(struct redis_conn *conn)
+{
+    struct lookup *l = calloc(1, sizeof *l);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int err = l ? uv_getaddrinfo(conn->loop, &l->req, on_resolved, conn->url.host, NULL, &hints) : UV_ENOMEM;
+    if (err != 0) {
+        free(l);
+        snprintf(conn->start_error, sizeof conn->start_error, "cannot look up %s: %s", conn->url.host,
+                 uv_strerror(err));
+        uv_timer_start(&conn->timer, on_timer, 0, 0);
         return;
     }
-    send_setup(conn);
+    l->req.data = l;
+    l->conn = conn;
+    l->attempt = conn->attempt_seq;
+    conn->lookup = l;
+    conn->lookups++;
+}
+
+static bool is_address(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* One connect attempt: its deadline, then the lookup or the connect. The
+ * first attempt leaves the lookup to hiredis (blocking, once) so that
+ * commands can queue in its context at once; reconnections look up in
+ * libuv's thread pool, so a DNS outage never stalls the loop again and again. */
+static void start_attempt(struct redis_conn *conn)
+{
+    conn->state = conn->reported == -1 ? FIRST_ATTEMPT : CONNECTING;
+    conn->attempt_seq++;
     uv_timer_start(&conn->timer, on_timer, conn->options.connect_timeout_ms, 0);
+    if (conn->url.is_unix)
+        connect_to(conn, NULL);
+    else if (conn->state == FIRST_ATTEMPT || is_address(conn->url.host))
+        connect_to(conn, conn->url.host);
+    else
+        start_lookup(conn);
     update_ref(conn);
 }
 
@@ -392,9 +484,15 @@ static void on_timer(uv_timer_t *timer)
     case CONNECTING: {
         redisAsyncContext *ac = conn->ac;
         conn->ac = NULL;
-        if (ac)
+        if (ac) {
             redisAsyncFree(ac); /* its pending commands fail: disconnected */
-        link_failed(conn, ac ? "connect timed out" : conn->start_error);
+            link_failed(conn, "connect timed out");
+        } else if (conn->lookup) {
+            conn->lookup = NULL; /* abandoned: its result will be ignored */
+            link_failed(conn, "the name lookup timed out");
+        } else {
+            link_failed(conn, conn->start_error);
+        }
         break;
     }
     case UP:
@@ -406,7 +504,12 @@ static void on_timer(uv_timer_t *timer)
             conn->ac = NULL;
             redisAsyncFree(ac);
         }
-        uv_close((uv_handle_t *)&conn->timer, on_timer_closed);
+        if (conn->lookup)
+            uv_cancel((uv_req_t *)&conn->lookup->req); /* it ends sooner, or not: its callback frees */
+        if (conn->lookups > 0)
+            conn->free_waits = true; /* on_resolved closes the timer */
+        else
+            uv_close((uv_handle_t *)&conn->timer, on_timer_closed);
         break;
     }
 }
@@ -444,12 +547,7 @@ struct redis_conn *redis_conn_open(uv_loop_t *loop, const struct redis_url *url,
     open_conns = conn;
     /* The first attempt starts now so commands can queue behind it; one
      * that cannot even start is reported from the timer, not from here. */
-    conn->state = FIRST_ATTEMPT;
-    conn->ac = new_context(conn, conn->start_error, sizeof conn->start_error);
-    if (conn->ac)
-        send_setup(conn);
-    uv_timer_start(&conn->timer, on_timer, conn->ac ? conn->options.connect_timeout_ms : 0, 0);
-    update_ref(conn);
+    start_attempt(conn);
     return conn;
 }
 

@@ -5,7 +5,10 @@
  *
  * What it does:
  *  - connects in the background to a parsed URL (redis_url.h), sends AUTH and
- *    SELECT first when the URL has them, and only then reports "up";
+ *    SELECT first when the URL has them, and only then reports "up"; the
+ *    first attempt lets hiredis look the host name up (blocking, once, so
+ *    commands can queue at once), every later one looks it up in libuv's
+ *    thread pool;
  *  - reconnects by itself after a failed attempt or a lost link, with a
  *    backoff doubling from backoff_min_ms to backoff_max_ms; an attempt that
  *    is not up within connect_timeout_ms is abandoned and counts as failed;

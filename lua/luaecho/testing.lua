@@ -21,13 +21,16 @@
 -- udp: listener, and luaecho.create_datagram_endpoint makes fake
 -- endpoints that reach each other by address.
 -- A handler's luaecho.metrics work on a fake registry: testing.metric()
--- reads a series back, testing.scrape() gives the exposition text.
+-- reads a series back, testing.scrape() gives the exposition text. Its
+-- luaecho.redis clients talk to a fake Redis: testing.redis() runs a
+-- command on it, testing.redis_outage() takes it down.
 -- luaecho.channel works within the fake world (one worker): delivery on
 -- the next loop turn; testing.published() and testing.publish() look at it
 -- and play other workers.
 -- This file is the public face; the fake host lives in luaecho.testing.*
--- (world, args, report, clock, conn, transport, server, datagram, metrics, channel,
--- core, scripts, peer, endpoint, runner), which never require this file.
+-- (world, args, report, clock, conn, transport, server, datagram, metrics,
+-- channel, redis, core, scripts, peer, endpoint, runner), which never
+-- require this file.
 -- @usage
 --   local testing = require "luaecho.testing"
 --   before_each(testing.reset)
@@ -48,6 +51,7 @@ local endpoint = require "luaecho.testing.endpoint"
 local datagram = require "luaecho.testing.datagram"
 local metrics = require "luaecho.testing.metrics"
 local channel = require "luaecho.testing.channel"
+local fake_redis = require "luaecho.testing.redis"
 local log = require "luaecho.log"
 local format = string.format
 local floor, huge = math.floor, math.huge
@@ -65,6 +69,8 @@ fake_core.core.metric_observe = metrics.observe
 fake_core.core.channel_publish = channel.publish
 fake_core.core.channel_subscribe = channel.subscribe
 fake_core.core.channel_redis_url = channel.redis_url
+-- luaecho.redis on the fake Redis.
+fake_core.core.redis_connect = fake_redis.connect
 fake_core.install(2)
 
 local M = {}
@@ -245,6 +251,23 @@ end
 -- `--channel-redis URL` would set it.
 function M.channel_redis(url)
   W.channel.redis_url = url
+end
+
+--- Run one command on the fake Redis that luaecho.redis talks to under
+-- luaecho.testing, now: to put data in place before a spec or read what a
+-- handler left. Returns the reply as r:call does (nil, err for an error).
+function M.redis(...)
+  settle()
+  return fake_redis.command(...)
+end
+
+--- Take the fake Redis down (true) or bring it back (false or nil): each
+-- client's on_state hears it; while down, commands fail at once with an
+-- error of kind "disconnected".
+function M.redis_outage(down)
+  settle()
+  fake_redis.outage(down ~= false and down ~= nil)
+  settle()
 end
 
 --- Echo printed lines to stdout and log lines to stderr as they happen.

@@ -1,57 +1,24 @@
 -- luaecho.channel across instances (issue 20, point 3): two luaecho
 -- processes started with --channel-redis and a real redis-server (on a
 -- free port, in a temp folder, no persistence): a message crosses exactly
--- once each way, and never comes back to its own instance twice; Redis
+-- once each way, and never comes back to its own instance twice; a burst
+-- of 20,000 published in one callback crosses whole and in order; Redis
 -- stopped: local delivery goes on, luaecho_channel_redis_up is 0, one
 -- warning per outage, unsent messages counted; Redis restarted on the
 -- same port: the cross path comes back by itself. A bad URL is a usage
--- error. spec/fixtures/channel/room.lua is the script.
-local socket = require "socket"
+-- error. spec/fixtures/channel/room.lua is the script; support.redis
+-- starts redis-server.
 local cleanup = require "support.cleanup"
 local client = require "support.client"
-local component = require "support.component"
-local files = require "support.files"
 local prometheus = require "support.prometheus"
+local redis = require "support.redis"
 local server = require "support.server"
 local wait = require "support.wait"
 
 local ROOM = server.fixture("channel/room.lua")
 
--- A redis-server of our own, until spec/support/redis.lua (wip-redis) lands.
-local Redis = component.kind("redis-server")
-
-function Redis:describe()
-  return ("redis-server on port %d:\n%s"):format(self.port, self:output())
-end
-
--- True once it answers PING.
-function Redis:ready()
-  local sock = socket.tcp()
-  sock:settimeout(0.5)
-  if not sock:connect(component.HOST, self.port) then
-    sock:close()
-    return false
-  end
-  sock:send("PING\r\n")
-  local line = sock:receive("*l")
-  sock:close()
-  return line == "+PONG"
-end
-
--- Start redis-server on `port` (default: a free one).
-local function start_redis(port)
-  local bin = assert(component.find("redis-server"), "redis-server is not installed (scripts/setup)")
-  local r, err = component.start(function()
-    local p = port or component.free_port()
-    return component.spawn(Redis, bin, files.scratch("redis"),
-      { "--port", tostring(p), "--bind", component.HOST, "--save", "", "--appendonly", "no", "--dir", "." },
-      { port = p })
-  end, 10, "redis-server answering PING", "Address already in use")
-  return assert(r, err)
-end
-
 after_each(function()
-  local problems = Redis.registry.stop_all()
+  local problems = redis.stop_all()
   for _, problem in ipairs(cleanup.all()) do problems[#problems + 1] = problem end
   assert.are.same({}, problems)
 end)
@@ -63,10 +30,9 @@ local function line_of(conn, timeout)
   return line
 end
 
--- Start an instance of the room on Redis at `port`; wait until its link is up.
-local function start_instance(port)
-  local url = ("redis://%s:%d"):format(component.HOST, port)
-  local proc = server.start({ "--channel-redis", url, "--metrics", "127.0.0.1:0", ROOM })
+-- Start an instance of the room on Redis `r`; wait until its link is up.
+local function start_instance(r)
+  local proc = server.start({ "--channel-redis", r:url(), "--metrics", "127.0.0.1:0", ROOM })
   proc:wait_metrics()
   proc:wait_output("stderr", "luaecho: channel: Redis at [^\n]* is up: messages cross instances\n", 10)
   return proc
@@ -87,8 +53,8 @@ end
 
 describe("luaecho --channel-redis #integration", function()
   it("carries a message across two instances exactly once each way", function()
-    local redis = start_redis()
-    local a, b = start_instance(redis.port), start_instance(redis.port)
+    local r = redis.start()
+    local a, b = start_instance(r), start_instance(r)
     local a1, a2, b1 = connect(a), connect(a), connect(b)
     a1:send_all("pub room from-a\n")
     assert.are.same({ "published from-a", "got v1 from-a" }, { line_of(a1), line_of(a1) })
@@ -111,12 +77,29 @@ describe("luaecho --channel-redis #integration", function()
     assert.are.equal(0, sample(a, "luaecho_channel_redis_unsent_total"))
   end)
 
-  it("keeps local delivery without Redis, says so once, and comes back by itself", function()
-    local redis = start_redis()
-    local port = redis.port
-    local a, b = start_instance(port), start_instance(port)
+  it("carries a burst published in one callback whole and in order", function()
+    local r = redis.start()
+    local a, b = start_instance(r), start_instance(r)
     local a1, b1 = connect(a), connect(b)
-    assert.are.same({}, redis:stop())
+    b1:send_all("tally flood\n")
+    assert.are.equal("tallying flood", line_of(b1))
+    a1:send_all("flood flood 20000 100\n") -- more than the PUBLISHes awaiting replies at once (4096)
+    assert.are.equal("flooded", line_of(a1, 30))
+    wait.until_true(function()
+      b1:send_all("tally?\n")
+      local count, order = line_of(b1):match("^tally (%d+) (%a+)$")
+      assert.are.equal("ordered", order)
+      return tonumber(count) == 20000
+    end, 30, "20000 messages on instance B")
+    assert.are.equal(0, sample(a, "luaecho_channel_redis_unsent_total"))
+  end)
+
+  it("keeps local delivery without Redis, says so once, and comes back by itself", function()
+    local r = redis.start()
+    local port = r.port
+    local a, b = start_instance(r), start_instance(r)
+    local a1, b1 = connect(a), connect(b)
+    assert.are.same({}, r:stop())
     local unreachable = "luaecho: warning: channel: Redis at redis://127.0.0.1:" .. port
       .. "/0 is unreachable %([^\n]*%): local subscribers are still served; messages to and from other "
       .. "instances are lost until it is back\n"
@@ -126,7 +109,7 @@ describe("luaecho --channel-redis #integration", function()
     assert.are.same({ "published alone", "got v1 alone" }, { line_of(a1), line_of(a1) })
     wait.until_true(function() return sample(a, "luaecho_channel_redis_unsent_total") >= 1 end, 5,
       "the message counted as unsent")
-    start_redis(port)
+    r:restart()
     a:wait_output("stderr", "luaecho: channel: Redis at [^\n]* is back: messages cross instances again\n", 15)
     b:wait_output("stderr", "luaecho: channel: Redis at [^\n]* is back: messages cross instances again\n", 15)
     assert.are.equal(1, sample(a, "luaecho_channel_redis_up"))

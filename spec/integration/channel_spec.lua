@@ -4,7 +4,9 @@
 -- failing subscriber is logged and the others still get the message; a
 -- flood into a small --channel-buffer is dropped and counted while memory
 -- stays bounded; the subscriptions of an old script generation go once its
--- connections have gone; a bad --channel-buffer is a usage error.
+-- connections have gone, and those of a failed reload at once; a luaecho
+-- run program gets its own messages; a bad --channel-buffer is a usage
+-- error.
 -- spec/fixtures/channel/room.lua is the script (its header lists its
 -- commands). Clients connect until both workers serve some, as
 -- workers_spec.lua does. Every wait has a deadline.
@@ -145,11 +147,13 @@ describe("luaecho.channel #integration", function()
       assert.are.equal("tallying flood", line_of(r.conn))
       local rss_before = proc_stats.rss(proc.pid)
       local n, rounds = 20000, 3
+      local started = wait.now()
       for _ = 1, rounds do
         send(r, ("flood flood %d 1000"):format(n))
         assert.are.equal("flooded", line_of(r.conn, 30))
       end
       local total = n * rounds
+      local seconds = wait.now() - started
       assert.are.equal(total, sample(proc, "luaecho_channel_published_total", 1))
       local delivered, dropped = wait.until_true(function()
         local d = sample(proc, "luaecho_channel_delivered_total", 1)
@@ -162,11 +166,15 @@ describe("luaecho.channel #integration", function()
       send(r, "tally?")
       assert.are.equal(("tally %d ordered"):format(delivered), line_of(r.conn))
       local growth = proc_stats.rss(proc.pid) - rss_before
-      assert.is_true(growth < 16 * 1024 * 1024,
+      -- Under valgrind (the memcheck entry) 20 MB of freed blocks wait before reuse.
+      local bound = (os.getenv("LUAECHO_MEMCHECK_BIN") and 48 or 16) * 1024 * 1024
+      assert.is_true(growth < bound,
         ("RSS grew %s while %d MB went through a 64 KiB inbox"):format(proc_stats.mib(growth), total // 1000))
       local logged = proc:count("stderr", "^luaecho: warning: channel: dropped a message on 'flood': "
         .. "worker 1's inbox is full %(%-%-channel%-buffer 65536 bytes%)")
-      assert.is_true(logged >= 1 and logged <= 4, ("%d lines about drops"):format(logged))
+      -- At most one line a second (a slow run, under valgrind, takes seconds).
+      assert.is_true(logged >= 1 and logged <= math.ceil(seconds) + 1,
+        ("%d lines about drops in %.1f s"):format(logged, seconds))
     end)
 
   it("drops the subscriptions of an old generation once no connection runs its code", function()
@@ -192,6 +200,30 @@ describe("luaecho.channel #integration", function()
       return proc:count("stdout", "^room v1 1 probe" .. probes .. "$") == 0
     end, 5, "generation 1's subscription closed")
     assert.are.equal(1, proc:count("stdout", "^room v1 1 both$"))
+  end)
+
+  it("closes what a failed reload's code subscribed while it loaded", function()
+    local scratch = files.scratch("channel")
+    local source = files.read(ROOM)
+    local script = scratch:write("room.lua", source)
+    local proc = server.start({ script })
+    local r = connect(proc)
+    local broken = source:gsub('local VERSION = "v1"', 'local VERSION = "v2"')
+      :gsub("\nreturn Room\n$", '\nerror("this reload fails after subscribing")\nreturn Room\n')
+    scratch:replace("room.lua", broken)
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: error: reload %(SIGHUP%) failed, still serving generation 1: [^\n]*"
+      .. "this reload fails after subscribing")
+    send(r, "pub room after")
+    assert.are.same({ "published after", "got v1 after" }, lines_of(r.conn, 2))
+    proc:wait_output("stdout", "room v1 1 after\n")
+    assert.are.equal(0, proc:count("stdout", "^room v2 "))
+  end)
+
+  it("delivers a luaecho run program's own messages before it ends", function()
+    local code, out, err = server.run({ "run", server.fixture("channel/program.lua") })
+    assert.are.equal(0, code, err)
+    assert.are.equal("published\ngot one on t\ngot two on t\n", out)
   end)
 
   it("refuses a bad --channel-buffer with exit code 2", function()
