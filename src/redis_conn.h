@@ -1,7 +1,7 @@
 /*
  * redis_conn.h - one Redis connection on a uv_loop_t, on hiredis' async API
- * (driven by the loop through redis_uv.c). No Lua: src/redis_script.c (luaecho.redis) and the
- * channel bridge (--channel-redis) build on it.
+ * (driven by the loop through redis_uv.c). No Lua: src/redis_script.c
+ * (luaecho.redis) and the channel bridge (--channel-redis) build on it.
  *
  * What it does:
  *  - connects in the background to a parsed URL (redis_url.h), sends AUTH and

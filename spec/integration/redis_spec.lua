@@ -115,8 +115,17 @@ describe("luaecho.redis #integration", function()
     local c = connect(proc)
     assert.are.equal("s:OK", ask(c, "CALL SET k before"))
     assert.are.equal("subscribed", ask(c, "SUB news"))
-    wait.until_true(function() return r:command("PUBLISH", "news", "one") == 1 end, 5, "the subscription")
-    assert.are.equal("msg news one", line_of(c))
+    assert.are.equal("subscribed", ask(c, "PSUB ne*"))
+    local function publish_to_both(instance, message)
+      wait.until_true(function()
+        return instance:command("PUBSUB", "NUMSUB", "news")[2] == 1 and instance:command("PUBSUB", "NUMPAT") == 1
+      end, 5, "the channel and the pattern subscribed")
+      assert.are.equal(2, instance:command("PUBLISH", "news", message))
+      local got = { line_of(c), line_of(c) }
+      table.sort(got)
+      assert.are.same({ "msg news " .. message, "pmsg ne* news " .. message }, got)
+    end
+    publish_to_both(r, "one")
 
     r:kill()
     wait.until_true(function() return proc:stdout():find("state down", 1, true) end, 5, "the link to go down")
@@ -135,9 +144,8 @@ describe("luaecho.redis #integration", function()
     assert.are.equal(2, proc:count("stderr", "luaecho.redis: connected to redis://127%.0%.0%.1:%d+/0 after"))
     assert.are.equal("nil", ask(c, "CALL GET k")) -- a new server, empty: no persistence
     assert.are.equal("s:OK", ask(c, "CALL SET k after"))
-    -- the subscription was made again on the new server
-    wait.until_true(function() return again:command("PUBLISH", "news", "two") == 1 end, 5, "the re-subscription")
-    assert.are.equal("msg news two", line_of(c))
+    -- the subscriptions were made again on the new server
+    publish_to_both(again, "two")
     assert.are.equal(2, proc:count("stderr", "lost the connection")) -- still one per link for that outage
   end)
 
