@@ -10,63 +10,18 @@
 -- instance goes on, and the path across instances (and the shared member
 -- list) comes back by itself; an instance that crashes leaves names that
 -- expire. Every wait has a deadline.
-local socket = require "socket"
 local cleanup = require "support.cleanup"
 local client = require "support.client"
-local component = require "support.component"
 local files = require "support.files"
 local haproxy = require "support.haproxy"
 local prometheus = require "support.prometheus"
+local redis = require "support.redis"
 local server = require "support.server"
 local wait = require "support.wait"
 
 after_each(cleanup.expect_clean)
 
 local TIMEOUT = 10
-
--- redis-server on a port of our choosing (so a restart takes the same one),
--- in a scratch directory, without persistence.
-local Redis = component.kind("redis-server")
-
-function Redis:describe()
-  return ("redis-server on port %d\n--- output:\n%s"):format(self.port, self:output())
-end
-
-function Redis:ready()
-  if self:exited() then error("redis-server exited before serving\n" .. self:describe(), 0) end
-  local sock = socket.tcp()
-  sock:settimeout(0.5)
-  local ok = sock:connect(component.HOST, self.port)
-  local line
-  if ok then
-    sock:send("PING\r\n")
-    line = sock:receive("*l")
-  end
-  sock:close()
-  return line == "+PONG"
-end
-
--- One inline command to the redis-server on `port`; its reply line.
-local function redis_command(port, command)
-  local sock = assert(socket.connect(component.HOST, port))
-  sock:settimeout(5)
-  sock:send(command .. "\r\n")
-  local line = assert(sock:receive("*l"))
-  sock:close()
-  return line
-end
-
-local function start_redis(port)
-  local bin = component.find("redis-server")
-  assert(bin, "redis-server not found (Debian package redis-server; scripts/setup installs it)")
-  local self, err = component.start(function()
-    local scratch = files.scratch("redis")
-    return component.spawn(Redis, bin, scratch, { "--port", tostring(port), "--bind", component.HOST,
-      "--save", "", "--appendonly", "no", "--dir", scratch:path(".") }, { port = port })
-  end, TIMEOUT, "redis-server to answer PING", "Address already in use")
-  assert(self, err)
-  return self
-end
 
 -- deploy/haproxy.cfg with its environment references replaced by the three
 -- instances' addresses; fails if the file names one this spec does not know.
@@ -147,8 +102,8 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
   local redis_proc, instances, lb
 
   before_each(function()
-    redis_proc = start_redis(component.free_port())
-    local url = ("redis://%s:%d"):format(component.HOST, redis_proc.port)
+    redis_proc = redis.start()
+    local url = redis_proc:url()
     instances = {}
     for i = 1, 3 do
       instances[i] = server.start({ server.script("examples/chat.lua"), "--proxy-protocol",
@@ -162,7 +117,7 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
     client.close_all()
     assert.are.same({}, haproxy.stop_all())
     assert.are.same({}, server.stop_all())
-    assert.are.same({}, Redis.registry.stop_all())
+    assert.are.same({}, redis.stop_all())
   end)
 
   it("spreads clients over the instances, who hear each other; SIGTERM and a Redis restart disturb no one else",
@@ -224,7 +179,7 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
 
     -- Redis stopped: ann's neighbour on her instance still hears her; a
     -- newcomer still gets in; /who says it lists one server.
-    assert.are.same({}, Redis.registry.stop_all())
+    assert.are.same({}, redis_proc:stop())
     say(ann, "redis is down")
     expect(anns_neighbour, "<ann> redis is down")
     local late = { conn = client.connect(instances[ann.instance].host, instances[ann.instance].port),
@@ -238,7 +193,7 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
 
     -- Redis back on the same port (empty: no persistence): the path across
     -- instances comes back by itself, and the refresh restores the names.
-    redis_proc = start_redis(redis_proc.port)
+    redis_proc = redis_proc:restart()
     local n = 0
     wait.until_true(function()
       n = n + 1
@@ -265,9 +220,9 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
     local crashed = instances[carol.instance]
     crashed:signal("sigkill")
     crashed:wait_exit(TIMEOUT)
-    local ttl = tonumber(redis_command(redis_proc.port, "TTL chat:nick:carol"):match("^:(%-?%d+)"))
+    local ttl = redis_proc:command("TTL", "chat:nick:carol")
     assert(ttl and ttl > 0 and ttl <= 30, "carol's name should expire within 30 s; its TTL is " .. tostring(ttl))
-    redis_command(redis_proc.port, "DEL chat:nick:carol")
+    redis_proc:command("DEL", "chat:nick:carol")
     mark(ann)
     say(ann, "/who")
     listed = expect(ann, "Here: ([^\r\n]*)%.", "/who after carol's instance crashed")
