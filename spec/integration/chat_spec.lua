@@ -3,19 +3,22 @@
 -- survives a hot swap of chat.lua, because it lives in luaecho.shared, so a
 -- member who joined before the swap and one who joined after it see each
 -- other; with --workers 2 members served by different workers hear each
--- other (the room is a luaecho.channel topic). Across instances, with
--- Redis: scale_out_spec.lua. (Its other rules have specs on luaecho.testing, in
+-- other (the room is a luaecho.channel topic); with --channel-redis the
+-- member list lives in a real Redis, across a hot swap too. Across
+-- instances: scale_out_spec.lua. (Its other rules have specs on luaecho.testing, in
 -- spec/examples/chat_spec.lua; real telnet clients chat in
 -- telnet_clients_spec.lua.) Every read has a deadline.
 local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
 local prometheus = require "support.prometheus"
+local redis = require "support.redis"
 local server = require "support.server"
 local text = require "support.text"
 local wait = require "support.wait"
 
 after_each(cleanup.expect_clean)
+after_each(function() assert.are.same({}, redis.stop_all()) end)
 
 local TIMEOUT = 5
 
@@ -107,5 +110,32 @@ describe("the chat example #integration", function()
     expect(on[2], "<ann> hi from worker 1")
     on[2].conn:send_all("/me waves from worker 2\r\n")
     expect(on[1], "%* bob waves from worker 2")
+  end)
+
+  it("with --channel-redis, keeps its members in Redis across a hot swap", function()
+    local store = redis.start()
+    local scratch = files.scratch("chat")
+    local script = scratch:write("chat.lua", files.read(server.script("examples/chat.lua")))
+    local proc = server.start({ "--channel-redis", store:url(), script })
+    local ann = join(proc, "ann")
+    assert.matches("^%x+/%d+ ann$", store:command("GET", "chat:nick:ann"))
+    local ttl = store:command("TTL", "chat:nick:ann")
+    assert(ttl > 0 and ttl <= 30, "the name's TTL is " .. tostring(ttl))
+
+    proc:signal("sighup")
+    proc:wait_output("stderr", "luaecho: reloaded " .. text.literal(script) .. " %(generation 2%)\n", 10,
+      "the 'reloaded' line")
+    local bob = join(proc, "bob")            -- the new code, the same Redis client and list
+    assert.matches("Hello bob%. Here: ann%.", readable(bob))
+    expect(ann, "%* bob joined")
+    bob.conn:send_all("/who\r\n")
+    expect(bob, "Here: ann, bob%.")
+    assert.are.same({ "ann", "bob" }, store:command("ZRANGE", "chat:who", "0", "-1"))
+
+    ann.conn:send_all("/quit\r\n")          -- the old code releases its name
+    expect(bob, "%* ann left")
+    wait.until_true(function() return store:command("GET", "chat:nick:ann") == nil end, TIMEOUT,
+      "ann's name released in Redis")
+    assert.are.same({ "bob" }, store:command("ZRANGE", "chat:who", "0", "-1"))
   end)
 end)
