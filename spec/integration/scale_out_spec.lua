@@ -9,7 +9,9 @@
 -- to the others; Redis stopped and started again: the chat within an
 -- instance goes on, and the path across instances (and the shared member
 -- list) comes back by itself; an instance that crashes leaves names that
--- expire. Every wait has a deadline.
+-- expire. And an instance whose shutdown waits on a client that does not
+-- read says 503 on /healthz meanwhile, which takes it out of HAProxy's
+-- rotation (spec/fixtures/scale_out/blob.lua). Every wait has a deadline.
 local cleanup = require "support.cleanup"
 local client = require "support.client"
 local files = require "support.files"
@@ -229,5 +231,51 @@ describe("three chat instances behind HAProxy, sharing Redis #integration", func
     assert.is_nil(listed:find("carol", 1, true), "carol still listed: " .. listed)
     assert.matches("ann", listed)
     assert.matches("hank", listed)
+  end)
+end)
+
+describe("an instance shutting down behind HAProxy #integration", function()
+  local instances, lb
+
+  before_each(function()
+    instances = {}
+    for i = 1, 3 do
+      instances[i] = server.start({ server.fixture("scale_out/blob.lua"), "--proxy-protocol",
+        "--metrics", "127.0.0.1:0", "--shutdown-timeout", "4" })
+      instances[i]:wait_metrics()
+    end
+    lb = haproxy.start_config(haproxy_config(instances))
+  end)
+
+  after_each(function()
+    client.close_all()
+    assert.are.same({}, haproxy.stop_all())
+    assert.are.same({}, server.stop_all())
+  end)
+
+  it("answers 503 on /healthz while its connections close, and HAProxy takes it out on that", function()
+    -- A client of instance 1 that does not read: the instance's shutdown
+    -- waits on it, up to --shutdown-timeout.
+    local first = instances[1]
+    local held = client.connect(first.host, first.port)
+    held:send_all("PROXY TCP4 127.0.0.1 127.0.0.1 40000 2222\r\n")
+    assert.are.equal("x", held:receive_exactly(1, TIMEOUT)) -- it is writing
+    local before = accepted(first)
+    first:signal("sigterm")
+    first:wait_output("stderr", "luaecho: shutting down %(SIGTERM%)", TIMEOUT, "the shutdown line")
+    assert.are.equal(503, (prometheus.http_get(first.metrics_port, "/healthz", 5)))
+    local down = wait.until_true(function()
+      return lb:output():match("Server luaecho/luaecho1 is DOWN[^\n]*")
+    end, 5, "HAProxy marking instance 1 down")
+    assert.matches("Layer7 wrong status, code: 503", down)
+    assert.is_false(first:exited(), "instance 1 should still be closing its client")
+    -- Newcomers go to the other two while instance 1 is still closing.
+    for _ = 1, 4 do
+      local conn = client.connect(lb.host, lb.port)
+      assert.are.equal("xxxx", conn:receive_exactly(4, TIMEOUT))
+      conn:close()
+    end
+    assert.are.equal(before, accepted(first))
+    assert.are.equal(0, first:wait_exit(10))
   end)
 end)
