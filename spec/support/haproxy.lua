@@ -109,6 +109,29 @@ function M.start(opts)
   return self
 end
 
+--- Start HAProxy with a configuration of the spec's own and wait (bounded)
+-- until it serves: `make_config(port, probe_port)` returns the text, whose
+-- frontend binds M.HOST:port; the probe frontend (on probe_port) is
+-- appended here. For a config from deploy/ (spec/integration/scale_out_spec.lua).
+-- opts.timeout: seconds to wait (default 10). Returns the instance.
+function M.start_config(make_config, opts)
+  local bin = M.bin()
+  if not bin then
+    error("haproxy not found (Debian package haproxy; scripts/setup installs it, or set $LUAECHO_HAPROXY)", 2)
+  end
+  local self, err = component.start(function()
+    local port, probe_port = component.free_port(), component.free_port()
+    while probe_port == port do probe_port = component.free_port() end
+    local config = make_config(port, probe_port) .. table.concat({
+      "", "frontend probe",
+      ("    bind %s:%d"):format(M.HOST, probe_port),
+      "    tcp-request connection reject", "" }, "\n")
+    return spawn(bin, files.scratch("haproxy"), config, { host = M.HOST, port = port, probe_port = probe_port })
+  end, (opts and opts.timeout) or 10, "haproxy to serve its probe port", "cannot bind")
+  if not self then error(err, 2) end
+  return self
+end
+
 --- Stop every instance still running; for after_each. Returns the problems
 -- (Instance:stop, as support.component says).
 M.stop_all = Instance.registry.stop_all
