@@ -1,22 +1,24 @@
 /*
  * conn.c - one stream connection: TCP or a Unix socket, which libuv and
  * this file treat alike (uv_stream_t) but for the peer and Nagle.
- * Owns the handle, the write queue and the flow-control marks, and reports
+ * Owns the handle and its life cycle: made, opened or connected, its peer
+ * and names, the filter's start (an end asked while it starts waits for
+ * it), half-close, close and abort, the list and the idle check. Reports
  * events through struct conn_events. Knows nothing about Lua.
+ * The read path is conn_read.c, the write path (queue, cork, flow-control
+ * marks, the write cap) conn_write.c; the struct the three share is in
+ * conn_private.h.
  *
  * Rules:
- * - The read buffer belongs to the thread's loop: on_read() hands it to the
- *   owner synchronously, so an idle connection holds no read buffer.
  * - Closing is a state: conn_close() and conn_abort() may be called from any
  *   callback, any number of times. uv_close() is reached only through
  *   close_handle(), and memory is released in on_close() and nowhere else.
  */
 #define _GNU_SOURCE /* struct ucred */
 #include "conn.h"
+#include "conn_private.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,110 +27,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define READ_BUFFER_SIZE LUAECHO_DEFAULT_READ_CHUNK
-/* A connection that fills the read buffer this many times in one loop turn
- * sits out until the next turn: libuv would read up to 32 buffers from it in
- * a row, and 200 flooding clients then delayed everyone else by seconds
- * (with 1: at most 20 ms, measured by spec/integration/backpressure_spec). */
-#define FULL_READS_PER_TURN 1
-
-struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;      /* what everything but open and addresses uses */
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    const struct conn_events *events;
-    struct conn_list *list;
-    struct conn *prev, *next;
-    union addr peer;             /* who the connection is from (a PROXY header may say) */
-    char *error;                 /* why it ended, for lost(); NULL: clean */
-    struct unread *unread;       /* bytes to deliver before reading again (conn_unread) */
-    void *filter;                /* between the socket and the owner (TLS); NULL: none */
-    uv_shutdown_t *shutdown_req; /* allocated only while a shutdown is pending */
-    uint32_t high_water, low_water;
-    uint64_t id;                 /* process-wide, for the console */
-    uint64_t bytes_in, bytes_out;
-    uint32_t made;               /* loop time (ms, wrapping) it was made */
-    uint32_t last_active;        /* loop time (ms, wrapping) of the last byte in or out */
-    uint32_t turn;               /* the loop turn 'full_reads' counts in (wrapping) */
-    struct conn *next_deferred;  /* in list->deferred while 'deferred' */
-    uint8_t full_reads;
-    bool started : 1;            /* conn_start() was called */
-    bool want_reading : 1;       /* the owner has not paused reading */
-    bool reading : 1;            /* uv_read_start() is in effect */
-    bool eof_received : 1;
-    bool eof_written : 1;        /* write_eof() was called */
-    bool shutdown_done : 1;
-    bool closing : 1;
-    bool writing_paused : 1;     /* over the high mark: pause_writing() is due or was reported */
-    bool pause_due : 1;          /* ... and is still to be reported (see report_pause) */
-    bool deferred : 1;           /* read its fill this turn, or has 'unread' bytes: resumes next turn */
-    bool unix_socket : 1;        /* a uv_pipe_t */
-    bool peer_from_header : 1;   /* 'peer' is a PROXY header's client, not the socket's peer */
-    bool end_known : 1;          /* 'end_reason' was given */
-    unsigned end_waits : 2;      /* close() or write_eof() asked while the filter was starting */
-    unsigned end_reason : 3;     /* enum stats_end */
-    alignas(8) unsigned char data[]; /* pointers and ints only: 8 is enough */
-};
-
-/* The log line when --max-write-buffer trips: process-wide, one a second. */
-static struct log_rate write_buffer_rate;
-
-/* One read buffer per loop: a loop runs on one thread and on_read() consumes
- * the buffer before returning. */
-static _Thread_local char read_buffer[READ_BUFFER_SIZE];
-
-/* Writes made while a connection is corked are held by pointer and go out
- * together, in one system call, when it is uncorked: a callback that writes
- * several times (a prefix, then the data; a streams handler's chunks) costs
- * one send. One connection per thread is corked at a time: the one whose
- * data_received is running. */
-#define CORK_BUFS 16
-#define CORK_BYTES (256 * 1024)
-/* Small writes are copied into the cork (cheaper than keeping their
- * strings alive); larger ones are held by pointer. */
-#define CORK_COPY_MAX 4096
-#define CORK_COPY_AREA (16 * 1024)
-
-struct cork {
-    struct conn *conn;
-    unsigned n;
-    size_t bytes;
-    size_t copied; /* bytes used in 'area' */
-    uv_buf_t bufs[CORK_BUFS];
-    char area[CORK_COPY_AREA];
-};
-
-static _Thread_local struct cork cork;
-
-/* Bytes put back by conn_unread(): rare (after a PROXY header), so one
- * pointer in the connection, not a buffer. */
-struct unread {
-    size_t len;
-    char bytes[];
-};
-
-/* A queued write owns a copy of the bytes the kernel did not take at once. */
-struct write_req {
-    uv_write_t req;
-    size_t len;
-    char bytes[];
-};
-
 /* Ids for the console's 'kill ID': unique in the process. */
 static atomic_uint_fast64_t next_id = 1;
 
 static void on_close(uv_handle_t *handle);
 static void connected(struct conn *c);
-
-/* The filter's operations, or NULL. */
-static const struct conn_filter *filter_of(const struct conn *c)
-{
-    return c->filter ? *(const struct conn_filter *const *)c->filter : NULL;
-}
-
 
 struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn_events *events,
                       size_t data_size, enum conn_kind kind)
@@ -157,19 +60,6 @@ struct conn *conn_new(uv_loop_t *loop, struct conn_list *list, const struct conn
     return c;
 }
 
-/* The rules of the state machine, asserted (debug builds) at the end of
- * every public call and callback, as libuv's stream.c does. */
-static void check_state(const struct conn *c)
-{
-    (void)c;
-    assert(!c->reading || (c->started && c->want_reading && !c->closing && !c->eof_received));
-    assert(!c->deferred || !c->reading);
-    assert(!uv_is_closing(&c->h.handle) || c->closing);
-    assert(!c->shutdown_req || c->eof_written || c->closing);
-    assert(!c->pause_due || c->writing_paused);
-    assert(cork.conn != c || (cork.n <= CORK_BUFS && cork.copied <= CORK_COPY_AREA));
-}
-
 /* The single road to uv_close() (which stops reading too). */
 static void close_handle(struct conn *c)
 {
@@ -179,25 +69,13 @@ static void close_handle(struct conn *c)
         uv_close(&c->h.handle, on_close);
 }
 
-static void forget_deferred(struct conn *c)
-{
-    struct conn **p = &c->list->deferred;
-    while (*p && *p != c)
-        p = &(*p)->next_deferred;
-    if (*p)
-        *p = c->next_deferred;
-    c->deferred = false;
-    if (!c->list->deferred)
-        uv_unref((uv_handle_t *)&c->list->next_turn);
-}
-
 /* Lost the connection: tell the owner once, then free it. */
 static void on_close(uv_handle_t *handle)
 {
     struct conn *c = handle->data;
     assert(c->closing && !c->reading && !c->shutdown_req);
     if (c->deferred)
-        forget_deferred(c);
+        conn_read_forget_deferred(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -236,15 +114,11 @@ void conn_abort_for(struct conn *c, enum stats_end why, const char *error)
 {
     if (!uv_is_closing(&c->h.handle))
         end_for(c, why);
-    if (cork.conn == c) { /* dropped, as the write queue is */
-        cork.n = 0;
-        cork.bytes = 0;
-        cork.copied = 0;
-    }
+    conn_write_drop_cork(c); /* dropped, as the write queue is */
     if (error && !c->error && !uv_is_closing(&c->h.handle))
         c->error = strdup(error);
     close_handle(c);
-    check_state(c);
+    conn_check_state(c);
 }
 
 int conn_open(struct conn *c, int fd, const struct sockaddr *peer)
@@ -356,153 +230,6 @@ void conn_set_peer(struct conn *c, const union addr *peer)
     c->peer_from_header = true;
 }
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    (void)handle;
-    (void)suggested;
-    *buf = uv_buf_init(read_buffer, sizeof read_buffer);
-}
-
-static void stop_reading(struct conn *c);
-static void start_reading(struct conn *c);
-static void defer(struct conn *c);
-
-/* Read the buffer full too often this turn: sit out until the next. */
-static void count_full_read(struct conn *c)
-{
-    if (c->turn != (uint32_t)c->list->turn) {
-        c->turn = (uint32_t)c->list->turn;
-        c->full_reads = 0;
-    }
-    if (++c->full_reads < FULL_READS_PER_TURN || !c->reading || c->deferred)
-        return;
-    stop_reading(c);
-    defer(c);
-}
-
-int conn_unread(struct conn *c, const char *base, size_t len)
-{
-    size_t before = c->unread ? c->unread->len : 0;
-    struct unread *u = realloc(c->unread, sizeof *u + before + len);
-    if (!u)
-        return UV_ENOMEM; /* what was put back before is still there */
-    memcpy(u->bytes + before, base, len); /* after the bytes already put back */
-    u->len = before + len;
-    c->unread = u;
-    stop_reading(c);
-    start_reading(c); /* defers: they are delivered on the next turn */
-    check_state(c);
-    return 0;
-}
-
-/* Bytes from the socket (or put back): through the filter, if any. */
-static void take(struct conn *c, const char *base, size_t len)
-{
-    const struct conn_filter *f = filter_of(c);
-    if (f)
-        f->read(c, base, len);
-    else
-        c->events->data(c, base, len);
-}
-
-/* Hand the bytes put back to the owner, as if just read. */
-static void deliver_unread(struct conn *c)
-{
-    struct unread *u = c->unread;
-    c->unread = NULL;
-    c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-    take(c, u->bytes, u->len);
-    free(u);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    struct conn *c = stream->data;
-    if (nread > 0) {
-        c->last_active = (uint32_t)uv_now(stream->loop);
-        c->bytes_in += (uint64_t)nread;
-        stat_add(&c->list->stats->bytes_received, (uint64_t)nread);
-        take(c, buf->base, (size_t)nread);
-        if ((size_t)nread == sizeof read_buffer)
-            count_full_read(c);
-    } else if (nread == UV_EOF && !c->eof_received && c->filter && filter_of(c)->eof(c)) {
-        /* the filter ended the connection (a TLS handshake cut short) */
-    } else if (nread == UV_EOF && !c->eof_received) {
-        c->eof_received = true;
-        c->reading = false;
-        uv_read_stop(stream);
-        c->events->eof(c);
-    } else if (nread < 0) {
-        conn_abort_for(c, nread == UV_ECONNRESET ? END_RESET : END_ERROR, uv_strerror((int)nread));
-    }
-    check_state(c);
-}
-
-/* A deferred connection has stopped reading, so libuv no longer counts its
- * handle: 'next_turn' is referenced while any waits, or a loop with nothing
- * else (its server closed) would end with their bytes unread. */
-static void defer(struct conn *c)
-{
-    if (c->deferred)
-        return;
-    c->deferred = true;
-    c->next_deferred = c->list->deferred;
-    c->list->deferred = c;
-    uv_ref((uv_handle_t *)&c->list->next_turn);
-}
-
-static void start_reading(struct conn *c)
-{
-    if (c->reading || !c->started || !c->want_reading || c->closing || c->eof_received)
-        return;
-    const struct conn_filter *f = filter_of(c);
-    if (c->unread || (f && f->pending(c))) { /* those bytes come first, on the next turn: not inside a callback */
-        defer(c);
-        return;
-    }
-    int rc = uv_read_start(&c->h.stream, on_alloc, on_read);
-    if (rc != 0)
-        conn_abort(c, uv_strerror(rc));
-    else
-        c->reading = true;
-}
-
-static void stop_reading(struct conn *c)
-{
-    if (!c->reading)
-        return;
-    uv_read_stop(&c->h.stream);
-    c->reading = false;
-}
-
-void conn_start(struct conn *c)
-{
-    c->started = true;
-    start_reading(c);
-    check_state(c);
-}
-
-void conn_pause_reading(struct conn *c)
-{
-    c->want_reading = false;
-    stop_reading(c);
-    check_state(c);
-}
-
-void conn_resume_reading(struct conn *c)
-{
-    c->want_reading = true;
-    start_reading(c);
-    check_state(c);
-}
-
-bool conn_is_reading(const struct conn *c)
-{
-    return c->want_reading && !c->closing && !c->eof_received;
-}
-
-enum { END_WAITS_NONE, END_WAITS_WRITE_EOF, END_WAITS_CLOSE };
-
 bool conn_is_closing(const struct conn *c)
 {
     return c->closing || c->end_waits == END_WAITS_CLOSE;
@@ -531,281 +258,6 @@ void conn_filter_ready(struct conn *c)
 bool conn_eof_written(const struct conn *c)
 {
     return c->eof_written;
-}
-
-/* Bytes written and not yet sent: queued, or held by the cork. */
-static size_t unsent(const struct conn *c)
-{
-    return c->h.stream.write_queue_size + (cork.conn == c ? cork.bytes : 0);
-}
-
-size_t conn_write_buffer_size(const struct conn *c)
-{
-    return c->closing && uv_is_closing(&c->h.handle) ? 0 : unsent(c);
-}
-
-/* Note crossing the high mark once; report_pause() tells the owner. Not
- * while closing: close() flushes, and a script told to pause then could
- * still write (asyncio never pauses a closing transport). */
-static void check_high_water(struct conn *c)
-{
-    if (!c->writing_paused && !c->closing && c->h.stream.write_queue_size > c->high_water) {
-        c->writing_paused = true;
-        c->pause_due = true;
-    }
-}
-
-/* Report a noted pause, at the end of the public call that caused it: a
- * flush inside conn_write() crosses the mark before the write it serves is
- * queued, and the callback may write too; its bytes must follow. */
-static void report_pause(struct conn *c)
-{
-    if (!c->pause_due)
-        return;
-    c->pause_due = false;
-    if (c->writing_paused && !c->closing)
-        c->events->pause_writing(c);
-}
-
-static void check_low_water(struct conn *c)
-{
-    if (c->writing_paused && !uv_is_closing(&c->h.handle) &&
-        c->h.stream.write_queue_size <= c->low_water) {
-        c->writing_paused = false;
-        c->events->resume_writing(c);
-    }
-}
-
-void conn_set_write_limits(struct conn *c, size_t high, size_t low)
-{
-    c->high_water = high > UINT32_MAX ? UINT32_MAX : (uint32_t)high; /* a mark past 4 GiB is none */
-    c->low_water = low > UINT32_MAX ? UINT32_MAX : (uint32_t)low;
-    check_high_water(c);
-    report_pause(c);
-    check_state(c);
-}
-
-void conn_get_write_limits(const struct conn *c, size_t *high, size_t *low)
-{
-    *high = c->high_water;
-    *low = c->low_water;
-}
-
-/* Bytes the kernel took. */
-static void sent(struct conn *c, size_t n)
-{
-    c->bytes_out += n;
-    stat_add(&c->list->stats->bytes_sent, n);
-}
-
-static void after_write(uv_write_t *req, int status)
-{
-    struct conn *c = req->handle->data;
-    struct write_req *w = (struct write_req *)req;
-    stat_sub(&c->list->stats->write_buffer_bytes, w->len);
-    if (status == 0)
-        sent(c, w->len);
-    free(w);
-    if (status == UV_ECANCELED)
-        return; /* aborted: on_close() follows */
-    if (status < 0) {
-        conn_abort_for(c, status == UV_ECONNRESET || status == UV_EPIPE ? END_RESET : END_ERROR, uv_strerror(status));
-        return;
-    }
-    c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-    check_low_water(c);
-    check_state(c);
-}
-
-/* For scripts that ignore pause_writing(): past the list's cap, give up. */
-static void check_hard_cap(struct conn *c)
-{
-    size_t cap = c->list->max_write_buffer;
-    if (cap == 0 || c->h.stream.write_queue_size <= cap || uv_is_closing(&c->h.handle))
-        return;
-    char peer[ADDR_STRLEN], reason[160];
-    snprintf(reason, sizeof reason,
-             "write buffer over --max-write-buffer (%zu bytes queued, cap %zu): the peer does not read",
-             c->h.stream.write_queue_size, cap);
-    addr_format(&c->peer, peer, sizeof peer);
-    log_limited_with(&write_buffer_rate, LOG_WARN, &(struct log_fields){.peer = peer}, "aborting %s: %s", peer,
-                     reason);
-    stat_add(&c->list->stats->limits_hit[LIMIT_MAX_WRITE_BUFFER], 1);
-    conn_abort_for(c, END_LIMIT, reason);
-}
-
-/* Copy what the kernel did not take ('skip' bytes of the buffers were
- * sent) and queue it behind earlier writes. */
-static void queue_write(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t skip)
-{
-    size_t len = 0;
-    for (unsigned i = 0; i < n; i++)
-        len += bufs[i].len;
-    len -= skip;
-    struct write_req *w = malloc(sizeof *w + len);
-    if (!w) {
-        conn_abort(c, "out of memory for the write buffer");
-        return;
-    }
-    char *p = w->bytes;
-    for (unsigned i = 0; i < n; i++) {
-        size_t from = skip < bufs[i].len ? skip : bufs[i].len;
-        skip -= from;
-        memcpy(p, bufs[i].base + from, bufs[i].len - from);
-        p += bufs[i].len - from;
-    }
-    uv_buf_t buf = {.base = w->bytes, .len = len};
-    w->len = len;
-    int rc = uv_write(&w->req, &c->h.stream, &buf, 1, after_write);
-    if (rc != 0) {
-        free(w);
-        conn_abort(c, uv_strerror(rc));
-        return;
-    }
-    stat_add(&c->list->stats->write_buffer_bytes, len);
-    check_high_water(c);
-    check_hard_cap(c);
-}
-
-/* Send buffers: what the kernel takes at once is never copied. */
-static void write_bufs(struct conn *c, const uv_buf_t *bufs, unsigned n, size_t len)
-{
-    size_t done = 0;
-    if (c->h.stream.write_queue_size == 0) { /* else the kernel's buffer is full anyway */
-        int n_sent = uv_try_write(&c->h.stream, bufs, n);
-        if (n_sent >= 0) {
-            done = (size_t)n_sent;
-            sent(c, done);
-            c->last_active = (uint32_t)uv_now(c->h.handle.loop);
-        } else if (n_sent != UV_EAGAIN) {
-            conn_abort_for(c, n_sent == UV_ECONNRESET || n_sent == UV_EPIPE ? END_RESET : END_ERROR,
-                           uv_strerror(n_sent));
-            return;
-        }
-    }
-    if (done < len)
-        queue_write(c, bufs, n, done);
-}
-
-/* Send what the cork holds. */
-static void flush_cork(void)
-{
-    struct conn *c = cork.conn;
-    unsigned n = cork.n;
-    size_t bytes = cork.bytes;
-    cork.n = 0;
-    cork.bytes = 0;
-    cork.copied = 0; /* write_bufs copies what the kernel does not take */
-    if (n > 0 && !uv_is_closing(&c->h.handle))
-        write_bufs(c, cork.bufs, n, bytes);
-}
-
-void conn_cork(struct conn *c)
-{
-    if (cork.conn == NULL)
-        cork.conn = c;
-}
-
-void conn_uncork(struct conn *c)
-{
-    if (cork.conn != c)
-        return;
-    flush_cork();
-    cork.conn = NULL;
-    report_pause(c);
-}
-
-bool conn_write_holds(const struct conn *c, size_t len)
-{
-    return cork.conn == c && len > CORK_COPY_MAX && !c->filter; /* a filter consumes what it gets */
-}
-
-/* Add the bytes to the cork (flushing it first when they do not fit), or
- * send them at once when they are too big to hold. */
-static void cork_write(struct conn *c, const char *base, size_t len)
-{
-    /* Flow control sees only real sends: hold at most the high mark. */
-    if (cork.n == CORK_BUFS || cork.bytes + len > CORK_BYTES || cork.bytes + len > c->high_water)
-        flush_cork();
-    if (uv_is_closing(&c->h.handle)) /* the flush failed: aborted */
-        return;
-    if (len > c->high_water) { /* too big to hold */
-        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
-        return;
-    }
-    if (len <= CORK_COPY_MAX && cork.copied + len > CORK_COPY_AREA)
-        flush_cork();
-    cork.bytes += len;
-    if (len <= CORK_COPY_MAX) {
-        char *copy = cork.area + cork.copied;
-        memcpy(copy, base, len);
-        cork.copied += len;
-        cork.bufs[cork.n++] = (uv_buf_t){.base = copy, .len = len};
-    } else {
-        cork.bufs[cork.n++] = (uv_buf_t){.base = (char *)base, .len = len}; /* see conn_write_holds */
-    }
-}
-
-/* Bytes for the socket, after any filter. A filter's own buffer is
- * reused once this returns: the cork may copy it, never hold it. */
-static void send_raw(struct conn *c, const char *base, size_t len, bool may_hold)
-{
-    if (cork.conn == c && (may_hold || len <= CORK_COPY_MAX)) {
-        cork_write(c, base, len);
-        return;
-    }
-    if (cork.conn == c)
-        flush_cork(); /* in order, behind what it holds */
-    if (!uv_is_closing(&c->h.handle))
-        write_bufs(c, &(uv_buf_t){.base = (char *)base, .len = len}, 1, len);
-}
-
-int conn_write(struct conn *c, const char *base, size_t len)
-{
-    if (c->closing || c->eof_written || c->end_waits != END_WAITS_NONE)
-        return UV_EPIPE;
-    if (len == 0)
-        return 0;
-    int rc = 0;
-    if (c->filter)
-        rc = filter_of(c)->write(c, base, len);
-    else
-        send_raw(c, base, len, true);
-    report_pause(c);
-    check_state(c);
-    return rc;
-}
-
-int conn_filter_send(struct conn *c, const char *base, size_t len)
-{
-    if (uv_is_closing(&c->h.handle))
-        return UV_EPIPE;
-    if (len > 0)
-        send_raw(c, base, len, false);
-    return 0;
-}
-
-void conn_filter_deliver(struct conn *c, const char *base, size_t len)
-{
-    c->events->data(c, base, len);
-}
-
-void conn_filter_eof(struct conn *c)
-{
-    if (c->eof_received || c->closing)
-        return;
-    c->eof_received = true;
-    stop_reading(c);
-    c->events->eof(c);
-    check_state(c);
-}
-
-void conn_filter_defer(struct conn *c)
-{
-    if (c->reading) {
-        stop_reading(c);
-        defer(c);
-    }
 }
 
 void conn_set_filter(struct conn *c, void *state)
@@ -860,14 +312,13 @@ int conn_write_eof(struct conn *c)
     c->eof_written = true; /* first: a callback run by the flush cannot write */
     if (c->filter)
         filter_of(c)->write_eof(c); /* the stream's own end (TLS close_notify), held like a write */
-    if (cork.conn == c)
-        flush_cork(); /* the held writes go before the FIN */
+    conn_write_flush_cork(c); /* the held writes go before the FIN */
     if (uv_is_closing(&c->h.handle))
         return 0; /* the flush failed: aborted */
     if (!start_shutdown(c))
         conn_abort(c, "cannot half-close the connection");
-    report_pause(c);
-    check_state(c);
+    conn_write_report_pause(c);
+    conn_check_state(c);
     return 0;
 }
 
@@ -879,15 +330,14 @@ void conn_close(struct conn *c)
     c->closing = true; /* first: is_closing() holds for anything the flush runs */
     if (c->filter && !c->eof_written)
         filter_of(c)->write_eof(c);
-    if (cork.conn == c)
-        flush_cork();
+    conn_write_flush_cork(c);
     if (uv_is_closing(&c->h.handle))
         return; /* the flush failed: aborted */
-    stop_reading(c);
+    conn_read_stop(c);
     /* Flush first: the shutdown completes after the last queued write. */
     if (!start_shutdown(c))
         close_handle(c);
-    check_state(c);
+    conn_check_state(c);
 }
 
 const union addr *conn_peer(const struct conn *c)
@@ -981,35 +431,13 @@ void *conn_data(struct conn *c)
     return c->data;
 }
 
-/* A new loop turn: the connections that sat out read again. */
-static void on_next_turn(uv_prepare_t *handle)
-{
-    struct conn_list *list = handle->data;
-    list->turn++;
-    struct conn *c = list->deferred;
-    list->deferred = NULL;
-    uv_unref((uv_handle_t *)handle); /* until one is deferred again */
-    while (c) {
-        struct conn *next = c->next_deferred;
-        c->deferred = false;
-        bool can_take = c->started && c->want_reading && !c->closing && !c->eof_received;
-        if (c->unread && can_take)
-            deliver_unread(c);
-        else if (c->filter && can_take && filter_of(c)->pending(c))
-            filter_of(c)->read(c, NULL, 0);
-        start_reading(c);
-        check_state(c);
-        c = next;
-    }
-}
-
 void conn_list_init(struct conn_list *list, uv_loop_t *loop, size_t max_write_buffer, struct loop_stats *stats)
 {
     list->stats = stats;
     list->max_write_buffer = max_write_buffer;
     uv_prepare_init(loop, &list->next_turn);
     list->next_turn.data = list;
-    uv_prepare_start(&list->next_turn, on_next_turn);
+    uv_prepare_start(&list->next_turn, conn_read_on_next_turn);
     uv_unref((uv_handle_t *)&list->next_turn);
 }
 

@@ -9,9 +9,12 @@
  * kept in Lua afterwards raises "datagram transport is closed" or does
  * nothing) and the references go. A failing callback is logged and the
  * endpoint goes on serving; only a failed start closes it.
+ * The transport's methods are datagram_transport.c's; the endpoint and the
+ * steps they take are shared with it through datagram_private.h.
  */
 #define _GNU_SOURCE /* SO_REUSEPORT, SOCK_NONBLOCK */
 #include "datagram.h"
+#include "datagram_private.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -22,11 +25,8 @@
 
 #include "failure.h"
 #include "log.h"
-#include "lua_class.h"
 #include "runtime.h"
-#include "transport.h"
 
-#define DATAGRAM_TRANSPORT_METATABLE "luaecho.datagram_transport"
 /* Room for the largest datagram (65507 bytes over IPv4, 65527 over IPv6). */
 #define RECV_BUFFER_SIZE 65536
 
@@ -37,42 +37,12 @@ static _Thread_local char recv_buffer[RECV_BUFFER_SIZE];
 static struct log_rate truncated_rate;
 static struct log_rate dropped_rate;
 
-/* What Lua holds. 'endpoint' is cleared when the endpoint is freed. */
-struct datagram_box {
-    struct endpoint *endpoint;
-    union addr remote; /* kept: "peername" answers after close */
-    bool connected;
-};
-
-struct endpoint {
-    uv_udp_t udp;
-    struct endpoint_list *list;
-    struct endpoint *prev, *next;
-    struct loop_context *ctx;
-    lua_State *L;
-    struct protocol_class cls;
-    int instance_ref;
-    int transport_ref;
-    struct datagram_box *box;
-    int generation;       /* of the code serving the instance */
-    const char *listener; /* get_extra_info("listener"); not ours */
-    union addr remote;
-    bool connected;
-    bool receiving;       /* uv_udp_recv_start was called */
-    bool closing;         /* close() or abort() asked: no more sends */
-    bool writing_paused;  /* over the high mark: pause_writing() is due or was reported */
-    bool pause_due;
-    size_t high_water, low_water;
-    char *error;          /* the first reason it closed, for connection_lost; NULL: clean */
-};
-
 /* A datagram the kernel did not take at once, with its bytes. */
 struct send_req {
     uv_udp_send_t req;
     char bytes[];
 };
 
-enum event { EV_MADE, EV_DATAGRAM, EV_ERROR, EV_PAUSE, EV_RESUME, EV_LOST };
 
 static const char *const method_names[] = {
     [EV_MADE] = "connection_made", [EV_DATAGRAM] = "datagram_received", [EV_ERROR] = "error_received",
@@ -174,7 +144,7 @@ static int dispatch_call(struct endpoint *e, struct call *call, struct runtime_e
     return -1;
 }
 
-static void dispatch(struct endpoint *e, enum event event, const char *bytes)
+void endpoint_dispatch(struct endpoint *e, enum event event, const char *bytes)
 {
     struct call call = {.e = e, .event = event, .bytes = bytes};
     dispatch_call(e, &call, NULL);
@@ -199,7 +169,7 @@ static void on_closed(uv_handle_t *handle)
 {
     struct endpoint *e = handle->data;
     unlink_endpoint(e);
-    dispatch(e, EV_LOST, e->error);
+    endpoint_dispatch(e, EV_LOST, e->error);
     if (e->box) /* it may outlive us in a Lua table */
         e->box->endpoint = NULL;
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->transport_ref);
@@ -225,7 +195,7 @@ static void note_error(struct endpoint *e, const char *error)
 }
 
 /* Close now, dropping queued datagrams; 'error' (copied) goes to connection_lost. */
-static void endpoint_abort(struct endpoint *e, const char *error)
+void endpoint_abort(struct endpoint *e, const char *error)
 {
     note_error(e, error);
     close_handle(e);
@@ -251,7 +221,7 @@ void endpoint_close_all(struct endpoint_list *list)
 
 /* --- flow control -------------------------------------------------------- */
 
-static void check_high_water(struct endpoint *e)
+void endpoint_check_high_water(struct endpoint *e)
 {
     if (!e->writing_paused && !e->closing && e->udp.send_queue_size > e->high_water) {
         e->writing_paused = true;
@@ -260,20 +230,20 @@ static void check_high_water(struct endpoint *e)
 }
 
 /* Report a noted pause at the end of the call that caused it. */
-static void report_pause(struct endpoint *e)
+void endpoint_report_pause(struct endpoint *e)
 {
     if (!e->pause_due)
         return;
     e->pause_due = false;
     if (e->writing_paused && !e->closing)
-        dispatch(e, EV_PAUSE, NULL);
+        endpoint_dispatch(e, EV_PAUSE, NULL);
 }
 
 static void check_low_water(struct endpoint *e)
 {
     if (e->writing_paused && !e->closing && e->udp.send_queue_size <= e->low_water) {
         e->writing_paused = false;
-        dispatch(e, EV_RESUME, NULL);
+        endpoint_dispatch(e, EV_RESUME, NULL);
     }
 }
 
@@ -295,7 +265,7 @@ static void on_recv(uv_udp_t *udp, ssize_t nread, const uv_buf_t *buf, const str
     if (nread == 0 && !from)
         return; /* libuv: nothing more to read now */
     if (nread < 0) {
-        dispatch(e, EV_ERROR, uv_strerror((int)nread));
+        endpoint_dispatch(e, EV_ERROR, uv_strerror((int)nread));
         return;
     }
     if (flags & UV_UDP_PARTIAL) {
@@ -317,7 +287,7 @@ static void on_sent(uv_udp_send_t *req, int status)
     if (status == UV_ECANCELED)
         return; /* closing: on_closed() follows */
     if (status < 0 && !e->closing)
-        dispatch(e, EV_ERROR, uv_strerror(status));
+        endpoint_dispatch(e, EV_ERROR, uv_strerror(status));
     check_low_water(e);
     if (e->closing && e->udp.send_queue_count == 0)
         close_handle(e);
@@ -331,7 +301,7 @@ static void count_sent(struct endpoint *e, size_t len)
 
 /* Send 'len' bytes to 'to' (NULL: the connected remote). Returns 0, or a
  * libuv error for error_received. Never raises. */
-static int send_datagram(struct endpoint *e, const char *data, size_t len, const union addr *to)
+int endpoint_send(struct endpoint *e, const char *data, size_t len, const union addr *to)
 {
     const struct sockaddr *sa = to ? &to->sa : NULL;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
@@ -363,7 +333,7 @@ static int send_datagram(struct endpoint *e, const char *data, size_t len, const
         return rc;
     }
     count_sent(e, len); /* queued: the kernel takes it once the socket can */
-    check_high_water(e);
+    endpoint_check_high_water(e);
     return 0;
 }
 
@@ -632,192 +602,6 @@ bool endpoint_set_protocol(struct endpoint *e, const struct protocol_class *cls)
         return true;
     luaL_unref(e->L, LUA_REGISTRYINDEX, e->instance_ref); /* the old instance goes without a call */
     e->instance_ref = args.instance_ref;
-    dispatch(e, EV_MADE, NULL); /* a failure is logged; the new instance goes on serving */
+    endpoint_dispatch(e, EV_MADE, NULL); /* a failure is logged; the new instance goes on serving */
     return false;
-}
-
-/* --- the transport ------------------------------------------------------- */
-
-static struct datagram_box *check_box(lua_State *L)
-{
-    return lua_class_check(L, DATAGRAM_TRANSPORT_METATABLE);
-}
-
-/* The endpoint, or a Lua error naming the method once it is closing or gone. */
-static struct endpoint *check_open(lua_State *L, const char *method)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    if (!e || e->closing)
-        luaL_error(L, "transport:%s(): datagram transport is closed", method);
-    return e;
-}
-
-/* An IP literal and a port at 'idx', 'idx' + 1 into 'out'. [-0, +0, e] */
-static void check_address(lua_State *L, int idx, union addr *out)
-{
-    const char *host = luaL_checkstring(L, idx);
-    lua_Integer port = luaL_checkinteger(L, idx + 1);
-    if (port < 1 || port > 65535)
-        luaL_error(L, "transport:sendto(): port must be 1 to 65535, not %I", port);
-    memset(out, 0, sizeof *out);
-    if (uv_ip4_addr(host, (int)port, &out->in) != 0 && uv_ip6_addr(host, (int)port, &out->in6) != 0)
-        luaL_error(L, "transport:sendto(): host must be an IP address, not '%s'", host);
-}
-
-static bool same_address(const union addr *a, const union addr *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family)
-        return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->in.sin_port == b->in.sin_port && a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
-    return a->in6.sin6_port == b->in6.sin6_port &&
-           memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof a->in6.sin6_addr) == 0;
-}
-
-/* sendto(data [, host, port]): host an IP literal (no lookup per datagram).
- * A connected endpoint sends to its remote (an address given must be that
- * one). Send errors go to error_received, as asyncio's. */
-static int dgram_sendto(lua_State *L)
-{
-    struct endpoint *e = check_open(L, "sendto");
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    union addr to;
-    bool addressed = !lua_isnoneornil(L, 3) || !lua_isnoneornil(L, 4);
-    if (addressed)
-        check_address(L, 3, &to);
-    char remote[ADDR_STRLEN];
-    if (e->connected && addressed && !same_address(&to, &e->remote))
-        return luaL_error(L, "transport:sendto(): the endpoint is connected to %s: send without host and port",
-                          addr_format(&e->remote, remote, sizeof remote));
-    if (!e->connected && !addressed)
-        return luaL_error(L, "transport:sendto(): the endpoint has no remote address: give host and port");
-    /* Nothing raises from here on. */
-    int rc = send_datagram(e, data, len, e->connected ? NULL : &to);
-    if (rc != 0)
-        dispatch(e, EV_ERROR, uv_strerror(rc));
-    report_pause(e);
-    return 0;
-}
-
-static int dgram_close(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    if (e)
-        endpoint_close(e);
-    return 0;
-}
-
-static int dgram_abort(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    if (e)
-        endpoint_abort(e, NULL);
-    return 0;
-}
-
-static int dgram_is_closing(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    lua_pushboolean(L, !e || e->closing);
-    return 1;
-}
-
-static int dgram_get_write_buffer_size(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    lua_pushinteger(L, e && !uv_is_closing((uv_handle_t *)&e->udp) ? (lua_Integer)e->udp.send_queue_size : 0);
-    return 1;
-}
-
-/* set_write_buffer_limits([high [, low]]), read as transport.c reads it. */
-static int dgram_set_write_buffer_limits(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    size_t high, low;
-    transport_check_write_limits(L, &high, &low);
-    if (e && !e->closing) {
-        e->high_water = high;
-        e->low_water = low;
-        check_high_water(e);
-        report_pause(e);
-    }
-    return 0;
-}
-
-/* get_write_buffer_limits() -> low, high, in asyncio's order. */
-static int dgram_get_write_buffer_limits(lua_State *L)
-{
-    struct endpoint *e = check_box(L)->endpoint;
-    lua_pushinteger(L, (lua_Integer)(e ? e->low_water : CONN_DEFAULT_HIGH_WATER / 4));
-    lua_pushinteger(L, (lua_Integer)(e ? e->high_water : CONN_DEFAULT_HIGH_WATER));
-    return 2;
-}
-
-/* get_extra_info(name [, default]): "sockname" -> host, port (until close);
- * "peername" -> host, port of a connected endpoint; "listener" (the spec it
- * serves, when a listener made it); "worker"; "generation". */
-static int dgram_get_extra_info(lua_State *L)
-{
-    struct datagram_box *box = check_box(L);
-    struct endpoint *e = box->endpoint;
-    const char *name = luaL_checkstring(L, 2);
-    lua_settop(L, 3); /* the default, nil when absent */
-    union addr a;
-    if (strcmp(name, "peername") == 0 && box->connected)
-        return transport_push_address(L, &box->remote);
-    if (!e)
-        return 1;
-    if (strcmp(name, "sockname") == 0 && !uv_is_closing((uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
-        return transport_push_address(L, &a);
-    if (strcmp(name, "listener") == 0 && e->listener) {
-        lua_pushstring(L, e->listener);
-        return 1;
-    }
-    if (strcmp(name, "worker") == 0) {
-        lua_pushinteger(L, runtime_context(L)->worker_id);
-        return 1;
-    }
-    if (strcmp(name, "generation") == 0) {
-        lua_pushinteger(L, e->generation);
-        return 1;
-    }
-    return 1;
-}
-
-static int dgram_tostring(lua_State *L)
-{
-    struct datagram_box *box = check_box(L);
-    struct endpoint *e = box->endpoint;
-    if (!e) {
-        lua_pushliteral(L, "luaecho.datagram_transport (closed)");
-        return 1;
-    }
-    union addr a;
-    char local[ADDR_STRLEN] = "unbound", remote[ADDR_STRLEN + 4] = "";
-    if (!uv_is_closing((uv_handle_t *)&e->udp) && endpoint_sockname(e, &a) == 0)
-        addr_format(&a, local, sizeof local);
-    if (e->connected) {
-        char peer[ADDR_STRLEN];
-        snprintf(remote, sizeof remote, " -> %s", addr_format(&e->remote, peer, sizeof peer));
-    }
-    lua_pushfstring(L, "luaecho.datagram_transport (udp %s%s%s)", local, remote, e->closing ? ", closing" : "");
-    return 1;
-}
-
-static const luaL_Reg datagram_methods[] = {
-    {"sendto", dgram_sendto},
-    {"close", dgram_close},
-    {"abort", dgram_abort},
-    {"is_closing", dgram_is_closing},
-    {"get_extra_info", dgram_get_extra_info},
-    {"get_write_buffer_size", dgram_get_write_buffer_size},
-    {"set_write_buffer_limits", dgram_set_write_buffer_limits},
-    {"get_write_buffer_limits", dgram_get_write_buffer_limits},
-    {NULL, NULL},
-};
-
-void datagram_register(lua_State *L)
-{
-    lua_class_register(L, DATAGRAM_TRANSPORT_METATABLE, datagram_methods, dgram_tostring);
 }

@@ -17,7 +17,7 @@
 #include "exit_guard.h"
 #include "server.h"
 
-/* Every limit, each with a flag (see cli.c for the defaults). 0: off. */
+/* Every limit, each with a flag (see cli_defaults.h for the defaults). 0: off. */
 struct limits {
     size_t max_connections;      /* open at once; over it, accepted and closed at once */
     uint64_t idle_timeout_ms;    /* no traffic either way for this long: closed */

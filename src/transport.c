@@ -19,7 +19,7 @@
 #include "tls_script.h"
 
 /* Strings written while their connection is corked: kept alive here until
- * transport_uncork() has sent them (conn.c holds only pointers). */
+ * transport_uncork() has sent them (conn_write.c holds only pointers). */
 static const char anchors_key = 0;
 static _Thread_local int anchored;
 

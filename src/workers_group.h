@@ -1,7 +1,7 @@
 /*
  * workers_group.h - the group of workers as workers.c keeps it, shared
- * with the files that show it (metrics_series.c, console.c) and nothing
- * else. The rules of who writes what, and under which lock, are those of
+ * with its hot swap (workers_reload.c), the canary (canary.c) and the
+ * files that show it (metrics_series.c, console.c), and nothing else. The rules of who writes what, and under which lock, are those of
  * workers.c: the coordinator's own fields are read and written on the
  * main thread only; the fields marked "under lock" only under g->lock.
  */
@@ -164,5 +164,28 @@ int workers_command_all(struct workers *g, unsigned command);
 void workers_reload(struct workers *g, const char *why, struct reload_waiter *waiter);
 /* Shutting down, or never got to serve? */
 bool workers_shutting_down(struct workers *g);
+
+/* workers.c's, for workers_reload.c: */
+/* Does any listener serve TLS? */
+bool workers_serves_tls(const struct workers *g);
+/* The certificate files, loaded (again); NULL and a line in 'error' if not. */
+struct tls_server *workers_load_certificates(const struct workers *g, char *error, size_t size);
+/* Serve listener i's connections with w's certificates, if it is a TLS
+ * one; start_tls() takes them too. */
+void workers_use_certificates(struct worker *w, int i);
+
+/* workers_reload.c's, for workers.c: */
+/* On the worker's thread, for CMD_PREPARE, CMD_COMMIT, CMD_DISCARD: load
+ * the new code (and certificates), put it in force, or drop it; each
+ * answers the coordinator. */
+void workers_reload_prepare(struct worker *w);
+void workers_reload_commit(struct worker *w);
+void workers_reload_discard(struct worker *w);
+/* Every running worker has answered the current step: take the next. */
+void workers_reload_advance(struct workers *g);
+/* Before any worker starts: SIGHUP and --watch, and the script's selftest
+ * (a script whose selftest fails never serves). Returns 0, or -1 after
+ * logging why. */
+int workers_reload_start_triggers(struct workers *g);
 
 #endif
