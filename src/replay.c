@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "runtime.h"
+
 /* A traceback for an error that escaped main(). [-1, +1, m] */
 static int traceback(lua_State *L)
 {
@@ -79,23 +81,13 @@ static int list_dir(lua_State *L)
     return 1;
 }
 
-/* package.path = lua_dir's modules first, then the usual places. [-0, +0, e] */
-static void set_path(lua_State *L, const char *lua_dir)
-{
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir, lua_tostring(L, -1));
-    lua_setfield(L, -3, "path");
-    lua_pop(L, 2);
-}
-
 /* require("luaecho.replay").main(argv[1..]) -> exit status. Protected. */
 static int run_main(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
     char **argv = lua_touserdata(L, 2);
     const char *lua_dir = lua_touserdata(L, 3);
-    set_path(L, lua_dir);
+    runtime_add_script_dir(L, lua_dir); /* package.path: the bundled libraries first */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "luaecho.replay");
     lua_call(L, 1, 1);
