@@ -43,22 +43,6 @@ local function ask(conn, line)
   return reply
 end
 
--- Wait for `luaecho: reloaded SCRIPT (generation N)`.
-local function wait_reloaded(proc, script, generation)
-  return proc:wait_output("stderr",
-    ("luaecho: reloaded %s %%(generation %d%%)\n"):format(text.literal(script), generation), 10,
-    ("the 'reloaded ... (generation %d)' line"):format(generation))
-end
-
--- The generations of every `reloaded` line so far, in order.
-local function reloads(proc)
-  local generations = {}
-  for g in proc:stderr():gmatch("luaecho: reloaded [^\n]* %(generation (%d+)%)\n") do
-    generations[#generations + 1] = tonumber(g)
-  end
-  return generations
-end
-
 -- Every `luaecho: error:` line so far.
 local function error_lines(proc)
   local lines = {}
@@ -141,7 +125,7 @@ describe("hot swap #integration", function()
       assert.is_false(proc:exited())
       assert.are.equal(CLIENTS, proc:count("stdout", "^Connection received!$"))
       assert.are.equal(0, proc:count("stdout", "^Connection lost!$"))
-      assert.are.same({ 2, 3, 4, 5 }, reloads(proc))
+      assert.are.same({ 2, 3, 4, 5 }, proc:reloads())
       assert.are.same({}, error_lines(proc))
       print(("\nhot swap figures: %d connections (%d held open from the start, %d opened after swaps), "
         .. "%d bytes echoed in order, %d reloads by SIGHUP (connections with data in flight at each SIGHUP: %s), "
@@ -178,12 +162,12 @@ describe("hot swap #integration", function()
         assert.are.equal("v1@1:after", ask(old, "after"))
         local new = client.connect(proc.host, proc.port)
         assert.are.equal("v1@1:new", ask(new, "new"))
-        assert.are.same({}, reloads(proc))
+        assert.are.same({}, proc:reloads())
 
         -- A failed load used no generation: the next good one is 2.
         scratch:write("handler.lua", fixture("prefix.lua", "v2"))
         proc:signal("sighup")
-        wait_reloaded(proc, script, 2)
+        proc:wait_reloaded(script, 2)
         assert.are.equal("v2@2:fixed", ask(client.connect(proc.host, proc.port), "fixed"))
         assert.are.equal("v1@1:still", ask(old, "still"))
         assert.are.equal(1, #error_lines(proc))
@@ -205,10 +189,10 @@ describe("hot swap #integration", function()
     -- generation 3. Had the change caused a second reload, that one would
     -- have taken generation 3 and the SIGHUP 4.
     local function assert_reloaded_once()
-      wait_reloaded(proc, script, 2)
+      proc:wait_reloaded(script, 2)
       proc:signal("sighup")
-      wait_reloaded(proc, script, 3)
-      assert.are.same({ 2, 3 }, reloads(proc))
+      proc:wait_reloaded(script, 3)
+      assert.are.same({ 2, 3 }, proc:reloads())
       assert.are.same({}, error_lines(proc)) -- nor was a half-written file loaded
       assert.are.equal("v2@3:b", ask(client.connect(proc.host, proc.port), "b"))
       assert.are.equal("v1@1:c", ask(old, "c"))
@@ -239,7 +223,7 @@ describe("hot swap #integration", function()
 
         scratch:write("handler.lua", fixture("upgrading.lua"))
         proc:signal("sighup")
-        wait_reloaded(proc, script, 2)
+        proc:wait_reloaded(script, 2)
         proc:wait_output("stderr", "luaecho: upgraded 2 of 3 open connection%(s%) to generation 2\n")
         local host, port = stays:sockname()
         local failure = proc:wait_output("stderr",
@@ -266,7 +250,7 @@ describe("hot swap #integration", function()
 
       scratch:write("greeting.lua", (fixture("greeting.lua"):gsub('"hello"', '"bonjour"')))
       proc:signal("sighup")
-      wait_reloaded(proc, script, 2)
+      proc:wait_reloaded(script, 2)
       assert.are.equal(("bonjour g2 %s y"):format(host_lib), ask(client.connect(proc.host, proc.port), "y"))
       assert.are.equal(("hello g1 %s z"):format(host_lib), ask(old, "z"))
       assert.are.same({}, error_lines(proc))

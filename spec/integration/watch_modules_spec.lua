@@ -11,7 +11,6 @@ local client = require "support.client"
 local files = require "support.files"
 local prometheus = require "support.prometheus"
 local server = require "support.server"
-local text = require "support.text"
 
 -- A Protocol answering each chunk with PREFIX .. chunk.
 local function prefixer(prefix)
@@ -31,26 +30,12 @@ local function answer_of(proc, payload, expected_len)
   return got
 end
 
-local function wait_reloaded(proc, script, generation)
-  return proc:wait_output("stderr",
-    ("luaecho: reloaded %s %%(generation %d%%)\n"):format(text.literal(script), generation), 10,
-    ("the 'reloaded ... (generation %d)' line"):format(generation))
-end
-
-local function reloads(proc)
-  local generations = {}
-  for g in proc:stderr():gmatch("luaecho: reloaded [^\n]* %(generation (%d+)%)\n") do
-    generations[#generations + 1] = tonumber(g)
-  end
-  return generations
-end
-
 -- The one reload the change made, and no other: SIGHUP takes generation 3.
 local function assert_reloaded_once(proc, script)
-  wait_reloaded(proc, script, 2)
+  proc:wait_reloaded(script, 2)
   proc:signal("sighup")
-  wait_reloaded(proc, script, 3)
-  assert.are.same({ 2, 3 }, reloads(proc))
+  proc:wait_reloaded(script, 3)
+  assert.are.same({ 2, 3 }, proc:reloads())
 end
 
 local function sh(command)
@@ -89,10 +74,10 @@ describe("--watch #integration", function()
       proc = server.start({ "--watch", script })
       assert.are.equal("first:a", answer_of(proc, "a", 7))
       scratch:replace("first.lua", 'return require "second"\n')
-      wait_reloaded(proc, script, 2)
+      proc:wait_reloaded(script, 2)
       assert.are.equal("second:b", answer_of(proc, "b", 8))
       scratch:replace("second.lua", prefixer("SECOND:"))
-      wait_reloaded(proc, script, 3)
+      proc:wait_reloaded(script, 3)
       assert.are.equal("SECOND:c", answer_of(proc, "c", 8))
     end)
 
@@ -105,7 +90,7 @@ describe("--watch #integration", function()
     proc:wait_output("stderr", "luaecho: error: reload %(file changed%) failed, still serving generation 1: ", 10)
     assert.are.equal("one:b", answer_of(proc, "b", 5))
     scratch:replace("inner.lua", prefixer("two:"))
-    wait_reloaded(proc, script, 2)
+    proc:wait_reloaded(script, 2)
     assert.are.equal("two:c", answer_of(proc, "c", 5))
   end)
 
@@ -125,7 +110,7 @@ describe("--watch #integration", function()
     sh(("mkdir %s/%s"):format(root, new_dir))
     files.write(("%s/%s/handler.lua"):format(root, new_dir), prefixer("v2:"))
     sh(("cd %s && ln -s %s ..data_tmp && mv -T ..data_tmp ..data && rm -rf %s"):format(root, new_dir, old_dir))
-    wait_reloaded(proc, script, 2)
+    proc:wait_reloaded(script, 2)
     assert.are.equal("v2:b", answer_of(proc, "b", 4))
     local _, body = prometheus.http_get(proc.metrics_port, "/metrics", 5)
     assert.matches('luaecho_reloads_total{result="ok"} 1\n', body, 1, true)

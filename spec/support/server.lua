@@ -14,6 +14,7 @@ local uv = require "luv"
 local component = require "support.component"
 local files = require "support.files"
 local sanitizer = require "support.sanitizer"
+local text_of = require "support.text"
 local wait = require "support.wait"
 
 local M = {}
@@ -274,6 +275,22 @@ function Proc:wait_output(stream, pattern, timeout, what)
         tostring(self.code), what or pattern, self:describe()), 0)
     end
   end, timeout or 5, what or ("%q on %s"):format(pattern, stream))
+end
+
+--- Wait for `luaecho: reloaded SCRIPT (generation N)` on stderr.
+function Proc:wait_reloaded(script, generation)
+  return self:wait_output("stderr",
+    ("luaecho: reloaded %s %%(generation %d%%)\n"):format(text_of.literal(script), generation), 10,
+    ("the 'reloaded ... (generation %d)' line"):format(generation))
+end
+
+--- The generations of every `luaecho: reloaded` line so far, in order.
+function Proc:reloads()
+  local generations = {}
+  for g in self:stderr():gmatch("luaecho: reloaded [^\n]* %(generation (%d+)%)\n") do
+    generations[#generations + 1] = tonumber(g)
+  end
+  return generations
 end
 
 --- Count the lines of `stream` matching `pattern`.
