@@ -7,6 +7,7 @@
 -- 2 a usage mistake). Every wait has a deadline; nothing sleeps.
 local uv = require "luv"
 local client = require "support.client"
+local console = require "support.console"
 local files = require "support.files"
 local server = require "support.server"
 local sockets = require "support.sockets"
@@ -19,25 +20,6 @@ local COMMANDS = {
 local CONNS_HEADER = "id worker listener peer age idle in out buffered generation state"
 local STUCK_LINE = "# worker 1 did not answer within 1 s (a callback is running); its connections are not listed"
 local NO_CONSOLE = "luaecho ctl: no console given: use --admin SPEC or set LUAECHO_ADMIN (the server's --admin)\n"
-
--- One answer from `sock`: its lines, up to the empty line that ends it.
-local function read_answer(sock)
-  local lines = {}
-  while true do
-    local line, err, partial = sock:receive("*l")
-    if not line then
-      error(("answer cut short (%s) after %q"):format(err, table.concat(lines, "\n") .. (partial or "")), 2)
-    end
-    if line == "" then return lines end
-    lines[#lines + 1] = line
-  end
-end
-
--- Send one command line and return its answer's lines.
-local function ask(sock, line)
-  assert(sock:send(line .. "\n"))
-  return read_answer(sock)
-end
 
 -- Everything `sock` receives until the server closes, and how it ended.
 local function read_to_close(sock)
@@ -138,7 +120,7 @@ describe("admin console #integration", function()
     end)
 
     it("answers help with every command, over a session and through ctl", function()
-      local lines = ask(sockets.unix_connect(proc.admin_path), "help")
+      local lines = console.ask(sockets.unix_connect(proc.admin_path), "help")
       assert.are.equal(#COMMANDS, #lines)
       for i, command in ipairs(COMMANDS) do
         assert.are.equal(command .. " ", lines[i]:sub(1, #command + 1))
@@ -149,7 +131,7 @@ describe("admin console #integration", function()
     end)
 
     it("shows the server's info", function()
-      local info = fields(ask(sockets.unix_connect(proc.admin_path), "show info"))
+      local info = fields(console.ask(sockets.unix_connect(proc.admin_path), "show info"))
       assert.matches("^%d+%.%d+%.%d+", info.version)
       assert.are.equal(tostring(proc.pid), info.pid)
       assert.matches("^%d+%.%d s$", info.uptime)
@@ -166,7 +148,7 @@ describe("admin console #integration", function()
     it("lists each connection held with its peer and its bytes in and out", function()
       local _, port_a = hold(proc, "hello")
       local _, port_b = hold(proc, "0123456789abcdef")
-      local rows = conn_rows(ask(sockets.unix_connect(proc.admin_path), "show conns"))
+      local rows = conn_rows(console.ask(sockets.unix_connect(proc.admin_path), "show conns"))
       local a, b = rows["127.0.0.1:" .. port_a], rows["127.0.0.1:" .. port_b]
       assert.is_not_nil(a, "no row for the first connection")
       assert.is_not_nil(b, "no row for the second connection")
@@ -184,7 +166,7 @@ describe("admin console #integration", function()
 
     it("shows the errors of failed callbacks, oldest first, with their tracebacks", function()
       local sock = sockets.unix_connect(proc.admin_path)
-      assert.are.same({ "no errors" }, ask(sock, "show errors"))
+      assert.are.same({ "no errors" }, console.ask(sock, "show errors"))
       local port = {}
       for _, word in ipairs({ "first", "second" }) do
         local conn = client.connect(proc.host, proc.port)
@@ -194,7 +176,7 @@ describe("admin console #integration", function()
         conn:receive_until_close()
         proc:wait_output("stdout", p .. " connection_lost [^\n]*" .. word .. " failure")
       end
-      local lines = ask(sock, "show errors")
+      local lines = console.ask(sock, "show errors")
       local entries, traceback = {}, {}
       for _, line in ipairs(lines) do
         if line:sub(1, 2) == "  " then traceback[#traceback + 1] = line else entries[#entries + 1] = line end
@@ -211,17 +193,17 @@ describe("admin console #integration", function()
     it("kills a connection by its id: connection_lost runs and the client sees the close", function()
       local conn, port = hold(proc, "hi")
       local sock = sockets.unix_connect(proc.admin_path)
-      local row = conn_rows(ask(sock, "show conns"))["127.0.0.1:" .. port]
+      local row = conn_rows(console.ask(sock, "show conns"))["127.0.0.1:" .. port]
       assert.is_not_nil(row)
-      assert.are.same({ "killed connection " .. row.id }, ask(sock, "kill " .. row.id))
+      assert.are.same({ "killed connection " .. row.id }, console.ask(sock, "kill " .. row.id))
       proc:wait_output("stdout", port .. " connection_lost [^\n]*\n", 5, "connection_lost of the killed connection")
       conn:receive_until_close()
-      assert.is_nil(conn_rows(ask(sock, "show conns"))["127.0.0.1:" .. port])
+      assert.is_nil(conn_rows(console.ask(sock, "show conns"))["127.0.0.1:" .. port])
       local code, out, err = ctl(proc.admin, "kill", row.id)
       assert.are.same({ 1, "" }, { code, out })
       assert.matches("^error: no connection " .. row.id .. "[^\n]*\n$", err)
       local _, other = hold(proc, "there")
-      local other_id = conn_rows(ask(sock, "show conns"))["127.0.0.1:" .. other].id
+      local other_id = conn_rows(console.ask(sock, "show conns"))["127.0.0.1:" .. other].id
       code, out, err = ctl(proc.admin, "kill", other_id)
       assert.are.same({ 0, "killed connection " .. other_id .. "\n", "" }, { code, out, err })
       proc:wait_output("stdout", other .. " connection_lost [^\n]*\n")
@@ -231,26 +213,26 @@ describe("admin console #integration", function()
       local conn = hold(proc, "before")
       local sock = sockets.unix_connect(proc.admin_path)
       scratch:replace("held.lua", files.read(server.fixture("bad_syntax.lua")))
-      local lines = ask(sock, "reload")
+      local lines = console.ask(sock, "reload")
       assert.are.equal(1, #lines)
       assert.matches("^error: reload failed, still serving generation 1: ", lines[1])
       local code, out, err = ctl(proc.admin, "reload")
       assert.are.same({ 1, "" }, { code, out })
       assert.matches("^error: reload failed, still serving generation 1: [^\n]*\n$", err)
-      assert.are.equal("1", fields(ask(sock, "show info")).generation)
+      assert.are.equal("1", fields(console.ask(sock, "show info")).generation)
       conn:send_all("still")
       assert.are.equal("still", conn:receive_exactly(5))
       hold(proc, "new ones too")
       scratch:replace("held.lua", files.read(server.fixture("admin/held.lua")))
       code, out, err = ctl(proc.admin, "reload")
       assert.are.same({ 0, "reloaded: generation 2\n", "" }, { code, out, err })
-      assert.are.equal("2", fields(ask(sock, "show info")).generation)
-      assert.are.same({ "reloaded: generation 3" }, ask(sock, "reload"))
+      assert.are.equal("2", fields(console.ask(sock, "show info")).generation)
+      assert.are.same({ "reloaded: generation 3" }, console.ask(sock, "reload"))
     end)
 
     it("sets the log level", function()
       local sock = sockets.unix_connect(proc.admin_path)
-      assert.are.same({ "log level: debug" }, ask(sock, "set log-level debug"))
+      assert.are.same({ "log level: debug" }, console.ask(sock, "set log-level debug"))
       local code, out, err = ctl(proc.admin, "set", "log-level", "warn")
       assert.are.same({ 0, "log level: warn\n", "" }, { code, out, err })
       code, out, err = ctl(proc.admin, "set", "log-level", "loud")
@@ -259,9 +241,9 @@ describe("admin console #integration", function()
 
     it("answers an unknown command with an error and goes on", function()
       local sock = sockets.unix_connect(proc.admin_path)
-      assert.are.same({ "error: unknown command 'foo' (type help)" }, ask(sock, "foo"))
-      assert.are.same({ "error: kill needs one connection id, a number (see show conns)" }, ask(sock, "kill"))
-      assert.are.equal("1", fields(ask(sock, "show info")).generation)
+      assert.are.same({ "error: unknown command 'foo' (type help)" }, console.ask(sock, "foo"))
+      assert.are.same({ "error: kill needs one connection id, a number (see show conns)" }, console.ask(sock, "kill"))
+      assert.are.equal("1", fields(console.ask(sock, "show info")).generation)
       local code, out, err = ctl(proc.admin, "foo", "bar")
       assert.are.same({ 1, "", "error: unknown command 'foo' (type help)\n" }, { code, out, err })
     end)
@@ -269,8 +251,8 @@ describe("admin console #integration", function()
     it("answers binary garbage with one printable error line", function()
       local sock = sockets.unix_connect(proc.admin_path)
       assert.are.same({ "error: unknown command '\\x00\\x01\\x02\\xff\\x1b[2J' (type help)" },
-        ask(sock, "\0\1\2\255\27[2J"))
-      assert.are.equal("1", fields(ask(sock, "show info")).generation)
+        console.ask(sock, "\0\1\2\255\27[2J"))
+      assert.are.equal("1", fields(console.ask(sock, "show info")).generation)
     end)
 
     it("answers a line over 1024 bytes with an error and closes that session", function()
@@ -278,7 +260,7 @@ describe("admin console #integration", function()
       assert(sock:send(("x"):rep(2000) .. "\n"))
       local data, how = read_to_close(sock)
       assert.are.same({ "error: line too long (at most 1024 bytes): closing\n\n", "closed" }, { data, how })
-      assert.are.equal("1", fields(ask(sockets.unix_connect(proc.admin_path), "show info")).generation)
+      assert.are.equal("1", fields(console.ask(sockets.unix_connect(proc.admin_path), "show info")).generation)
     end)
 
     it("answers lines sent together in order, and closes after them when the client half-closes", function()
@@ -305,7 +287,7 @@ describe("admin console #integration", function()
       local sessions = {}
       for i = 1, 16 do
         sessions[i] = sockets.unix_connect(proc.admin_path)
-        assert.are.equal("1", fields(ask(sessions[i], "show info")).generation)
+        assert.are.equal("1", fields(console.ask(sessions[i], "show info")).generation)
       end
       local extra = sockets.unix_connect(proc.admin_path)
       assert(extra:send("show info\n"))
@@ -326,7 +308,7 @@ describe("admin console #integration", function()
     local host, port = name:match("^(127%.0%.0%.1):(%d+)$")
     assert.is_not_nil(host, name)
     local conn = client.connect(host, tonumber(port))
-    assert.are.equal("1", fields(ask(conn.sock, "show info")).generation)
+    assert.are.equal("1", fields(console.ask(conn.sock, "show info")).generation)
     local code, out, err = ctl(name, "show", "info")
     assert.are.same({ 0, "" }, { code, err })
     assert.matches("\ngeneration: 1\n", out)
@@ -350,11 +332,11 @@ describe("admin console #integration", function()
     conn:send_all("x")
     proc:wait_output("stdout", "stalling\n", 5, "the stuck callback's 'stalling' line")
     local started = wait.now()
-    assert.are.equal("1", fields(ask(sock, "show info")).workers)
+    assert.are.equal("1", fields(console.ask(sock, "show info")).workers)
     local took = wait.now() - started
     assert.is_true(took < info_bound, ("show info took %.2f s"):format(took))
     started = wait.now()
-    local lines = ask(sock, "show conns")
+    local lines = console.ask(sock, "show conns")
     took = wait.now() - started
     assert.is_true(took < conns_bound, ("show conns took %.2f s"):format(took))
     assert.are.same({ CONNS_HEADER, STUCK_LINE }, lines)

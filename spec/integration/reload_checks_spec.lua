@@ -7,6 +7,7 @@
 -- port, and drives reloads through the console. Every wait has a deadline.
 local cleanup = require "support.cleanup"
 local client = require "support.client"
+local console_answer = require "support.console"
 local files = require "support.files"
 local prometheus = require "support.prometheus"
 local server = require "support.server"
@@ -25,31 +26,13 @@ local function fixture(name, tag)
   return script
 end
 
--- One console answer: its lines up to the empty line that ends it.
+-- One console answer, its lines joined.
 local function read_answer(sock)
-  local lines = {}
-  while true do
-    local line, err, partial = sock:receive("*l")
-    if not line then
-      error(("answer cut short (%s) after %q"):format(err, table.concat(lines, "\n") .. (partial or "")), 2)
-    end
-    if line == "" then return table.concat(lines, "\n") end
-    lines[#lines + 1] = line
-  end
+  return table.concat(console_answer.read_answer(sock), "\n")
 end
 
 local function ask(sock, line)
-  assert(sock:send(line .. "\n"))
-  return read_answer(sock)
-end
-
--- What a new connection gets back for `payload`.
-local function answer_of(proc, payload, expected_len)
-  local conn = client.connect(proc.host, proc.port)
-  conn:send_all(payload)
-  local got = conn:receive_exactly(expected_len)
-  conn:close()
-  return got
+  return table.concat(console_answer.ask(sock, line), "\n")
 end
 
 -- luaecho_reloads_total by result, from one scrape.
@@ -98,11 +81,11 @@ describe("checks before the swap #integration", function()
     it("runs at start-up, and a passing one lets the candidate serve", function()
       start("tagged.lua")
       proc:wait_output("stderr", "luaecho: selftest of " .. text.literal(script) .. " passed\n")
-      assert.are.equal("v1:a", answer_of(proc, "a", 4))
+      assert.are.equal("v1:a", client.answer_of(proc, "a", 4))
       scratch:replace("handler.lua", fixture("tagged.lua", "v2:"))
       assert.are.equal("reloaded: generation 2", ask(console, "reload"))
       assert.are.equal(2, proc:count("stderr", "^luaecho: selftest of " .. text.literal(script) .. " passed$"))
-      assert.are.equal("v2:b", answer_of(proc, "b", 4))
+      assert.are.equal("v2:b", client.answer_of(proc, "b", 4))
       assert.are.same({ ok = 1, failed = 0, rejected = 0 }, reloads_total(proc))
     end)
 
@@ -118,7 +101,7 @@ describe("checks before the swap #integration", function()
         .. 'handler.lua:%d+: expected "v2:ping", got "oops:ping"', answer)
       proc:wait_output("stderr", "luaecho: error: reload %(admin console%) rejected, still serving generation 1: "
         .. "selftest failed: [^\n]*expected \"v2:ping\", got \"oops:ping\"")
-      assert.are.equal("v1:c", answer_of(proc, "c", 4))
+      assert.are.equal("v1:c", client.answer_of(proc, "c", 4))
       held:send_all("y")
       assert.are.equal("v1:y", held:receive_exactly(4))
       assert.are.same({ ok = 0, failed = 0, rejected = 1 }, reloads_total(proc))
@@ -133,7 +116,7 @@ describe("checks before the swap #integration", function()
       scratch:replace("handler.lua", fixture("says_false.lua"))
       assert.are.equal("error: reload rejected, still serving generation 1: selftest failed: selftest(testing) "
         .. "returned false", ask(console, "reload"))
-      assert.are.equal("v1:d", answer_of(proc, "d", 4))
+      assert.are.equal("v1:d", client.answer_of(proc, "d", 4))
     end)
 
     it("refuses to start a script whose selftest fails: exit 1 and why", function()
@@ -156,7 +139,7 @@ describe("checks before the swap #integration", function()
       files.write(copy, fixture("tagged.lua", "v3:"))
       scratch:replace("handler.lua", fixture("tagged.lua", "v3:"))
       assert.are.equal("reloaded: generation 2", ask(console, "reload"))
-      assert.are.equal("v3:e", answer_of(proc, "e", 4))
+      assert.are.equal("v3:e", client.answer_of(proc, "e", 4))
     end)
 
     it("rejects the candidate when CMD fails, showing the last lines of its output", function()
@@ -169,7 +152,7 @@ describe("checks before the swap #integration", function()
       proc:wait_output("stderr", "luaecho: error: reload %(admin console%) rejected, still serving generation 1: "
         .. "reload check exited with status 3; its output ended with:\n  checking handler.lua\n"
         .. "  no deploys on Fridays\n")
-      assert.are.equal("v1:f", answer_of(proc, "f", 4))
+      assert.are.equal("v1:f", client.answer_of(proc, "f", 4))
       assert.are.same({ ok = 0, failed = 0, rejected = 1 }, reloads_total(proc))
     end)
 
@@ -208,7 +191,7 @@ describe("checks before the swap #integration", function()
       repeat -- round trips on an open and on new connections while the check runs
         held:send_all("h")
         assert.are.equal("v1:h", held:receive_exactly(4))
-        assert.are.equal("v1:n", answer_of(proc, "n", 4))
+        assert.are.equal("v1:n", client.answer_of(proc, "n", 4))
         trips = trips + 1
         local line = console:receive("*l")
         if line then answer = line end
@@ -222,7 +205,7 @@ describe("checks before the swap #integration", function()
       wait.until_true(function()
         return not os.execute(("kill -0 -- -%d 2>/dev/null"):format(pgid))
       end, 5, "the check's process group to be gone")
-      assert.are.equal("v1:z", answer_of(proc, "z", 4))
+      assert.are.equal("v1:z", client.answer_of(proc, "z", 4))
     end)
 
     it("is killed, process group and all, when the server shuts down while it runs", function()
@@ -248,6 +231,6 @@ describe("checks before the swap #integration", function()
     assert.are.equal("reloaded: generation 2", ask(console, "reload"))
     assert.are.equal(2, proc:count("stderr", "^luaecho: selftest of " .. text.literal(script) .. " passed$"))
     assert.are.equal(1, proc:count("stderr", "^luaecho: running %-%-reload%-check on "))
-    for i = 1, 8 do assert.are.equal("v2:" .. i, answer_of(proc, tostring(i), 4)) end
+    for i = 1, 8 do assert.are.equal("v2:" .. i, client.answer_of(proc, tostring(i), 4)) end
   end)
 end)

@@ -133,6 +133,16 @@ function Conn:reset()
 end
 
 --- Close every connection still open; for after_each / teardown.
+--- What a new connection to proc gets back for `payload`: exactly
+-- `expected_len` bytes; the connection is closed after.
+function M.answer_of(proc, payload, expected_len)
+  local conn = M.connect(proc.host, proc.port)
+  conn:send_all(payload)
+  local got = conn:receive_exactly(expected_len)
+  conn:close()
+  return got
+end
+
 function M.close_all()
   for conn in pairs(open) do conn:close() end
 end
